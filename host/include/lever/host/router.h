@@ -1,0 +1,75 @@
+// The contract between the gateway (which relays calls) and the host (which
+// knows environments, services and instances). The gateway asks the Router
+// where a call goes; the host answers with a Backend (one running instance)
+// or a platform error. Implemented by host/, used by gateway/.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "lever/status.h"
+
+namespace lever::host {
+
+// One call to place. The views are valid only during Route().
+struct RouteRequest {
+  std::string_view env;
+  std::string_view service;
+  std::string_view resource;  // empty: no resource
+  std::string_view method;
+  // The environment whose internal socket the call arrived on; empty for a
+  // call from outside (the public port). Internal calls may reach private
+  // services; external ones may not.
+  std::string_view src_env;
+};
+
+// One running instance that accepts h2c (gRPC) connections.
+//
+// Thread contract: every method may be called from any gateway worker thread
+// at any time and must be cheap (atomics, no blocking locks).
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // "unix:/abs/path.sock" or "host:port". Stable for the backend's life.
+  virtual const std::string& address() const = 0;
+  // Unique for the life of the process (never reused), so the gateway can key
+  // its per-worker connection cache on it.
+  virtual uint64_t id() const = 0;
+  // Load accounting for least-outstanding-requests placement and the
+  // autoscaler: the gateway calls OnCallStart when it opens the stream to the
+  // instance and OnCallEnd exactly once when that stream is closed.
+  virtual void OnCallStart() = 0;
+  virtual void OnCallEnd() = 0;
+  // The gateway could not connect, or its connection died (reset, GOAWAY).
+  // The host checks the instance and replaces it if it is gone.
+  virtual void OnConnectionFailed() = 0;
+  // False once the instance is stopping or dead: the gateway stops sending new
+  // calls to it (it may finish the calls in flight).
+  virtual bool alive() const = 0;
+};
+using BackendPtr = std::shared_ptr<Backend>;
+
+struct RouteResult {
+  Status status;       // OK with a backend, or the platform error to answer with
+  BackendPtr backend;  // set when status is OK
+};
+
+class Router {
+ public:
+  virtual ~Router() = default;
+
+  // Places one call. `done` is called exactly once: synchronously when a ready
+  // instance exists, or later, on a host thread, after a cold start (the
+  // gateway posts it back to its worker). Errors: NOT_FOUND (environment,
+  // service not found or not live), PERMISSION_DENIED (private service from
+  // outside), INVALID_ARGUMENT (not a routable environment), UNAVAILABLE (no
+  // instance could start), RESOURCE_EXHAUSTED (too many calls waiting),
+  // DEADLINE_EXCEEDED (the cold start took longer than the wait bound).
+  virtual void Route(const RouteRequest& request, std::function<void(RouteResult)> done) = 0;
+};
+using RouterPtr = std::shared_ptr<Router>;
+
+}  // namespace lever::host

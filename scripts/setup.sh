@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every Debian package the build, the tests and the
+# benchmarks need. Packages already present are not touched; apt runs only when
+# something is missing. Go 1.26 and Node 20 come with the machine: never
+# install Debian's golang-go (1.19) or nodejs.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config ccache
+  # core libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libmsgpack-cxx-dev libsimdjson-dev nlohmann-json3-dev
+  libboost-dev libboost-system-dev libboost-program-options-dev
+  libnghttp2-dev libsqlite3-dev libarchive-dev libcli11-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev
+  nghttp2-client nghttp2-proxy wrk nginx-light etcd-server curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# nginx-light and etcd-server start system services on install; Lever's tests
+# and benchmarks start their own instances on free ports.
+for svc in nginx etcd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+exit 0
