@@ -3,7 +3,8 @@
 # lever_warnings(<target>): the project's warning set; -Werror with LEVER_WERROR.
 function(lever_warnings target)
   target_compile_options(${target} PRIVATE
-    -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor
+    -Wall -Wextra -Wpedantic -Wnon-virtual-dtor
+    $<$<CXX_COMPILER_ID:GNU>:-Wshadow=local>
     -Wno-missing-field-initializers
     $<$<BOOL:${LEVER_WERROR}>:-Werror>)
 endfunction()

@@ -16,6 +16,7 @@
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "lever/limits.h"
 #include "lever/status.h"
@@ -37,6 +38,8 @@ Status DecodeMsgpack(std::string_view in, Value* out, const DecodeLimits& limits
 // accessor afterwards is safe.
 class MsgpackView {
  public:
+  // An empty view reads as null.
+  MsgpackView() : p_(kNil), end_(kNil + 1) {}
   static Status Parse(std::string_view in, MsgpackView* out, const DecodeLimits& limits = {});
 
   Value::Type type() const;
@@ -64,8 +67,29 @@ class MsgpackView {
  private:
   MsgpackView(const char* p, const char* end) : p_(p), end_(end) {}
   friend class MsgpackViewAccess;
-  const char* p_ = nullptr;
-  const char* end_ = nullptr;  // end of this value's encoding
+  static constexpr char kNil[] = "\xc0";
+  const char* p_;
+  const char* end_;  // end of this value's encoding
 };
+
+namespace internal {
+void ForEachArray(const char* p, void (*fn)(void*, MsgpackView), void* ctx);
+void ForEachMap(const char* p, void (*fn)(void*, std::string_view, MsgpackView), void* ctx);
+}  // namespace internal
+
+template <typename Fn>
+void MsgpackView::ForEach(Fn&& fn) const {
+  if constexpr (std::is_invocable_v<Fn, MsgpackView>) {
+    if (type() != Value::Type::kArray) return;
+    internal::ForEachArray(
+        p_, [](void* ctx, MsgpackView v) { (*static_cast<std::remove_reference_t<Fn>*>(ctx))(v); }, &fn);
+  } else {
+    if (type() != Value::Type::kMap) return;
+    internal::ForEachMap(
+        p_,
+        [](void* ctx, std::string_view k, MsgpackView v) { (*static_cast<std::remove_reference_t<Fn>*>(ctx))(k, v); },
+        &fn);
+  }
+}
 
 }  // namespace lever

@@ -46,7 +46,8 @@ class Bytes {
 
 using Array = std::vector<Value>;
 
-// An ordered map with string keys and unique keys.
+// An ordered map with string keys and unique keys. (Its inline members are
+// defined after Value, which it holds, is complete.)
 class Map {
  public:
   using Entry = std::pair<std::string, Value>;
@@ -62,17 +63,20 @@ class Map {
   // Appends without checking for duplicates: for decoders that already know
   // the key is new, and for building maps in bulk.
   void AppendUnchecked(std::string key, Value value);
+  // Removes duplicate keys in O(n): each key keeps its first position and its
+  // last value. Decoders append with AppendUnchecked and call this once.
+  void DeduplicateKeys();
   const Value* Find(std::string_view key) const;
   Value* Find(std::string_view key);
   bool Erase(std::string_view key);
 
-  size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
-  void reserve(size_t n) { entries_.reserve(n); }
-  const_iterator begin() const { return entries_.begin(); }
-  const_iterator end() const { return entries_.end(); }
-  iterator begin() { return entries_.begin(); }
-  iterator end() { return entries_.end(); }
+  size_t size() const;
+  bool empty() const;
+  void reserve(size_t n);
+  const_iterator begin() const;
+  const_iterator end() const;
+  iterator begin();
+  iterator end();
   const std::vector<Entry>& entries() const { return entries_; }
 
   // Order-sensitive equality: two maps are equal when they hold the same keys
@@ -154,6 +158,14 @@ class Value {
 
   std::variant<std::monostate, bool, int64_t, uint64_t, double, std::string, Bytes, Array, Map> v_;
 };
+
+inline size_t Map::size() const { return entries_.size(); }
+inline bool Map::empty() const { return entries_.empty(); }
+inline void Map::reserve(size_t n) { entries_.reserve(n); }
+inline Map::const_iterator Map::begin() const { return entries_.begin(); }
+inline Map::const_iterator Map::end() const { return entries_.end(); }
+inline Map::iterator Map::begin() { return entries_.begin(); }
+inline Map::iterator Map::end() { return entries_.end(); }
 
 // A short human-readable type name ("null", "int", "map", ...), for errors.
 std::string_view TypeName(Value::Type t);
