@@ -1,0 +1,119 @@
+// The per-node ingress of leverd (DESIGN.md, "The gateway is a frame relay").
+//
+// One TCP port, sniffed per connection: the HTTP/2 client preface goes to a
+// frame relay built on nghttp2 that routes each stream by its `lever-url`
+// header (asking a host::Router where it goes) and forwards its frames over one
+// multiplexed h2c connection per (worker, instance); anything else goes to an
+// HTTP/1.1 hook (the HTTP API). Internal listeners (one unix socket per
+// environment) accept the calls that instances make; only those carry
+// `x-lever-src-env`. Design note: gateway/relay.md.
+//
+// Thread contract: Start, AddInternalListener and Stop are called from one
+// control thread (not a worker). The stats accessors may be called from any
+// thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "lever/host/router.h"
+#include "lever/status.h"
+
+namespace lever::gateway {
+
+// A connected stream socket (TCP or unix), bound to its worker's io_context.
+using Socket = boost::asio::generic::stream_protocol::socket;
+
+// One worker thread: its io_context runs every connection it owns.
+class Worker {
+ public:
+  virtual ~Worker() = default;
+  virtual boost::asio::io_context& io_context() = 0;
+  // 0 .. workers-1.
+  virtual size_t index() const = 0;
+};
+
+// Takes over a connection whose first bytes were not the HTTP/2 preface.
+// Called on the worker thread that owns `socket`; `already_read` holds the
+// bytes the sniffer consumed (never more than 24); `src_env` is the
+// environment of the internal listener it arrived on, empty on the public
+// port. The handler owns the socket from then on and must not block.
+using Http1Handler =
+    std::function<void(Socket&& socket, std::string already_read, std::string_view src_env, Worker& worker)>;
+
+struct GatewayOptions {
+  // Public listen address "host:port" (numeric host or "localhost"). Port 0
+  // picks a free port (see Gateway::port()). Default 127.0.0.1:8080.
+  std::string listen = "127.0.0.1:8080";
+  // Worker threads. Default 0 = std::thread::hardware_concurrency().
+  int workers = 0;
+  // How long a new connection may take to send its first bytes before it is
+  // closed. Default 10 s.
+  std::chrono::milliseconds sniff_timeout{10000};
+  // Bytes the relay buffers per stream and direction (the HTTP/2 stream
+  // window advertised on both sides). While a call waits for a cold start the
+  // client can send this much before flow control stops it. Default 1 MiB.
+  // Range 16 KiB .. 1 GiB.
+  uint32_t stream_window = 1u << 20;
+  // Connection-level window on both sides. Default 16 MiB.
+  uint32_t connection_window = 16u << 20;
+  // SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients. Default 10000.
+  uint32_t max_concurrent_streams = 10000;
+  // Bound on connecting to an instance. Default 5 s.
+  std::chrono::milliseconds connect_timeout{5000};
+  // HTTP/1.1 hook. Default (empty): answer `501 Not Implemented` and close.
+  Http1Handler http1;
+};
+
+// Counters for tests and the benchmark (sums over workers).
+struct GatewayStats {
+  int64_t buffered_bytes = 0;       // DATA bytes held by the relay right now
+  int64_t peak_buffered_bytes = 0;  // high-water mark of the above since Start
+  int64_t active_streams = 0;       // relayed streams not yet released
+  int64_t client_connections = 0;   // open h2 client connections
+  int64_t backend_connections = 0;  // open h2c connections to instances
+  int64_t streams_total = 0;        // streams accepted since Start
+};
+
+class Gateway {
+ public:
+  // `router` must outlive the gateway's Stop().
+  Gateway(GatewayOptions options, host::RouterPtr router);
+  ~Gateway();  // Stop(0) if still running
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Binds the public port and starts the workers. Errors: INVALID_ARGUMENT
+  // (bad options), UNAVAILABLE (cannot bind).
+  Status Start();
+  // The bound public port (after Start).
+  uint16_t port() const;
+
+  // Listens on `unix_socket_path` (an existing file there is replaced) for
+  // calls from the instances of environment `env`: they get
+  // `x-lever-src-env: env` and may reach private services. The file is removed
+  // on Stop. Call after Start.
+  Status AddInternalListener(std::string env, std::string unix_socket_path);
+
+  // Stops accepting, sends GOAWAY to every client, lets streams in flight
+  // finish for up to `grace`, then closes everything and joins the workers.
+  // Idempotent.
+  void Stop(std::chrono::milliseconds grace);
+
+  GatewayStats StatsForTest() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lever::gateway

@@ -1,0 +1,341 @@
+#include "lever/gateway/gateway.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include "relay.h"
+
+namespace lever::gateway {
+namespace {
+
+namespace asio = boost::asio;
+using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
+
+constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+static_assert(kPreface.size() == 24);
+
+// The default HTTP/1.1 answer until the HTTP API is plugged in: 501, then
+// close. Reads (and drops) what the client sent, bounded, so the close does
+// not turn into a reset that loses the answer.
+class Http1NotImplemented : public std::enable_shared_from_this<Http1NotImplemented> {
+ public:
+  Http1NotImplemented(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+
+  void Start() {
+    static constexpr std::string_view kResponse =
+        "HTTP/1.1 501 Not Implemented\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 53\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+        "The HTTP API is not available on this port (yet).\r\n\r\n";
+    static_assert(std::string_view("The HTTP API is not available on this port (yet).\r\n\r\n").size() == 53);
+    timer_.expires_after(std::chrono::seconds(2));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) {
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);
+      }
+    });
+    asio::async_write(socket_, asio::buffer(kResponse.data(), kResponse.size()),
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        if (ec) return self->Done();
+                        boost::system::error_code ignored;
+                        self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+                        self->Drain();
+                      });
+  }
+
+ private:
+  void Drain() {
+    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > (64u << 10)) return self->Done();
+      self->Drain();
+    });
+  }
+  void Done() {
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
+
+  Socket socket_;
+  asio::steady_timer timer_;
+  std::array<char, 4096> buf_;
+  size_t drained_ = 0;
+};
+
+void DefaultHttp1(Socket&& socket, std::string, std::string_view, Worker&) {
+  std::make_shared<Http1NotImplemented>(std::move(socket))->Start();
+}
+
+// Reads the first bytes of a connection, bounded in size (the 24-byte
+// preface) and time, and hands the connection to the relay or the HTTP/1 hook.
+class Sniffer : public std::enable_shared_from_this<Sniffer> {
+ public:
+  Sniffer(WorkerImpl* w, Socket socket, std::string src_env, const Http1Handler* http1)
+      : w_(w), socket_(std::move(socket)), timer_(w->io_context()), src_env_(std::move(src_env)), http1_(http1) {}
+
+  void Start(std::chrono::milliseconds timeout) {
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec) return;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);  // never sent its first bytes: drop it
+    });
+    Read();
+  }
+
+ private:
+  void Read() {
+    socket_.async_read_some(asio::buffer(tmp_.data(), kPreface.size() - buf_.size()),
+                            [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                              self->OnRead(ec, n);
+                            });
+  }
+  void OnRead(boost::system::error_code ec, size_t n) {
+    if (ec) {
+      timer_.cancel();
+      return;
+    }
+    buf_.append(tmp_.data(), n);
+    if (std::memcmp(buf_.data(), kPreface.data(), buf_.size()) != 0) {
+      timer_.cancel();
+      (*http1_)(std::move(socket_), std::move(buf_), src_env_, *w_);
+      return;
+    }
+    if (buf_.size() == kPreface.size()) {
+      timer_.cancel();
+      w_->StartClient(std::move(socket_), std::move(buf_), std::move(src_env_));
+      return;
+    }
+    Read();
+  }
+
+  WorkerImpl* w_;
+  Socket socket_;
+  asio::steady_timer timer_;
+  std::string src_env_;
+  const Http1Handler* http1_;
+  std::array<char, 24> tmp_;
+  std::string buf_;
+};
+
+}  // namespace
+
+struct Gateway::Impl {
+  struct Listener {
+    std::unique_ptr<Acceptor> acceptor;
+    std::string src_env;
+    std::string unix_path;  // removed on stop
+  };
+
+  GatewayOptions options;
+  host::RouterPtr router;
+  std::vector<std::shared_ptr<WorkerImpl>> workers;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::shared_ptr<Listener>> listeners;
+  std::atomic<size_t> next_worker{0};
+  std::atomic<bool> stopping{false};
+  uint16_t port = 0;
+  bool started = false;
+  bool stopped = false;
+
+  WorkerImpl* NextWorker() { return workers[next_worker.fetch_add(1, std::memory_order_relaxed) % workers.size()].get(); }
+
+  // Accepts on worker 0; each connection goes to the next worker round-robin
+  // and stays there for its life.
+  void Accept(const std::shared_ptr<Listener>& l) {
+    WorkerImpl* w = NextWorker();
+    auto socket = std::make_shared<Socket>(w->io_context());
+    l->acceptor->async_accept(*socket, [this, l, w, socket](boost::system::error_code ec) {
+      if (stopping.load() || !l->acceptor->is_open()) return;
+      if (!ec) {
+        asio::post(w->io_context(), [this, w, socket, env = l->src_env]() mutable {
+          auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env), &options.http1);
+          sniffer->Start(options.sniff_timeout);
+        });
+      }
+      Accept(l);
+    });
+  }
+
+  Status Listen(const asio::generic::stream_protocol::endpoint& endpoint, std::string src_env, std::string unix_path,
+                std::shared_ptr<Listener>* out) {
+    auto l = std::make_shared<Listener>();
+    l->acceptor = std::make_unique<Acceptor>(workers[0]->io_context());
+    l->src_env = std::move(src_env);
+    l->unix_path = std::move(unix_path);
+    boost::system::error_code ec;
+    l->acceptor->open(endpoint.protocol(), ec);
+    if (!ec && l->unix_path.empty()) l->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) l->acceptor->bind(endpoint, ec);
+    if (!ec) l->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status(Code::kUnavailable, "cannot listen: " + ec.message());
+    *out = l;
+    return Status::Ok();
+  }
+};
+
+Gateway::Gateway(GatewayOptions options, host::RouterPtr router) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->router = std::move(router);
+  if (!impl_->options.http1) impl_->options.http1 = &DefaultHttp1;
+}
+
+Gateway::~Gateway() { Stop(std::chrono::milliseconds(0)); }
+
+Status Gateway::Start() {
+  Impl& m = *impl_;
+  if (m.started) return Status(Code::kFailedPrecondition, "gateway already started");
+  const GatewayOptions& o = m.options;
+  if (o.stream_window < (16u << 10) || o.stream_window > (1u << 30))
+    return Status(Code::kInvalidArgument, "stream_window must be within 16 KiB .. 1 GiB");
+  if (o.connection_window < o.stream_window || o.connection_window > 0x7fffffffu)
+    return Status(Code::kInvalidArgument, "connection_window must be within stream_window .. 2 GiB");
+  if (!m.router) return Status(Code::kInvalidArgument, "no router");
+
+  // Parse "host:port".
+  size_t colon = o.listen.rfind(':');
+  if (colon == std::string::npos) return Status(Code::kInvalidArgument, "listen must be host:port");
+  std::string host = o.listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty()) host = "0.0.0.0";
+  uint16_t port = 0;
+  std::string_view port_text = std::string_view(o.listen).substr(colon + 1);
+  auto [ptr, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  if (ec || perr != std::errc() || ptr != port_text.data() + port_text.size())
+    return Status(Code::kInvalidArgument, "bad listen address \"" + o.listen + "\" (want ip:port)");
+
+  int n = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  RelayConfig config{o.stream_window, o.connection_window, o.max_concurrent_streams, o.connect_timeout};
+  for (int i = 0; i < n; ++i) {
+    m.workers.push_back(std::make_shared<WorkerImpl>(static_cast<size_t>(i), config, m.router.get()));
+    m.guards.push_back(asio::make_work_guard(m.workers.back()->io_context()));
+  }
+  std::shared_ptr<Impl::Listener> l;
+  Status s = m.Listen(asio::generic::stream_protocol::endpoint(asio::ip::tcp::endpoint(ip, port)), "", "", &l);
+  if (!s.ok()) {
+    m.guards.clear();
+    m.workers.clear();
+    return s;
+  }
+  auto local = l->acceptor->local_endpoint();
+  m.port = asio::ip::tcp::endpoint(ip, 0).port();
+  if (local.size() >= sizeof(sockaddr_in)) {
+    m.port = ntohs(reinterpret_cast<const sockaddr_in*>(local.data())->sin_port);  // same offset for in6
+  }
+  m.listeners.push_back(l);
+  for (auto& w : m.workers) {
+    WorkerImpl* raw = w.get();
+    w->thread = std::thread([raw] {
+      std::string name = "lever-gw-" + std::to_string(raw->index());
+      pthread_setname_np(pthread_self(), name.c_str());
+      raw->io_context().run();
+    });
+  }
+  asio::post(m.workers[0]->io_context(), [impl = impl_.get(), l] { impl->Accept(l); });
+  m.started = true;
+  return Status::Ok();
+}
+
+uint16_t Gateway::port() const { return impl_->port; }
+
+Status Gateway::AddInternalListener(std::string env, std::string unix_socket_path) {
+  Impl& m = *impl_;
+  if (!m.started || m.stopped) return Status(Code::kFailedPrecondition, "gateway not running");
+  if (env.empty()) return Status(Code::kInvalidArgument, "internal listener needs an environment");
+  if (unix_socket_path.empty() || unix_socket_path.size() >= sizeof(sockaddr_un::sun_path))
+    return Status(Code::kInvalidArgument, "bad unix socket path \"" + unix_socket_path + "\"");
+  ::unlink(unix_socket_path.c_str());
+  std::shared_ptr<Impl::Listener> l;
+  Status s = m.Listen(asio::generic::stream_protocol::endpoint(asio::local::stream_protocol::endpoint(unix_socket_path)),
+                      std::move(env), unix_socket_path, &l);
+  if (!s.ok()) return s;
+  m.listeners.push_back(l);
+  asio::post(m.workers[0]->io_context(), [impl = impl_.get(), l] { impl->Accept(l); });
+  return Status::Ok();
+}
+
+void Gateway::Stop(std::chrono::milliseconds grace) {
+  Impl& m = *impl_;
+  if (!m.started || m.stopped) return;
+  m.stopped = true;
+  m.stopping.store(true);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  // Stop accepting (the acceptors live on worker 0).
+  std::promise<void> closed;
+  asio::post(m.workers[0]->io_context(), [&m, &closed] {
+    for (auto& l : m.listeners) {
+      boost::system::error_code ignored;
+      l->acceptor->close(ignored);
+    }
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  for (auto& l : m.listeners) {
+    if (!l->unix_path.empty()) ::unlink(l->unix_path.c_str());
+  }
+  // GOAWAY to every client; streams in flight may finish until the deadline.
+  for (auto& w : m.workers) {
+    WorkerImpl* raw = w.get();
+    asio::post(raw->io_context(), [raw] { raw->Drain(); });
+  }
+  auto busy = [&m] {
+    for (auto& w : m.workers) {
+      if (w->counters().streams.load() > 0 || w->counters().clients.load() > 0) return true;
+    }
+    return false;
+  };
+  while (busy() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (auto& w : m.workers) {
+    WorkerImpl* raw = w.get();
+    asio::post(raw->io_context(), [raw] {
+      raw->CloseAll();
+      raw->io_context().stop();
+    });
+  }
+  for (auto& w : m.workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  m.guards.clear();
+  m.listeners.clear();
+}
+
+GatewayStats Gateway::StatsForTest() const {
+  GatewayStats stats;
+  for (auto& w : impl_->workers) {
+    WorkerCounters& c = w->counters();
+    stats.buffered_bytes += c.buffered.load(std::memory_order_relaxed);
+    stats.peak_buffered_bytes += c.peak.load(std::memory_order_relaxed);
+    stats.active_streams += c.streams.load(std::memory_order_relaxed);
+    stats.client_connections += c.clients.load(std::memory_order_relaxed);
+    stats.backend_connections += c.backends.load(std::memory_order_relaxed);
+    stats.streams_total += c.streams_total.load(std::memory_order_relaxed);
+  }
+  return stats;
+}
+
+}  // namespace lever::gateway

@@ -1,0 +1,705 @@
+// The gateway end to end: real gRPC clients -> gateway (real sockets) -> real
+// gRPC instances (in-process EchoServer on unix sockets, or a child process
+// that the test kills). The Router is a test double.
+#include "lever/gateway/gateway.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <grpc/grpc.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "echo_service.h"
+#include "leverrpc.grpc.pb.h"
+
+extern char** environ;
+
+namespace lever::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::EchoServer;
+
+constexpr auto kWait = 10s;  // bound on every wait for a condition
+
+// Keep gRPC initialised for the whole run: a full grpc_shutdown between tests
+// waits up to 10 s for gRPC's executor thread (gRPC 1.51).
+const int kGrpcInit = (grpc_init(), 0);
+
+// --- test doubles -------------------------------------------------------------
+
+class TestBackend final : public host::Backend {
+ public:
+  explicit TestBackend(std::string address) : address_(std::move(address)), id_(next_id_++) {}
+  const std::string& address() const override { return address_; }
+  uint64_t id() const override { return id_; }
+  void OnCallStart() override { starts++; }
+  void OnCallEnd() override { ends++; }
+  void OnConnectionFailed() override { conn_failed++; }
+  bool alive() const override { return true; }
+  std::atomic<int> starts{0}, ends{0}, conn_failed{0};
+
+ private:
+  static inline std::atomic<uint64_t> next_id_{1};
+  std::string address_;
+  uint64_t id_;
+};
+
+// A Router test double: answers by service name.
+//   echo     the in-process echo instance
+//   private  the echo instance, but PERMISSION_DENIED unless the call is internal
+//   remote   `remote_backend` (set by the test)
+//   dead     an address where nothing listens
+//   full     RESOURCE_EXHAUSTED; down: UNAVAILABLE
+//   cold     held until the test calls ReleaseCold()
+//   anything else: NOT_FOUND
+class TestRouter final : public host::Router {
+ public:
+  void Route(const host::RouteRequest& r, std::function<void(host::RouteResult)> done) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      requests.push_back({std::string(r.env), std::string(r.service), std::string(r.resource),
+                          std::string(r.method), std::string(r.src_env)});
+    }
+    if (r.service == "echo") return done({Status(), echo});
+    if (r.service == "private") {
+      if (r.src_env.empty()) {
+        return done({Status(Code::kPermissionDenied, "service \"private\" is private to its environment"), nullptr});
+      }
+      return done({Status(), echo});
+    }
+    if (r.service == "remote") return done({Status(), remote_backend});
+    if (r.service == "dead") return done({Status(), dead});
+    if (r.service == "full") {
+      return done({Status(Code::kResourceExhausted, "queue full: 100% of 64 slots\ntry later"), nullptr});
+    }
+    if (r.service == "down") return done({Status(Code::kUnavailable, "no instance could start"), nullptr});
+    if (r.service == "cold") {
+      std::lock_guard<std::mutex> lock(mu);
+      cold.push_back(std::move(done));
+      cv.notify_all();
+      return;
+    }
+    std::string message = "service \"" + std::string(r.service) + "\" not found in environment \"" +
+                          std::string(r.env) + "\"";
+    done({Status(Code::kNotFound, message), nullptr});
+  }
+
+  bool WaitCold(size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, kWait, [&] { return cold.size() >= n; });
+  }
+  // Answers the held calls from this (non-worker) thread, like a cold start.
+  void ReleaseCold() {
+    std::vector<std::function<void(host::RouteResult)>> held;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      held.swap(cold);
+    }
+    for (auto& done : held) done({Status(), echo});
+  }
+
+  struct Seen {
+    std::string env, service, resource, method, src_env;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Seen> requests;
+  std::vector<std::function<void(host::RouteResult)>> cold;
+  std::shared_ptr<TestBackend> echo, dead, remote_backend;
+};
+
+// --- fixture ------------------------------------------------------------------
+
+std::string TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "lever-gw-XXXXXX").string();
+  char* dir = ::mkdtemp(tmpl.data());
+  return dir != nullptr ? std::string(dir) : std::string();
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartAll(GatewayOptions()); }
+
+  void StartAll(GatewayOptions options) {
+    dir_ = TempDir();
+    ASSERT_FALSE(dir_.empty());
+    echo_ = std::make_unique<EchoServer>();
+    ASSERT_TRUE(echo_->Start("unix:" + dir_ + "/echo.sock"));
+    router_ = std::make_shared<TestRouter>();
+    router_->echo = std::make_shared<TestBackend>("unix:" + dir_ + "/echo.sock");
+    router_->dead = std::make_shared<TestBackend>("unix:" + dir_ + "/nothing-here.sock");
+    options.listen = "127.0.0.1:0";
+    if (options.workers == 0) options.workers = 2;
+    gateway_ = std::make_unique<Gateway>(options, router_);
+    Status s = gateway_->Start();
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_NE(gateway_->port(), 0);
+  }
+
+  void TearDown() override {
+    if (gateway_) gateway_->Stop(0ms);
+    gateway_.reset();
+    echo_.reset();
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const std::string& target = "") {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    args.SetMaxSendMessageSize(64 << 20);
+    args.SetInt("grpc.use_local_subchannel_pool", 1);  // a fresh connection per channel
+    std::string t = target.empty() ? "127.0.0.1:" + std::to_string(gateway_->port()) : target;
+    return grpc::CreateCustomChannel(t, grpc::InsecureChannelCredentials(), args);
+  }
+
+  grpc::Status Call(core::LeverRPC::Stub* stub, const std::string& url, const std::string& args,
+                    core::RPCReply* reply, const std::multimap<std::string, std::string>& md = {}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+    if (!url.empty()) ctx.AddMetadata("lever-url", url);
+    for (auto& [k, v] : md) ctx.AddMetadata(k, v);
+    core::RPC rpc;
+    rpc.set_byte_args(args);
+    return stub->HandleRPC(&ctx, rpc, reply);
+  }
+
+  std::string dir_;
+  std::unique_ptr<EchoServer> echo_;
+  std::shared_ptr<TestRouter> router_;
+  std::unique_ptr<Gateway> gateway_;
+};
+
+template <typename Pred>
+bool WaitFor(Pred pred) {
+  // For conditions with no notification (gateway counters): bounded, yields.
+  auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(200us);
+  }
+  return true;
+}
+
+// --- tests --------------------------------------------------------------------
+
+TEST_F(GatewayTest, UnaryThroughTheRelay) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  core::RPCReply reply;
+  grpc::Status s = Call(stub.get(), "lever://dev.lever/echo//echo", "hello", &reply);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reply.byte_result(), "hello");
+  // Load accounting: exactly one start and one end.
+  EXPECT_TRUE(WaitFor([&] { return router_->echo->ends.load() == 1; }));
+  EXPECT_EQ(router_->echo->starts.load(), 1);
+  std::lock_guard<std::mutex> lock(router_->mu);
+  ASSERT_EQ(router_->requests.size(), 1u);
+  EXPECT_EQ(router_->requests[0].env, "dev.lever");
+  EXPECT_EQ(router_->requests[0].service, "echo");
+  EXPECT_EQ(router_->requests[0].method, "echo");
+  EXPECT_EQ(router_->requests[0].src_env, "");
+}
+
+TEST_F(GatewayTest, ManySequentialCallsReuseOneBackendConnectionPerWorker) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  for (int i = 0; i < 50; ++i) {
+    core::RPCReply reply;
+    std::string payload = "call-" + std::to_string(i);
+    ASSERT_TRUE(Call(stub.get(), "lever://dev.lever/echo//echo", payload, &reply).ok());
+    ASSERT_EQ(reply.byte_result(), payload);
+  }
+  EXPECT_EQ(gateway_->StatsForTest().backend_connections, 1);
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
+}
+
+TEST_F(GatewayTest, StreamingBothWaysWithHalfClose) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echoChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc()->set_byte_args("open");
+  ASSERT_TRUE(stream->Write(first));
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+  // The empty first server message passes through as an empty message.
+  EXPECT_EQ(m.message_oneof_case(), core::StreamMessage::MESSAGE_ONEOF_NOT_SET);
+  EXPECT_EQ(m.ByteSizeLong(), 0u);
+  for (int i = 0; i < 5; ++i) {
+    core::StreamMessage out;
+    out.set_byte_message("msg-" + std::to_string(i));
+    ASSERT_TRUE(stream->Write(out));
+    ASSERT_TRUE(stream->Read(&m));
+    EXPECT_EQ(m.byte_message(), "msg-" + std::to_string(i));
+  }
+  ASSERT_TRUE(stream->WritesDone());  // half-close: the server ends its side
+  EXPECT_FALSE(stream->Read(&m));
+  grpc::Status s = stream->Finish();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST_F(GatewayTest, TenMebibyteMessageBothWays) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  std::string big(10 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + (i >> 12));
+  core::RPCReply reply;
+  grpc::Status s = Call(stub.get(), "lever://dev.lever/echo//echo", big, &reply);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(reply.byte_result() == big);
+}
+
+TEST_F(GatewayTest, StripsClientXHeadersAndAddsSrcEnvOnlyOnInternalSockets) {
+  std::string sock = dir_ + "/internal-dev.sock";
+  ASSERT_TRUE(gateway_->AddInternalListener("dev.lever", sock).ok());
+  std::multimap<std::string, std::string> md = {
+      {"x-foo", "bar"}, {"x-lever-src-env", "spoofed.lever"}, {"keep-me", "yes"}};
+
+  auto external = core::LeverRPC::NewStub(Channel());
+  core::RPCReply reply;
+  ASSERT_TRUE(Call(external.get(), "lever://dev.lever/echo//headers", "", &reply, md).ok());
+  const std::string& seen = reply.byte_result();
+  EXPECT_NE(seen.find("keep-me=yes\n"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("lever-url=lever://dev.lever/echo//headers\n"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("x-foo"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("x-lever-src-env"), std::string::npos) << seen;
+
+  auto internal = core::LeverRPC::NewStub(Channel("unix:" + sock));
+  ASSERT_TRUE(Call(internal.get(), "lever://dev.lever/echo//headers", "", &reply, md).ok());
+  const std::string& seen2 = reply.byte_result();
+  EXPECT_NE(seen2.find("x-lever-src-env=dev.lever\n"), std::string::npos) << seen2;
+  EXPECT_EQ(seen2.find("spoofed"), std::string::npos) << seen2;
+  EXPECT_EQ(seen2.find("x-foo"), std::string::npos) << seen2;
+  EXPECT_NE(seen2.find("keep-me=yes\n"), std::string::npos) << seen2;
+}
+
+TEST_F(GatewayTest, PrivateServiceOnlyFromInternalSocket) {
+  std::string sock = dir_ + "/internal-dev.sock";
+  ASSERT_TRUE(gateway_->AddInternalListener("dev.lever", sock).ok());
+  core::RPCReply reply;
+  auto external = core::LeverRPC::NewStub(Channel());
+  grpc::Status s = Call(external.get(), "lever://dev.lever/private//echo", "x", &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(s.error_message(), "service \"private\" is private to its environment");
+  auto internal = core::LeverRPC::NewStub(Channel("unix:" + sock));
+  s = Call(internal.get(), "lever://dev.lever/private//echo", "x", &reply);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reply.byte_result(), "x");
+  std::lock_guard<std::mutex> lock(router_->mu);
+  EXPECT_EQ(router_->requests.back().src_env, "dev.lever");
+}
+
+TEST_F(GatewayTest, PlatformErrorsAreTrailersOnlyStatuses) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  struct Case {
+    std::string url;
+    grpc::StatusCode code;
+    std::string message_part;
+  };
+  std::vector<Case> cases = {
+      {"", grpc::StatusCode::INVALID_ARGUMENT, "missing lever-url"},
+      {"lever://", grpc::StatusCode::INVALID_ARGUMENT, "bad lever-url"},
+      {"not a url", grpc::StatusCode::INVALID_ARGUMENT, "lever-url"},
+      {"/echo//echo", grpc::StatusCode::INVALID_ARGUMENT, "absolute"},
+      {"lever://dev/echo//echo", grpc::StatusCode::INVALID_ARGUMENT, "cannot route to environment \"dev\""},
+      {"lever://dev.lever/nosuch//m", grpc::StatusCode::NOT_FOUND, "service \"nosuch\" not found"},
+      {"lever://dev.lever/private//m", grpc::StatusCode::PERMISSION_DENIED, "private"},
+      {"lever://dev.lever/down//m", grpc::StatusCode::UNAVAILABLE, "no instance could start"},
+      {"lever://dev.lever/dead//echo", grpc::StatusCode::UNAVAILABLE, "could not connect to instance"},
+      // Percent-encoded on the wire, decoded by the client: exact text.
+      {"lever://dev.lever/full//m", grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full: 100% of 64 slots\ntry later"},
+  };
+  for (const Case& c : cases) {
+    core::RPCReply reply;
+    grpc::Status s = Call(stub.get(), c.url, "x", &reply);
+    EXPECT_EQ(s.error_code(), c.code) << c.url << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find(c.message_part), std::string::npos) << c.url << ": " << s.error_message();
+  }
+  EXPECT_GE(router_->dead->conn_failed.load(), 1);
+  // The connection stays usable after errors.
+  core::RPCReply reply;
+  EXPECT_TRUE(Call(stub.get(), "lever://dev.lever/echo//echo", "ok", &reply).ok());
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
+}
+
+TEST_F(GatewayTest, PlatformErrorOnStreamingCall) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/nosuch//fooChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc();
+  stream->Write(first);
+  core::StreamMessage m;
+  EXPECT_FALSE(stream->Read(&m));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// Sends `request` on a raw TCP connection to the gateway and returns what it
+// answers until it closes (bounded by a receive timeout).
+std::string RawExchange(uint16_t port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!request.empty()) (void)::write(fd, request.data(), request.size());
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      if (n < 0) out += "<timeout>";
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST_F(GatewayTest, Http11GetsNotImplementedAndClose) {
+  std::string answer = RawExchange(gateway_->port(), "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 501 Not Implemented\r\n", 0), 0u) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos);
+  EXPECT_EQ(answer.find("<timeout>"), std::string::npos);
+  // A short prefix of the preface that then diverges is HTTP/1 too.
+  answer = RawExchange(gateway_->port(), "PRI * HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 501", 0), 0u) << answer;
+}
+
+TEST(GatewayHttp1Hook, HookGetsSocketAndSniffedBytes) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string got;
+  GatewayOptions options;
+  options.listen = "127.0.0.1:0";
+  options.workers = 1;
+  options.http1 = [&](Socket&& socket, std::string already_read, std::string_view src_env, Worker& worker) {
+    // Runs on the worker: answer from the hook with the socket it was given.
+    auto s = std::make_shared<Socket>(std::move(socket));
+    static const std::string kAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    boost::asio::async_write(*s, boost::asio::buffer(kAnswer), [s](boost::system::error_code, size_t) {
+      boost::system::error_code ignored;
+      s->shutdown(boost::asio::socket_base::shutdown_send, ignored);
+    });
+    std::lock_guard<std::mutex> lock(mu);
+    got = already_read + "|" + std::string(src_env) + "|" + std::to_string(worker.index());
+    cv.notify_all();
+  };
+  Gateway gateway(options, std::make_shared<TestRouter>());
+  ASSERT_TRUE(gateway.Start().ok());
+  std::string answer = RawExchange(gateway.port(), "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK", 0), 0u) << answer;
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return !got.empty(); }));
+  // The hook gets what the sniffer read (here the whole short request).
+  EXPECT_EQ(got, "GET / HTTP/1.1\r\n\r\n||0");
+  lock.unlock();
+  gateway.Stop(0ms);
+}
+
+TEST(GatewaySniff, SilentConnectionIsClosedAfterTheTimeout) {
+  GatewayOptions options;
+  options.listen = "127.0.0.1:0";
+  options.workers = 1;
+  options.sniff_timeout = 100ms;
+  Gateway gateway(options, std::make_shared<TestRouter>());
+  ASSERT_TRUE(gateway.Start().ok());
+  auto start = std::chrono::steady_clock::now();
+  std::string answer = RawExchange(gateway.port(), "");
+  EXPECT_EQ(answer, "");  // closed, not a timeout of the 5 s read
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  gateway.Stop(0ms);
+}
+
+TEST_F(GatewayTest, ClientCancelReachesTheBackendHandler) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//block");
+  core::RPC rpc;
+  core::RPCReply reply;
+  grpc::Status status;
+  std::thread caller([&] { status = stub->HandleRPC(&ctx, rpc, &reply); });
+  {
+    std::unique_lock<std::mutex> lock(echo_->service.mu);
+    ASSERT_TRUE(echo_->service.cv.wait_for(lock, kWait, [&] { return echo_->service.blocked.load() == 1; }));
+  }
+  ctx.TryCancel();
+  caller.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  {
+    std::unique_lock<std::mutex> lock(echo_->service.mu);
+    EXPECT_TRUE(echo_->service.cv.wait_for(lock, kWait, [&] { return echo_->service.cancelled.load() == 1; }));
+  }
+  EXPECT_TRUE(WaitFor([&] { return router_->echo->ends.load() == 1; }));
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
+}
+
+TEST_F(GatewayTest, StreamCancelReachesTheBackendHandler) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//blockChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc();
+  ASSERT_TRUE(stream->Write(first));
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+  ctx.TryCancel();
+  std::unique_lock<std::mutex> lock(echo_->service.mu);
+  EXPECT_TRUE(echo_->service.cv.wait_for(lock, kWait, [&] { return echo_->service.cancelled.load() == 1; }));
+  lock.unlock();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+// A child process running the echo instance, killed by the test.
+struct ChildServer {
+  pid_t pid = -1;
+  bool Start(const std::string& address) {
+    int fds[2];
+    if (::pipe(fds) != 0) return false;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    std::string path = LEVER_ECHO_SERVER_PATH;
+    char* argv[] = {path.data(), const_cast<char*>(address.c_str()), nullptr};
+    int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    if (rc != 0) {
+      ::close(fds[0]);
+      return false;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    char buf[16] = {};
+    bool ready = ::poll(&p, 1, 10000) == 1 && ::read(fds[0], buf, sizeof buf) > 0;
+    ::close(fds[0]);
+    return ready && std::string(buf).starts_with("ready");
+  }
+  void Kill() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      pid = -1;
+    }
+  }
+  ~ChildServer() { Kill(); }
+};
+
+TEST_F(GatewayTest, BackendKilledMidCallFailsUnavailablePromptly) {
+  ChildServer child;
+  std::string sock = dir_ + "/child.sock";
+  ASSERT_TRUE(child.Start("unix:" + sock));
+  router_->remote_backend = std::make_shared<TestBackend>("unix:" + sock);
+  auto stub = core::LeverRPC::NewStub(Channel());
+  // One call that works first (connection established).
+  core::RPCReply reply;
+  ASSERT_TRUE(Call(stub.get(), "lever://dev.lever/remote//echo", "hi", &reply).ok());
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/remote//block");
+  grpc::Status status;
+  std::thread caller([&] {
+    core::RPCReply r;
+    status = stub->HandleRPC(&ctx, core::RPC(), &r);
+  });
+  ASSERT_TRUE(WaitFor([&] { return router_->remote_backend->starts.load() == 2; }));
+  auto killed = std::chrono::steady_clock::now();
+  child.Kill();
+  caller.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_NE(status.error_message().find("lost"), std::string::npos) << status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 5s);
+  EXPECT_EQ(router_->remote_backend->conn_failed.load(), 1);
+  EXPECT_EQ(router_->remote_backend->ends.load(), 2);
+}
+
+TEST_F(GatewayTest, ThousandCallsInFlight) {
+  auto channel = Channel();
+  auto stub = core::LeverRPC::NewStub(channel);
+  grpc::CompletionQueue cq;
+  constexpr int kCalls = 1000;
+  struct Pending {
+    grpc::ClientContext ctx;
+    core::RPCReply reply;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<core::RPCReply>> reader;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    auto p = std::make_unique<Pending>();
+    p->ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+    p->ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echo");
+    core::RPC rpc;
+    rpc.set_byte_args("payload-" + std::to_string(i));
+    p->reader = stub->AsyncHandleRPC(&p->ctx, rpc, &cq);
+    p->reader->Finish(&p->reply, &p->status, p.get());
+    calls.push_back(std::move(p));
+  }
+  int done = 0, ok = 0;
+  while (done < kCalls) {
+    void* tag;
+    bool got;
+    if (cq.AsyncNext(&tag, &got, std::chrono::system_clock::now() + kWait) != grpc::CompletionQueue::GOT_EVENT) break;
+    ++done;
+    auto* p = static_cast<Pending*>(tag);
+    if (p->status.ok()) ++ok;
+  }
+  EXPECT_EQ(done, kCalls);
+  EXPECT_EQ(ok, kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_EQ(calls[i]->reply.byte_result(), "payload-" + std::to_string(i));
+  }
+  EXPECT_GE(gateway_->StatsForTest().streams_total, kCalls);
+  cq.Shutdown();
+  void* tag;
+  bool got;
+  while (cq.Next(&tag, &got)) {
+  }
+}
+
+TEST_F(GatewayTest, SlowReaderKeepsRelayMemoryBounded) {
+  // The reader stops after the first message: the instance must stall once
+  // the windows are full, and the relay holds at most its stream windows.
+  constexpr int64_t kTotal = 64 << 20;
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 50s);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//downloadChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc()->set_byte_args(std::to_string(kTotal));
+  ASSERT_TRUE(stream->Write(first));
+  ASSERT_TRUE(stream->WritesDone());
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));  // empty first message
+  ASSERT_TRUE(stream->Read(&m));
+  // Wait until the instance has filled every window and stalled: its sent
+  // count must stop short of the total.
+  const int64_t window = GatewayOptions().stream_window;
+  {
+    std::unique_lock<std::mutex> lock(echo_->service.mu);
+    EXPECT_FALSE(echo_->service.cv.wait_for(lock, 1500ms, [&] { return echo_->service.download_sent.load() == kTotal; }))
+        << "the instance sent everything to a reader that does not read";
+  }
+  GatewayStats stalled = gateway_->StatsForTest();
+  EXPECT_GT(stalled.buffered_bytes, 0);
+  EXPECT_LE(stalled.buffered_bytes, 2 * window + (64 << 10));
+  // Now read it all.
+  int64_t received = static_cast<int64_t>(m.byte_message().size());
+  while (stream->Read(&m)) received += static_cast<int64_t>(m.byte_message().size());
+  grpc::Status s = stream->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(received, kTotal);
+  GatewayStats after = gateway_->StatsForTest();
+  EXPECT_LE(after.peak_buffered_bytes, 2 * window + (64 << 10));
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().buffered_bytes == 0; }));
+}
+
+TEST_F(GatewayTest, ColdStartBuffersTheRequestUntilTheRouterAnswers) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  std::string payload(200 << 10, 'c');
+  core::RPCReply reply;
+  grpc::Status status;
+  std::thread caller([&] { status = Call(stub.get(), "lever://dev.lever/cold//echo", payload, &reply); });
+  ASSERT_TRUE(router_->WaitCold(1));
+  // The request's DATA waits in the relay (within the stream window).
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().buffered_bytes >= static_cast<int64_t>(payload.size()); }));
+  EXPECT_EQ(router_->echo->starts.load(), 0);
+  router_->ReleaseCold();  // from this thread, as a host thread would
+  caller.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(reply.byte_result() == payload);
+  EXPECT_EQ(router_->echo->starts.load(), 1);
+}
+
+TEST_F(GatewayTest, ColdStartAnsweredAfterTheClientLeftIsDropped) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("lever-url", "lever://dev.lever/cold//echo");
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  grpc::Status status;
+  std::thread caller([&] {
+    core::RPCReply r;
+    status = stub->HandleRPC(&ctx, core::RPC(), &r);
+  });
+  ASSERT_TRUE(router_->WaitCold(1));
+  ctx.TryCancel();
+  caller.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  router_->ReleaseCold();
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
+  EXPECT_EQ(router_->echo->starts.load(), 0);  // never opened toward the instance
+}
+
+TEST_F(GatewayTest, GracefulStopLetsStreamsInFlightFinish) {
+  std::string sock = dir_ + "/internal-dev.sock";
+  ASSERT_TRUE(gateway_->AddInternalListener("dev.lever", sock).ok());
+  ASSERT_TRUE(std::filesystem::exists(sock));
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echoChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc();
+  ASSERT_TRUE(stream->Write(first));
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    gateway_->Stop(8s);
+    stopped = true;
+  });
+  // Stop closes the listeners first; the stream in flight keeps working.
+  ASSERT_TRUE(WaitFor([&] { return !std::filesystem::exists(sock); }));
+  core::StreamMessage out;
+  out.set_byte_message("still here");
+  ASSERT_TRUE(stream->Write(out));
+  ASSERT_TRUE(stream->Read(&m));
+  EXPECT_EQ(m.byte_message(), "still here");
+  EXPECT_FALSE(stopped.load());
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_FALSE(stream->Read(&m));
+  EXPECT_TRUE(stream->Finish().ok());
+  auto finished = std::chrono::steady_clock::now();
+  stopper.join();
+  // Stop returned once the last stream was done, well before the grace period.
+  EXPECT_LT(std::chrono::steady_clock::now() - finished, 5s);
+  EXPECT_TRUE(stopped.load());
+}
+
+}  // namespace
+}  // namespace lever::gateway
