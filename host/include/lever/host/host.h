@@ -1,0 +1,139 @@
+// The host: leverd's node agent. It owns the registry, the code store
+// (deploy), the instance manager with its runtime, placement and logs, and
+// implements the Router the gateway calls.
+//
+// Lifecycle of an instance: Route() (or minInstances) creates it "starting"
+// and the supervisor thread spawns it; it is "ready" once its unix socket
+// accepts a connection (inotify on the socket dir plus a short connect
+// backoff, bounded by start_timeout; never a fixed sleep); it is "stopping"
+// after idle_timeout without calls (SIGTERM, SIGKILL after stop_grace), when
+// its version is no longer live and it has no calls, or when the gateway
+// reports a dead connection and the socket no longer accepts; it is gone
+// when its process exits (seen at once through a pidfd). Lock order:
+// host/LOCKS.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lever/host/deploy.h"
+#include "lever/host/logs.h"
+#include "lever/host/placement.h"
+#include "lever/host/registry.h"
+#include "lever/host/router.h"
+#include "lever/host/runtime.h"
+#include "lever/status.h"
+
+namespace lever::host {
+
+struct HostOptions {
+  // Data dir: code store, registry file, instance sockets (<data>/run).
+  // Required; created if missing. Its absolute path must leave room for
+  // "/run/<32 chars>.sock" within a unix socket path (107 bytes).
+  std::string data_dir;
+  // Registry URL: "embedded:" (default: <data>/lever.db).
+  std::string registry_url = "embedded:";
+  // Runtime by name; default "process".
+  std::string runtime = "process";
+  ProcessRuntimeOptions process;
+  // Deploy bounds (data_dir and on_deployed are set by the host).
+  DeployOptions deploy;
+  // Placement policy. Default NewDefaultPlacement().
+  PlacementPtr placement;
+
+  // Called (on the supervisor thread, no host lock held) before an env's
+  // first instance starts; returns the path of the env's internal unix
+  // socket, given to instances as LEVEROS_INTERNAL_RPC_GATEWAY=unix:<path>.
+  // leverd wires it to the gateway. Optional: without it instances get no
+  // LEVEROS_INTERNAL_RPC_GATEWAY.
+  std::function<Status(std::string_view env, std::string* socket_path)> ensure_internal_listener;
+  // Where lever://admin.lever/admin goes: the in-process admin gRPC server,
+  // "unix:/path" or "host:port". Empty: calls to it fail with UNAVAILABLE.
+  std::string admin_address;
+  // Each output line of every instance, already prefixed
+  // "lever://<env>/<service> v<ver> ". Called on the supervisor thread; must
+  // not block long. Default: write to stderr.
+  std::function<void(std::string_view line)> log_sink;
+
+  // Readiness bound for a starting instance. Default 15 s (the original's).
+  std::chrono::milliseconds start_timeout{15000};
+  // How long a call may wait for a cold start. Default start_timeout + 1 s.
+  std::chrono::milliseconds cold_start_wait{0};
+  // Calls allowed to wait for a cold start, per service. Default 1000.
+  size_t max_waiting_calls = 1000;
+  // A ready instance with no call for this long stops (unless minInstances
+  // needs it). Default 5 min (the original's).
+  std::chrono::milliseconds idle_timeout{5 * 60 * 1000};
+  // An instance of a version that is no longer live stops once it has had no
+  // call in flight for this long. Default 5 s.
+  std::chrono::milliseconds retired_idle_timeout{5000};
+  // SIGTERM, then SIGKILL after this. Default 10 s (the original's).
+  std::chrono::milliseconds stop_grace{10000};
+  // Instances per service (all versions). Default 16.
+  size_t max_instances_per_service = 16;
+  // Lines / bytes kept per service for `lever logs`. Defaults 1000 / 1 MiB.
+  size_t log_lines = 1000;
+  size_t log_bytes = 1 << 20;
+};
+
+struct InstanceInfo {
+  std::string instance_id;  // 32 chars; "builtin" for the admin service
+  std::string env;
+  std::string service;
+  int64_t version = 0;
+  int pid = 0;
+  std::string state;  // "starting", "ready", "stopping", "builtin"
+  int64_t calls_in_flight = 0;
+  std::chrono::system_clock::time_point started_at;
+  std::string address;  // "unix:/..." once known
+};
+
+// Thread contract: every method may be called from any thread. Route() and
+// the Backends it returns are cheap (no I/O, short locks); the rest may do
+// registry or disk I/O.
+class Host final : public Router {
+ public:
+  static Status Create(HostOptions options, std::shared_ptr<Host>* out);
+  ~Host() override;  // stops every instance (SIGTERM, SIGKILL after stop_grace)
+
+  // Router.
+  void Route(const RouteRequest& request, std::function<void(RouteResult)> done) override;
+
+  // Deploy into `env` (see deploy.h); the new version is live on Finish().
+  Status BeginDeploy(std::string_view env, std::unique_ptr<DeploySession>* out);
+
+  // Environments. Delete refuses admin.lever; it stops the env's instances
+  // and removes its services and code.
+  Status CreateEnvironment(std::string_view name, std::string_view description);
+  Status ListEnvironments(std::vector<EnvironmentInfo>* out);
+  Status DeleteEnvironment(std::string_view name);
+
+  // Services of one env (live version, private, description), sorted.
+  Status ListServices(std::string_view env, std::vector<ServiceInfo>* out);
+  // Instances, optionally filtered by env and service (empty: all).
+  Status ListInstances(std::string_view env, std::string_view service, std::vector<InstanceInfo>* out);
+
+  // Logs of a service: the last n lines, or lines after `after_seq`, waiting
+  // until `deadline` for one (follow). NOT_FOUND for an unknown service.
+  Status TailLogs(std::string_view env, std::string_view service, size_t n, std::vector<LogLine>* out);
+  Status ReadLogs(std::string_view env, std::string_view service, uint64_t after_seq, size_t max,
+                  std::chrono::steady_clock::time_point deadline, std::vector<LogLine>* out);
+
+  const RegistryPtr& registry() const { return registry_; }
+  const std::string& data_dir() const { return data_dir_; }
+
+  class Impl;
+
+ private:
+  explicit Host(std::unique_ptr<Impl> impl, RegistryPtr registry, std::string data_dir);
+  std::unique_ptr<Impl> impl_;
+  RegistryPtr registry_;
+  std::string data_dir_;
+};
+
+}  // namespace lever::host

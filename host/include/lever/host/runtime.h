@@ -1,0 +1,90 @@
+// Runtimes start and stop one instance of a service. Registered by name in
+// host/src/runtimes.cc: "process" (default; a child process with rlimits and
+// cgroup v1 limits) and, later, "docker".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lever/host/lever_json.h"
+#include "lever/status.h"
+
+namespace lever::host {
+
+// What to run. Built by the instance manager.
+struct InstanceSpec {
+  std::string env;
+  std::string service;
+  int64_t version = 0;
+  std::string instance_id;        // 32 chars [A-Za-z0-9]
+  std::string code_dir;           // absolute; the working directory
+  LeverConfig config;             // of `version`
+  std::string listen_path;        // absolute unix socket path the instance serves on
+  std::string internal_gateway;   // "unix:/..." of the env's internal socket; may be empty
+};
+
+// One started instance. Thread contract: used only by the instance manager's
+// supervisor thread.
+class RunningInstance {
+ public:
+  virtual ~RunningInstance() = default;
+  virtual int pid() const = 0;
+  // Readable (EPOLLIN) once the instance has exited; owned by this object.
+  virtual int exit_fd() const = 0;
+  // The read ends of the instance's stdout and stderr (non-blocking), or -1.
+  // Owned by this object; the caller may close them early with CloseOutput.
+  virtual int stdout_fd() const = 0;
+  virtual int stderr_fd() const = 0;
+  virtual void CloseOutput() = 0;
+  // Collects the exit status without blocking: true once exited, with the
+  // wait(2) status in *wait_status.
+  virtual bool Reap(int* wait_status) = 0;
+  // Sends `sig` to the instance and everything it started.
+  virtual void Signal(int sig) = 0;
+  // Releases what the runtime holds for it (cgroups); call after Reap.
+  virtual void Cleanup() = 0;
+};
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  // Thread contract: called from the supervisor thread only. Fails with a
+  // clear message (e.g. the entry's executable is missing).
+  virtual Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) = 0;
+  // "process", "docker": for logs and listings.
+  virtual const char* name() const = 0;
+};
+using RuntimePtr = std::shared_ptr<Runtime>;
+
+struct ProcessRuntimeOptions {
+  // PATH given to instances and used to find an entry's argv[0] without a
+  // '/'. Default "/usr/local/bin:/usr/bin:/bin".
+  std::string path = "/usr/local/bin:/usr/bin:/bin";
+  // Executable that serves a jsEntry service (the Node SDK's `lever-serve`),
+  // run as `<lever_serve> <jsEntry>` in the code dir. Empty: jsEntry services
+  // fail to start with a clear error.
+  std::string lever_serve;
+  // cgroup v1 parents, e.g. "/sys/fs/cgroup/memory/lever". Empty: a
+  // "lever-<pid>" child of this process's own cgroup of that controller, used
+  // only where writable. "none": never use cgroups (rlimits instead).
+  std::string memory_cgroup;
+  std::string pids_cgroup;
+  // Processes and threads an instance may have (pids.max, or RLIMIT_NPROC).
+  // Default 512.
+  int64_t max_pids = 512;
+};
+
+// Creates the "process" runtime: the entry runs in the code dir with a clean
+// environment (the LEVEROS_* variables and PATH), its own process group,
+// stdin on /dev/null, stdout/stderr on pipes, memory limited to ram MB
+// (cgroup memory.limit_in_bytes, else RLIMIT_AS; jsEntry gets no RLIMIT_AS as
+// V8 reserves far more address space than it uses), pids limited (cgroup
+// pids.max, else RLIMIT_NPROC), and SIGKILL if the supervisor thread dies.
+Status NewProcessRuntime(const ProcessRuntimeOptions& options, RuntimePtr* out);
+
+// Opens a runtime by name ("process"). Unknown: INVALID_ARGUMENT.
+Status OpenRuntime(std::string_view name, const ProcessRuntimeOptions& options, RuntimePtr* out);
+
+}  // namespace lever::host
