@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
@@ -513,6 +514,47 @@ TEST_F(HostTest, EnvironmentsCreateListDelete) {
   EXPECT_EQ(host_->ListServices("qa.lever", &services).code(), Code::kNotFound);
   EXPECT_NE(access((data_ + "/code/qa.lever").c_str(), F_OK), 0);
   EXPECT_EQ(host_->DeleteEnvironment("admin.lever").code(), Code::kPermissionDenied);
+}
+
+TEST_F(HostTest, RlimitsWithoutCgroups) {
+  options_.process.max_pids = 300;
+  StartHost();
+  Deploy("dev.lever", "boxed", {}, R"(,"ram":80)");
+  Routed r = Route("dev.lever", "boxed");
+  ASSERT_TRUE(r.result.status.ok());
+  auto ready = Instances("boxed", "ready");
+  ASSERT_EQ(ready.size(), 1u);
+  std::string limits = ReadFileOrEmpty("/proc/" + std::to_string(ready[0].pid) + "/limits");
+  auto row = [&](const std::string& name) {
+    size_t at = limits.find(name);
+    if (at == std::string::npos) return std::string();
+    std::stringstream ss(limits.substr(at + name.size()));
+    std::string soft;
+    ss >> soft;
+    return soft;
+  };
+  EXPECT_EQ(row("Max address space"), "80000000");
+  EXPECT_EQ(row("Max processes"), "300");
+}
+
+TEST_F(HostTest, JsEntryRunsLeverServe) {
+  std::string serve = sandbox_.path() + "/lever-serve";
+  {
+    std::ofstream f(serve);
+    f << "#!/bin/sh\necho \"serving $1 with $NODE_OPTIONS\"\nexec " << kInstance << " --env-out " << out_ << "\n";
+  }
+  ASSERT_EQ(chmod(serve.c_str(), 0755), 0);
+  options_.process.lever_serve = serve;
+  StartHost();
+  DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"nodejs","jsEntry":"lib/index.js","ram":100})").Finish());
+  Routed r = Route("dev.lever", "nodejs");
+  ASSERT_TRUE(r.result.status.ok()) << r.result.status.message();
+  std::vector<LogLine> lines;
+  ASSERT_TRUE(WaitFor([&] {
+    EXPECT_TRUE(host_->TailLogs("dev.lever", "nodejs", 10, &lines).ok());
+    return !lines.empty();
+  }));
+  EXPECT_EQ(lines[0].text, "lever://dev.lever/nodejs v1 serving lib/index.js with --max-old-space-size=90");
 }
 
 TEST_F(HostTest, MemoryLimitThroughCgroupWhenWritable) {

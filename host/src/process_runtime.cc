@@ -273,6 +273,10 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
       "PATH=" + options_.path,
   };
   if (!spec.internal_gateway.empty()) env_s.push_back("LEVEROS_INTERNAL_RPC_GATEWAY=" + spec.internal_gateway);
+  if (!spec.config.js_entry.empty()) {
+    // The original gave node --max_old_space_size=int(ram*0.9).
+    env_s.push_back("NODE_OPTIONS=--max-old-space-size=" + std::to_string(spec.config.ram_mb * 9 / 10));
+  }
   std::vector<char*> argv, envp;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -330,6 +334,7 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     setpgid(0, 0);
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     if (mem_procs >= 0) (void)!write(mem_procs, "0\n", 2);
     if (pids_procs >= 0) (void)!write(pids_procs, "0\n", 2);
     int devnull = open("/dev/null", O_RDONLY);
