@@ -1,0 +1,247 @@
+#include "admin_service.h"
+
+#include <chrono>
+
+#include "common/admin_api.h"
+#include "log.h"
+
+namespace lever::leverd {
+namespace {
+
+using host::Host;
+
+// An application error with a string value: what the original clients print.
+Result AppError(const Status& s) { return Result::AppError(Value(s.message())); }
+
+bool IsLoopback(std::string_view addr) {
+  return addr.starts_with("127.") || addr.starts_with("[::1]") || addr == "::1" || addr.starts_with("::1:") ||
+         addr.starts_with("unix:");
+}
+
+// Admin calls from off this machine need the token (DESIGN.md "Security").
+Status CheckAccess(const CallContext& ctx, const std::string& token) {
+  std::string_view peer = ctx.Metadata("x-lever-client-addr");
+  if (peer.empty() || IsLoopback(peer)) return Status::Ok();
+  if (ctx.Metadata("lever-admin-token") == token) return Status::Ok();
+  return Status(Code::kPermissionDenied, "admin calls from " + std::string(peer) +
+                                             " need the lever-admin-token metadata (see <data-dir>/admin.token)");
+}
+
+bool StringArg(const Array& args, size_t i, std::string* out) {
+  if (i >= args.size()) return i > 0;  // optional trailing arguments default to ""
+  if (!args[i].is_string()) return false;
+  *out = args[i].as_string();
+  return true;
+}
+
+Value ServiceRow(const host::ServiceInfo& s) {
+  return Value(Map{{"env", s.env},
+                   {"name", s.name},
+                   {"description", s.description},
+                   {"private", s.is_private},
+                   {"liveVersion", s.live_version}});
+}
+
+std::string IsoTime(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm;
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, ServerStreamPtr stream) {
+  const CallContext& ctx = stream->context();
+  if (Status s = CheckAccess(ctx, options.token); !s.ok()) return stream->Finish(Result::Failed(s));
+  Array& args = stream->args();
+  if (args.empty() || args.size() > 2 || !args[0].is_string()) {
+    return stream->Finish(AppError(InvalidArgument("DeployServiceChan takes the environment name")));
+  }
+  std::string env = args[0].as_string();
+  bool report = false;
+  if (args.size() == 2 && args[1].is_map()) {
+    const Value* r = args[1].as_map().Find("reportVersion");
+    report = r && r->is_bool() && r->as_bool();
+  }
+  std::unique_ptr<host::DeploySession> session;
+  Status failed = host->BeginDeploy(env, &session);
+  size_t discarded = 0;
+  for (;;) {
+    Result m = stream->Receive();
+    if (m.is_end()) break;
+    if (m.is_platform_error()) return;  // cancelled: the session's destructor cleans up
+    if (m.is_app_error()) {
+      failed = InvalidArgument("the client sent an error");
+      break;
+    }
+    if (!failed.ok()) {
+      // Keep reading so the client's sends succeed and it reaches its
+      // Receive, where it sees our error; bounded.
+      discarded += m.value.is_bytes() ? m.value.as_bytes().size() : 1;
+      if (discarded > options.max_discard_bytes) break;
+      continue;
+    }
+    if (!m.value.is_bytes()) {
+      failed = InvalidArgument("Error trying to untar file: expected byte messages");
+      continue;
+    }
+    failed = session->Write(m.value.as_bytes().view());
+  }
+  host::DeployResult result;
+  if (failed.ok()) failed = session->Finish(&result);
+  session.reset();
+  if (!failed.ok()) {
+    LogInfo("deploy to " + env + " failed: " + failed.message());
+    return stream->Finish(AppError(failed));
+  }
+  LogInfo("deployed lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version));
+  if (report) {
+    (void)stream->Send(Value(Map{{"service", result.service}, {"version", result.version}}));
+  }
+  stream->Finish(Result::End());
+}
+
+void Logs(const std::shared_ptr<Host>& host, const AdminOptions& options, ServerStreamPtr stream) {
+  if (Status s = CheckAccess(stream->context(), options.token); !s.ok()) return stream->Finish(Result::Failed(s));
+  Array& args = stream->args();
+  std::string env, service;
+  if (!StringArg(args, 0, &env) || !StringArg(args, 1, &service) || args.size() < 2) {
+    return stream->Finish(AppError(InvalidArgument("LogsChan takes (env, service, {follow, lines})")));
+  }
+  bool follow = false;
+  size_t lines = 100;
+  if (args.size() > 2 && args[2].is_map()) {
+    if (const Value* f = args[2].as_map().Find("follow"); f && f->is_bool()) follow = f->as_bool();
+    if (const Value* n = args[2].as_map().Find("lines"); n && n->is_int() && n->as_int() >= 0) {
+      lines = static_cast<size_t>(std::min<int64_t>(n->as_int(), 100000));
+    }
+  }
+  std::vector<host::LogLine> out;
+  if (Status s = host->TailLogs(env, service, lines, &out); !s.ok()) return stream->Finish(AppError(s));
+  uint64_t seq = 0;
+  for (const auto& l : out) {
+    if (!stream->Send(Value(l.text)).ok()) return;
+    seq = l.seq;
+  }
+  while (follow && !stream->context().cancelled()) {
+    out.clear();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    if (Status s = host->ReadLogs(env, service, seq, 1000, deadline, &out); !s.ok()) {
+      return stream->Finish(AppError(s));
+    }
+    for (const auto& l : out) {
+      if (!stream->Send(Value(l.text)).ok()) return;
+      seq = l.seq;
+    }
+  }
+  stream->Finish(Result::End());
+}
+
+}  // namespace
+
+Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std::unique_ptr<AdminService>* out) {
+  ServerOptions so;
+  so.listen_addr = options.listen_addr;
+  so.max_message_bytes = 1 << 20;  // deploy chunks are 32 KiB
+  auto server = std::make_unique<Server>(so);
+  auto opts = std::make_shared<AdminOptions>(std::move(options));
+
+  auto unary = [&](std::string_view name, std::function<Result(const Array&)> fn) {
+    return server->Handle(std::string(name), [opts, fn](const CallContext& ctx, Array& args) {
+      if (Status s = CheckAccess(ctx, opts->token); !s.ok()) return Result::Failed(s);
+      return fn(args);
+    });
+  };
+  Status s = server->HandleStream(std::string(admin::kDeploy),
+                                  [host, opts](ServerStreamPtr st) { Deploy(host, *opts, std::move(st)); });
+  if (s.ok()) {
+    s = server->HandleStream(std::string(admin::kLogs),
+                             [host, opts](ServerStreamPtr st) { Logs(host, *opts, std::move(st)); });
+  }
+  if (s.ok()) {
+    s = unary(admin::kListEnvironments, [host](const Array&) {
+      std::vector<host::EnvironmentInfo> envs;
+      if (Status e = host->ListEnvironments(&envs); !e.ok()) return AppError(e);
+      Array rows;
+      for (const auto& e : envs) rows.push_back(Map{{"name", e.name}, {"description", e.description}});
+      return Result::Of(Value(std::move(rows)));
+    });
+  }
+  if (s.ok()) {
+    s = unary(admin::kCreateEnvironment, [host](const Array& args) {
+      std::string name, desc;
+      if (args.empty() || !StringArg(args, 0, &name) || !StringArg(args, 1, &desc)) {
+        return AppError(InvalidArgument("CreateEnvironment takes (name [, description])"));
+      }
+      if (Status e = host->CreateEnvironment(name, desc); !e.ok()) return AppError(e);
+      LogInfo("created environment " + name);
+      return Result::Of(Value());
+    });
+  }
+  if (s.ok()) {
+    s = unary(admin::kDeleteEnvironment, [host](const Array& args) {
+      std::string name;
+      if (args.size() != 1 || !StringArg(args, 0, &name)) {
+        return AppError(InvalidArgument("DeleteEnvironment takes (name)"));
+      }
+      if (Status e = host->DeleteEnvironment(name); !e.ok()) return AppError(e);
+      LogInfo("deleted environment " + name);
+      return Result::Of(Value());
+    });
+  }
+  if (s.ok()) {
+    s = unary(admin::kListServices, [host](const Array& args) {
+      std::string env;
+      if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("ListServices takes ([env])"));
+      std::vector<std::string> envs;
+      if (env.empty()) {
+        std::vector<host::EnvironmentInfo> all;
+        if (Status e = host->ListEnvironments(&all); !e.ok()) return AppError(e);
+        for (auto& e : all) envs.push_back(e.name);
+      } else {
+        envs.push_back(env);
+      }
+      Array rows;
+      for (const auto& e : envs) {
+        std::vector<host::ServiceInfo> services;
+        if (Status st = host->ListServices(e, &services); !st.ok()) return AppError(st);
+        for (const auto& sv : services) rows.push_back(ServiceRow(sv));
+      }
+      return Result::Of(Value(std::move(rows)));
+    });
+  }
+  if (s.ok()) {
+    s = unary(admin::kListInstances, [host](const Array& args) {
+      std::string env;
+      if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("ListInstances takes ([env])"));
+      std::vector<host::InstanceInfo> instances;
+      if (Status e = host->ListInstances(env, "", &instances); !e.ok()) return AppError(e);
+      Array rows;
+      for (const auto& i : instances) {
+        rows.push_back(Map{{"env", i.env},
+                           {"service", i.service},
+                           {"id", i.instance_id},
+                           {"version", i.version},
+                           {"pid", i.pid},
+                           {"state", i.state},
+                           {"inFlight", i.calls_in_flight},
+                           {"startedAt", IsoTime(i.started_at)}});
+      }
+      return Result::Of(Value(std::move(rows)));
+    });
+  }
+  if (!s.ok()) return s;
+  if (s = server->Start(); !s.ok()) return s;
+  out->reset(new AdminService());
+  (*out)->server_ = std::move(server);
+  return Status::Ok();
+}
+
+AdminService::~AdminService() {
+  if (server_) server_->Shutdown(std::chrono::milliseconds(0));
+}
+
+void AdminService::Shutdown(std::chrono::milliseconds grace) { server_->Shutdown(grace); }
+
+}  // namespace lever::leverd

@@ -1,0 +1,40 @@
+// The admin service built into leverd (reference §5; cli/common/admin_api.h
+// lists its methods). It is a Lever service on the C++ server runtime,
+// listening on a unix socket in the data dir; the host routes
+// lever://admin.lever/admin//... there like any other call.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "lever/host/host.h"
+#include "lever/server.h"
+#include "lever/status.h"
+
+namespace lever::leverd {
+
+struct AdminOptions {
+  // "unix:/abs/path.sock" to listen on. Required.
+  std::string listen_addr;
+  // Calls whose gateway-set `x-lever-client-addr` is not a loopback address
+  // must carry metadata `lever-admin-token` with this value. Required.
+  std::string token;
+  // A failed upload keeps reading (and discarding) the client's chunks until
+  // its half-close, so the client sees the error (reference §5.3 second
+  // reading) — but no more than this many bytes. Default 64 MiB.
+  size_t max_discard_bytes = size_t{64} << 20;
+};
+
+class AdminService {
+ public:
+  static Status Start(AdminOptions options, std::shared_ptr<host::Host> host, std::unique_ptr<AdminService>* out);
+  ~AdminService();
+  // Lets calls in flight finish for up to `grace`.
+  void Shutdown(std::chrono::milliseconds grace);
+
+ private:
+  AdminService() = default;
+  std::unique_ptr<Server> server_;
+};
+
+}  // namespace lever::leverd

@@ -1,0 +1,251 @@
+// leverd: one process per node holding the gateway (the public port and the
+// per-environment internal sockets), the host (registry, code, instances) and
+// the admin service. main() parses flags and calls Run (STYLE.md).
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "admin_service.h"
+#include "lever/gateway/gateway.h"
+#include "lever/host/host.h"
+#include "log.h"
+
+#ifndef LEVER_VERSION
+#define LEVER_VERSION "dev"
+#endif
+
+namespace lever::leverd {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Flags {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir;
+  int workers = 0;
+  std::string idle_timeout = "5m";
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string grace = "10s";
+  std::string cold_start_wait = "16s";
+  size_t max_instances = 16;
+  size_t max_upload_mib = 30;
+  size_t max_unpacked_mib = 256;
+  std::string js_runner;
+};
+
+bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
+  char* end = nullptr;
+  double n = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || n < 0) return false;
+  std::string unit(end);
+  double scale = unit == "ms" ? 1 : unit == "s" || unit.empty() ? 1e3 : unit == "m" ? 6e4 : unit == "h" ? 3.6e6 : -1;
+  if (scale < 0) return false;
+  *out = std::chrono::milliseconds(static_cast<int64_t>(n * scale));
+  return true;
+}
+
+std::string DefaultDataDir() {
+  if (const char* d = std::getenv("LEVER_DATA_DIR"); d && *d) return d;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/lever";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.lever";
+  return "/var/lib/lever";
+}
+
+// The admin token, created once (0600) in the data dir.
+Status LoadToken(const std::string& data_dir, std::string* token) {
+  std::string path = data_dir + "/admin.token";
+  std::ifstream in(path);
+  if (in && std::getline(in, *token) && token->size() >= 32) return Status::Ok();
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;
+  token->clear();
+  for (int i = 0; i < 40; ++i) token->push_back(kAlphabet[rd() % 62]);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status(Code::kInternal, "cannot write " + path);
+  std::string line = *token + "\n";
+  bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  fchmod(fd, 0600);
+  close(fd);
+  return ok ? Status::Ok() : Status(Code::kInternal, "cannot write " + path);
+}
+
+// Routes to the host once it exists; the gateway starts first so that the
+// host can ask it for internal listeners while it starts instances.
+class ForwardingRouter final : public host::Router {
+ public:
+  void Set(host::RouterPtr target) {
+    std::unique_lock lock(mu_);
+    target_ = std::move(target);
+  }
+  void Route(const host::RouteRequest& request, std::function<void(host::RouteResult)> done) override {
+    host::RouterPtr target;
+    {
+      std::shared_lock lock(mu_);
+      target = target_;
+    }
+    if (!target) return done({Status(Code::kUnavailable, "leverd is starting"), nullptr});
+    target->Route(request, std::move(done));
+  }
+
+ private:
+  std::shared_mutex mu_;
+  host::RouterPtr target_;
+};
+
+// A unix socket path for an environment's internal listener, short enough
+// for sun_path whatever the env name.
+std::string InternalSocketPath(const std::string& run_dir, std::string_view env) {
+  std::string path = run_dir + "/env-" + std::string(env) + ".sock";
+  if (path.size() < 100) return path;
+  return run_dir + "/env-" + std::to_string(std::hash<std::string_view>{}(env)) + ".sock";
+}
+
+int Run(const Flags& f) {
+  std::chrono::milliseconds idle, grace, cold;
+  if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) ||
+      !ParseDuration(f.cold_start_wait, &cold)) {
+    LogError("bad duration flag (use 500ms, 30s, 5m, 1h)");
+    return 2;
+  }
+  std::error_code ec;
+  std::string data_dir = fs::absolute(f.data_dir.empty() ? DefaultDataDir() : f.data_dir, ec).string();
+  fs::create_directories(data_dir + "/run", ec);
+  if (ec) {
+    LogError("cannot create data dir " + data_dir + ": " + ec.message());
+    return 1;
+  }
+  chmod(data_dir.c_str(), 0700);
+  std::string token;
+  if (Status s = LoadToken(data_dir, &token); !s.ok()) {
+    LogError(s.message());
+    return 1;
+  }
+
+  // Block the stop signals in every thread; main waits for them below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto router = std::make_shared<ForwardingRouter>();
+  gateway::GatewayOptions go;
+  go.listen = f.listen;
+  go.workers = f.workers;
+  auto gw = std::make_unique<gateway::Gateway>(go, router);
+  if (Status s = gw->Start(); !s.ok()) {
+    LogError("cannot listen on " + f.listen + ": " + s.message());
+    return 1;
+  }
+
+  std::string run_dir = data_dir + "/run";
+  std::mutex listeners_mu;
+  host::HostOptions ho;
+  ho.data_dir = data_dir;
+  ho.idle_timeout = idle;
+  ho.cold_start_wait = cold;
+  ho.max_instances_per_service = f.max_instances;
+  ho.deploy.max_compressed_bytes = uint64_t{f.max_upload_mib} << 20;
+  ho.deploy.max_uncompressed_bytes = uint64_t{f.max_unpacked_mib} << 20;
+  if (!f.js_runner.empty()) ho.process.lever_serve = f.js_runner;
+  ho.admin_address = "unix:" + run_dir + "/admin.sock";
+  ho.log_sink = [](std::string_view line) { Log(LogLevel::kInfo, "instance", line); };
+  gateway::Gateway* gw_ptr = gw.get();
+  ho.ensure_internal_listener = [gw_ptr, run_dir, &listeners_mu, known = std::make_shared<std::set<std::string>>()](
+                                    std::string_view env, std::string* path) -> Status {
+    std::lock_guard<std::mutex> lock(listeners_mu);
+    *path = InternalSocketPath(run_dir, env);
+    if (known->count(std::string(env))) return Status::Ok();
+    Status s = gw_ptr->AddInternalListener(std::string(env), *path);
+    if (s.ok()) known->insert(std::string(env));
+    return s;
+  };
+  std::shared_ptr<host::Host> host;
+  if (Status s = host::Host::Create(std::move(ho), &host); !s.ok()) {
+    LogError("cannot start the host: " + s.ToString());
+    gw->Stop(std::chrono::milliseconds(0));
+    return 1;
+  }
+  std::unique_ptr<AdminService> admin;
+  AdminOptions ao;
+  ao.listen_addr = "unix:" + run_dir + "/admin.sock";
+  unlink((run_dir + "/admin.sock").c_str());
+  ao.token = token;
+  if (Status s = AdminService::Start(ao, host, &admin); !s.ok()) {
+    LogError("cannot start the admin service: " + s.ToString());
+    gw->Stop(std::chrono::milliseconds(0));
+    return 1;
+  }
+  router->Set(host);
+  LogInfo("leverd " LEVER_VERSION " listening on " + f.listen.substr(0, f.listen.rfind(':')) + ":" +
+          std::to_string(gw->port()) + " (data dir " + data_dir + ")");
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LogInfo(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", draining calls in flight");
+  gw->Stop(grace);
+  admin->Shutdown(std::chrono::milliseconds(1000));
+  router->Set(nullptr);
+  host.reset();  // stops every instance
+  admin.reset();
+  gw.reset();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace lever::leverd
+
+int main(int argc, char** argv) {
+  using lever::leverd::Flags;
+  CLI::App app{"leverd: the Lever node daemon (gateway, host and admin service in one process)"};
+  app.set_version_flag("--version", std::string("leverd ") + LEVER_VERSION);
+  Flags f;
+  app.add_option("--listen", f.listen, "Public address for gRPC (h2c) and HTTP, host:port")->capture_default_str();
+  app.add_option("--data-dir", f.data_dir, "Code, registry and sockets (default $LEVER_DATA_DIR or ~/.lever)");
+  app.add_option("--workers", f.workers, "Gateway worker threads (0: one per core)")->capture_default_str();
+  app.add_option("--idle-timeout", f.idle_timeout, "Stop an instance after this long without calls")
+      ->capture_default_str();
+  app.add_option("--grace", f.grace, "On SIGTERM, how long calls in flight may take to finish")
+      ->capture_default_str();
+  app.add_option("--cold-start-wait", f.cold_start_wait, "How long a call waits for an instance to start")
+      ->capture_default_str();
+  app.add_option("--max-instances", f.max_instances, "Instances per service")->capture_default_str();
+  app.add_option("--max-upload-mib", f.max_upload_mib, "Largest deploy upload (compressed)")->capture_default_str();
+  app.add_option("--max-unpacked-mib", f.max_unpacked_mib, "Largest deploy once unpacked")->capture_default_str();
+  app.add_option("--js-runner", f.js_runner, "Program that runs jsEntry services (the Node SDK's lever-serve)");
+  app.add_option("--log-format", f.log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--log-level", f.log_level, "debug, info, warn or error")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  lever::leverd::LogConfig lc;
+  lc.json = f.log_format == "json";
+  if (!lever::leverd::ParseLogLevel(f.log_level, &lc.level)) {
+    std::fprintf(stderr, "leverd: bad --log-level %s\n", f.log_level.c_str());
+    return 2;
+  }
+  lever::leverd::ConfigureLog(lc);
+  return lever::leverd::Run(f);
+}

@@ -1,0 +1,244 @@
+#include "harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace lever::e2e {
+
+namespace fs = std::filesystem;
+
+std::string LeverdPath() { return LEVER_E2E_LEVERD; }
+std::string LeverPath() { return LEVER_E2E_LEVER; }
+std::string TestServicePath() { return LEVER_E2E_TESTSERVICE; }
+std::string HelloServicePath() { return LEVER_E2E_HELLO; }
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/lever-e2e-XXXXXX";
+  char* p = mkdtemp(tmpl);
+  if (!p) throw std::runtime_error("mkdtemp failed");
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+namespace {
+
+pid_t Spawn(const std::vector<std::string>& argv, int in_fd, int out_fd, int err_fd) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (in_fd >= 0) dup2(in_fd, 0);
+    if (out_fd >= 0) dup2(out_fd, 1);
+    if (err_fd >= 0) dup2(err_fd, 2);
+    // Undo signal masks inherited from test threads.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input,
+                         std::chrono::milliseconds timeout) {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return {};
+  pid_t pid = Spawn(argv, in[0], out[1], err[1]);
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  std::thread writer([fd = in[1], input] {
+    size_t off = 0;
+    while (off < input.size()) {
+      ssize_t n = write(fd, input.data() + off, input.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    close(fd);
+  });
+  CommandResult r;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  bool killed = false;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill(pid, SIGKILL);
+      killed = true;
+      break;
+    }
+    if (poll(fds, 2, static_cast<int>(left.count())) < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[65536];
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  writer.join();
+  r.exit_code = killed ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // a condition poll, not a fixed wait
+  }
+  return true;
+}
+
+int64_t RssBytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+Leverd::Leverd(Options options) : options_(std::move(options)) {
+  if (options_.data_dir.empty()) {
+    own_dir_ = std::make_unique<TempDir>();
+    data_dir_ = own_dir_->path() + "/data";
+  } else {
+    data_dir_ = options_.data_dir;
+  }
+}
+
+Leverd::~Leverd() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (reader_.joinable()) reader_.join();
+}
+
+void Leverd::Start() {
+  int err[2];
+  ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+  std::vector<std::string> argv = {LeverdPath(), "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
+                                   "--workers", "2", "--grace", "10s"};
+  argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  pid_ = Spawn(argv, devnull, devnull, err[1]);
+  close(devnull);
+  close(err[1]);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lines_.clear();
+  }
+  if (reader_.joinable()) reader_.join();
+  reader_ = std::thread([this, fd = err[0]] { ReadLogs(fd); });
+  ASSERT_TRUE(WaitForLog("listening on", std::chrono::seconds(30))) << "leverd did not start";
+  for (const auto& l : LogLines()) {
+    size_t at = l.find("listening on ");
+    if (at == std::string::npos) continue;
+    std::string rest = l.substr(at + 13);
+    size_t colon = rest.find(':');
+    port_ = std::stoi(rest.substr(colon + 1));
+  }
+  ASSERT_GT(port_, 0);
+}
+
+int Leverd::Stop(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  bool exited = WaitUntil([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+  if (!exited) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+  pid_ = -1;
+  if (reader_.joinable()) reader_.join();
+  if (!exited) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void Leverd::ReadLogs(int fd) {
+  std::string partial;
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) {
+    partial.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = partial.find('\n')) != std::string::npos) {
+      std::lock_guard<std::mutex> lock(mu_);
+      lines_.push_back(partial.substr(0, nl));
+      partial.erase(0, nl + 1);
+    }
+  }
+  close(fd);
+}
+
+std::vector<std::string> Leverd::LogLines() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lines_;
+}
+
+bool Leverd::WaitForLog(const std::string& needle, std::chrono::milliseconds timeout) {
+  return WaitUntil(
+      [&] {
+        for (const auto& l : LogLines()) {
+          if (l.find(needle) != std::string::npos) return true;
+        }
+        return false;
+      },
+      timeout);
+}
+
+CommandResult Leverd::Lever(const std::vector<std::string>& args, const std::string& input) const {
+  std::vector<std::string> argv = {LeverPath(), "-H", address()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, input);
+}
+
+std::unique_ptr<Client> Leverd::NewClient() const {
+  ClientOptions o;
+  o.force_host = address();
+  return std::make_unique<Client>(o);
+}
+
+CommandResult Leverd::DeployTestService(const std::string& lever_json, const std::string& env) {
+  auto dir = std::make_unique<TempDir>();
+  std::ofstream(dir->path() + "/lever.json") << lever_json;
+  fs::copy_file(TestServicePath(), dir->path() + "/serve");
+  CommandResult r = Lever({"--env", env, "deploy", dir->path()});
+  service_dirs_.push_back(std::move(dir));
+  return r;
+}
+
+}  // namespace lever::e2e

@@ -1,0 +1,101 @@
+// The end-to-end harness: a real leverd on a free port with a temp data dir,
+// driven by the real `lever` CLI and the C++ client, over real sockets.
+// Scenarios live one per file (tests/e2e/*_test.cc).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lever/client.h"
+
+namespace lever::e2e {
+
+// Paths of the binaries under test (set by CMake).
+std::string LeverdPath();
+std::string LeverPath();
+std::string TestServicePath();
+std::string HelloServicePath();
+
+// A fresh directory under /tmp (short, for unix socket paths), removed on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a program to completion with `input` on stdin (bounded by `timeout`:
+// killed and exit_code -1 after it).
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
+                         std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// Waits for `pred` with a bounded deadline, re-checking every few ms.
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+// Resident memory of a process in bytes (VmRSS), 0 if gone.
+int64_t RssBytes(pid_t pid);
+
+class Leverd {
+ public:
+  struct Options {
+    std::string data_dir;  // default: a fresh temp dir
+    std::vector<std::string> extra_flags;
+  };
+  explicit Leverd(Options options = {});
+  ~Leverd();  // SIGKILL if still running
+
+  // Starts and waits for "listening on" (bounded).
+  void Start();
+  // SIGTERM and wait; returns the exit status (0 on a clean drain).
+  int Stop(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  pid_t pid() const { return pid_; }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  const std::string& data_dir() const { return data_dir_; }
+
+  // Every stderr line so far.
+  std::vector<std::string> LogLines() const;
+  bool WaitForLog(const std::string& needle, std::chrono::milliseconds timeout);
+
+  // `lever -H <address> args...`
+  CommandResult Lever(const std::vector<std::string>& args, const std::string& input = "") const;
+  // A C++ client whose calls all go to this leverd.
+  std::unique_ptr<Client> NewClient() const;
+
+  // Makes a deployable dir: lever.json with `lever_json` and the test service
+  // binary as ./serve; deploys it into `env`; returns the CLI's result.
+  CommandResult DeployTestService(const std::string& lever_json, const std::string& env = "dev.lever");
+
+ private:
+  void ReadLogs(int fd);
+
+  Options options_;
+  std::unique_ptr<TempDir> own_dir_;
+  std::vector<std::unique_ptr<TempDir>> service_dirs_;
+  std::string data_dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace lever::e2e

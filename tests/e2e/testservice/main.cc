@@ -1,0 +1,111 @@
+// The end-to-end tests' service: the original system test's methods
+// (reference §11.1: BasicHello, ReqReplyStreamChan, BasicError) plus what the
+// leverd scenarios need. Built on the C++ server runtime; deployed by the
+// tests with `lever deploy` like any user service.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "lever/client.h"
+#include "lever/server.h"
+
+namespace {
+
+using lever::Array;
+using lever::CallContext;
+using lever::Result;
+using lever::Value;
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+}  // namespace
+
+int main() {
+  lever::Server server;
+  (void)server.Handle("BasicHello", [](const CallContext&, Array& args) {
+    if (args.size() != 1 || !args[0].is_string()) return Result::AppError(Value("want one string"));
+    return Result::Of(Value("hello " + args[0].as_string()));
+  });
+  (void)server.Handle("BasicError", [](const CallContext&, Array& args) {
+    return Result::AppError(Value("error sent: " + (args.empty() || !args[0].is_string() ? "" : args[0].as_string())));
+  });
+  (void)server.Handle("Echo", [](const CallContext&, Array& args) {
+    return Result::Of(args.empty() ? Value() : std::move(args[0]));
+  });
+  (void)server.Handle("ByteError", [](const CallContext&, Array&) {
+    return Result::AppError(Value::FromBytes(std::string("\x00\x01\xfe", 3)));
+  });
+  // Which instance and version served the call (resources, redeploys).
+  (void)server.Handle("Whoami", [](const CallContext& ctx, Array&) {
+    return Result::Of(Value(lever::Map{{"instance", Env("LEVEROS_INSTANCE_ID")},
+                                       {"version", Env("LEVEROS_CODE_VERSION")},
+                                       {"resource", ctx.resource()},
+                                       {"srcEnv", ctx.source_env()},
+                                       {"pid", static_cast<int64_t>(getpid())}}));
+  });
+  // Blocks until the call is cancelled, then writes a marker file the test
+  // waits for: proof that a client cancel reached the handler.
+  (void)server.Handle("WaitForCancel", [](const CallContext& ctx, Array& args) {
+    std::string marker = args.empty() || !args[0].is_string() ? "" : args[0].as_string();
+    for (int i = 0; i < 60000 && !ctx.cancelled(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (ctx.cancelled() && !marker.empty()) std::ofstream(marker) << "cancelled";
+    return Result::Of(Value("not cancelled"));
+  });
+  // Takes `ms` milliseconds, then answers "slept" (drain tests).
+  (void)server.Handle("SleepMs", [](const CallContext&, Array& args) {
+    int64_t ms = args.empty() || !args[0].is_int() ? 0 : args[0].as_int();
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return Result::Of(Value("slept"));
+  });
+  // Dies in the middle of a call.
+  (void)server.Handle("Crash", [](const CallContext&, Array&) -> Result { _exit(3); });
+  // Calls another service through the internal gateway (private ones too).
+  (void)server.Handle("CallOther", [](const CallContext&, Array& args) {
+    if (args.size() < 2 || !args[0].is_string() || !args[1].is_string()) {
+      return Result::AppError(Value("CallOther(service, method, args...)"));
+    }
+    static lever::Client client;
+    Array rest(std::make_move_iterator(args.begin() + 2), std::make_move_iterator(args.end()));
+    lever::Endpoint ep = client.Service("", args[0].as_string());
+    Result r = ep.Invoke(args[1].as_string(), std::move(rest));
+    if (r.is_platform_error()) return Result::AppError(Value(r.status.ToString()));
+    return r;
+  });
+  (void)server.HandleStream("ReqReplyStreamChan", [](lever::ServerStreamPtr s) {
+    std::string prefix = s->args().empty() || !s->args()[0].is_string() ? "" : s->args()[0].as_string();
+    for (Result m = s->Receive(); m.ok(); m = s->Receive()) {
+      std::string text = m.value.is_string() ? m.value.as_string() : "?";
+      if (!s->Send(Value(prefix + ":" + text + " received")).ok()) return;
+    }
+  });
+  // Echoes every message (JSON or bytes) back, in order.
+  (void)server.HandleStream("EchoChan", [](lever::ServerStreamPtr s) {
+    for (Result m = s->Receive(); m.ok(); m = s->Receive()) {
+      if (!s->Send(m.value).ok()) return;
+    }
+  });
+  // Sends N bytes in chunks of `chunk` without reading (slow-reader tests).
+  (void)server.HandleStream("SourceChan", [](lever::ServerStreamPtr s) {
+    Array& a = s->args();
+    int64_t total = a.size() > 0 && a[0].is_int() ? a[0].as_int() : 0;
+    int64_t chunk = a.size() > 1 && a[1].is_int() ? a[1].as_int() : 65536;
+    std::string block(static_cast<size_t>(chunk), 'x');
+    for (int64_t sent = 0; sent < total; sent += chunk) {
+      if (!s->Send(Value::FromBytes(block)).ok()) return;
+    }
+  });
+  if (lever::Status st = server.Start(); !st.ok()) {
+    std::fprintf(stderr, "testservice: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::printf("testservice ready\n");
+  std::fflush(stdout);
+  server.Wait();
+  return 0;
+}
