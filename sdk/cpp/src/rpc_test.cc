@@ -1,0 +1,647 @@
+// In-process tests of the client and the server runtime over real sockets.
+#include <gtest/gtest.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "lever/client.h"
+#include "lever/server.h"
+#include "leverrpc.grpc.pb.h"
+#include "../testing/test_service.h"
+
+namespace lever {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr auto kWait = 20s;  // bound on every wait; tests never sleep
+
+std::string MakeTempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "lever-rpc-XXXXXX").string();
+  char* d = mkdtemp(tmpl.data());
+  return d ? std::string(d) : std::string();
+}
+
+struct Param {
+  wire::Codec codec;
+  bool tcp;
+};
+
+std::string Name(const ::testing::TestParamInfo<Param>& p) {
+  return std::string(p.param.codec == wire::Codec::kMsgpack ? "Msgpack" : "ProtoJson") + (p.param.tcp ? "Tcp" : "Unix");
+}
+
+class RpcTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    ASSERT_FALSE(dir_.empty());
+    ServerOptions so;
+    so.listen_addr = GetParam().tcp ? "127.0.0.1:0" : "unix:" + dir_ + "/s.sock";
+    server_ = std::make_unique<Server>(so);
+    ASSERT_TRUE(testing::RegisterTestHandlers(server_.get(), &state_).ok());
+    RegisterExtra();
+    Status st = server_->Start();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    target_ = GetParam().tcp ? "127.0.0.1:" + std::to_string(server_->port()) : so.listen_addr;
+    ClientOptions co;
+    co.force_host = target_;
+    co.codec = GetParam().codec;
+    co.own_environment = "dev.lever";
+    client_ = std::make_unique<Client>(co);
+  }
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Shutdown(1s);
+    server_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  virtual void RegisterExtra() {}
+
+  Endpoint Svc() { return client_->Service("dev.lever", "testService"); }
+
+  std::string dir_, target_;
+  testing::TestState state_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Client> client_;
+};
+
+INSTANTIATE_TEST_SUITE_P(All, RpcTest,
+                         ::testing::Values(Param{wire::Codec::kMsgpack, false}, Param{wire::Codec::kProtoJson, false},
+                                           Param{wire::Codec::kMsgpack, true}, Param{wire::Codec::kProtoJson, true}),
+                         Name);
+
+TEST_P(RpcTest, UnaryValues) {
+  Map m;
+  m.Set("a", Array{1, "two", nullptr, true});
+  m.Set("b", 2.5);
+  Result r = Svc().Invoke("echo", {Value(m)});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value(m));
+  r = Svc().Invoke("add", {40, 2});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value(42));
+}
+
+TEST_P(RpcTest, ZeroArgs) {
+  Result r = Svc().Invoke("whoami", {});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  const Map& m = r.value.as_map();
+  EXPECT_EQ(*m.Find("nargs"), Value(0));
+  EXPECT_EQ(*m.Find("env"), Value("dev.lever"));
+  EXPECT_EQ(*m.Find("service"), Value("testService"));
+  EXPECT_EQ(*m.Find("method"), Value("whoami"));
+  EXPECT_EQ(*m.Find("resource"), Value(""));
+  EXPECT_EQ(*m.Find("msgpack"), Value(GetParam().codec == wire::Codec::kMsgpack));
+}
+
+TEST_P(RpcTest, Bytes) {
+  Result r = Svc().Invoke("bytesLen", {Value::FromBytes(std::string("\0\1\2", 3))});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value(3));
+  r = Svc().Invoke("makeBytes", {5});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, Value::FromBytes("bbbbb"));
+}
+
+TEST_P(RpcTest, LargeMessages) {
+  std::string big(8 << 20, 'x');
+  Result r = Svc().Invoke("bytesLen", {Value::FromBytes(big)});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value(8 << 20));
+  r = Svc().Invoke("makeBytes", {8 << 20});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value.as_bytes().size(), size_t{8} << 20);
+}
+
+TEST_P(RpcTest, ApplicationErrorsAreInBand) {
+  Result r = Svc().Invoke("fail", {"boom"});
+  ASSERT_TRUE(r.is_app_error());
+  EXPECT_EQ(r.value, Value("boom"));
+  EXPECT_EQ(r.ToStatus(), Status(Code::kUnknown, "boom"));
+  Map detail;
+  detail.Set("code", 7);
+  r = Svc().Invoke("fail", {Value(detail)});
+  ASSERT_TRUE(r.is_app_error());
+  EXPECT_EQ(r.value, Value(detail));
+  r = Svc().Invoke("failBytes", {});
+  ASSERT_TRUE(r.is_app_error());
+  EXPECT_EQ(r.value, Value::FromBytes("\x01\x02"));
+}
+
+TEST_P(RpcTest, PlatformErrors) {
+  Result r = Svc().Invoke("noSuchMethod", {});
+  ASSERT_TRUE(r.is_platform_error());
+  EXPECT_EQ(r.status.code(), Code::kNotFound);
+  EXPECT_EQ(r.status.message(), "method not found: noSuchMethod");
+  r = Svc().Invoke("add", {1});
+  ASSERT_TRUE(r.is_platform_error());
+  EXPECT_EQ(r.status.code(), Code::kInvalidArgument);
+  // The client refuses the wrong call style before sending anything.
+  r = Svc().Invoke("echoChan", {});
+  EXPECT_EQ(r.status.code(), Code::kInvalidArgument);
+  ClientStreamPtr s;
+  EXPECT_EQ(Svc().InvokeStream(&s, "echo", {}).code(), Code::kInvalidArgument);
+  r = client_->InvokeUrl("lever://dev.lever/svc", {});
+  EXPECT_EQ(r.status.code(), Code::kInvalidArgument);
+}
+
+TEST_P(RpcTest, AsyncInvokeManyInFlight) {
+  constexpr int kCalls = 300;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0, good = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    Svc().InvokeAsync("add", {i, 1}, {}, [&, i](Result r) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (r.ok() && r.value == Value(i + 1)) ++good;
+      ++done;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return done == kCalls; }));
+  EXPECT_EQ(good, kCalls);
+  EXPECT_EQ(client_->ChannelCountForTest(), 1u);
+}
+
+TEST_P(RpcTest, ManyThreadsSync) {
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        Result r = Svc().Invoke("add", {t, i});
+        if (r.ok() && r.value == Value(t + i)) ++good;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), 400);
+}
+
+TEST_P(RpcTest, StreamEcho) {
+  ClientStreamPtr s;
+  Status st = Svc().InvokeStream(&s, "echoChan", {});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(s->Send(i).ok());
+    Result r = s->Receive(kWait);
+    ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+    EXPECT_EQ(r.value, Value(i));
+  }
+  s->CloseSend();
+  EXPECT_TRUE(s->Receive(kWait).is_end());
+  EXPECT_TRUE(s->Receive(kWait).is_end());  // sticky
+}
+
+TEST_P(RpcTest, StreamClientHalfCloseThenServerReplies) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "sumChan", {}).ok());
+  for (int i = 1; i <= 10; ++i) ASSERT_TRUE(s->Send(i).ok());
+  s->CloseSend();
+  EXPECT_FALSE(s->Send(1).ok());
+  Result r = s->Receive(kWait);
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value(55));
+  EXPECT_TRUE(s->Receive(kWait).is_end());
+}
+
+TEST_P(RpcTest, StreamServerEndsEarly) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "countChan", {5}).ok());
+  for (int i = 0; i < 5; ++i) {
+    Result r = s->Receive(kWait);
+    ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+    EXPECT_EQ(r.value, Value(i));
+  }
+  EXPECT_TRUE(s->Receive(kWait).is_end());
+}
+
+TEST_P(RpcTest, StreamApplicationError) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "failChan", {}).ok());
+  Result r = s->Receive(kWait);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, Value("before"));
+  r = s->Receive(kWait);
+  ASSERT_TRUE(r.is_app_error()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value("stream failed"));
+  EXPECT_TRUE(s->Receive(kWait).is_end());
+}
+
+TEST_P(RpcTest, StreamUnknownMethodFailsTheOpen) {
+  ClientStreamPtr s;
+  Status st = Svc().InvokeStream(&s, "missingChan", {});
+  EXPECT_EQ(st.code(), Code::kNotFound);
+  EXPECT_EQ(s, nullptr);
+}
+
+TEST_P(RpcTest, StreamBytesAndLargeMessages) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "bytesChan", {}).ok());
+  for (size_t n : {size_t{0}, size_t{1}, size_t{5} << 20}) {
+    ASSERT_TRUE(s->Send(Value::FromBytes(std::string(n, 'q'))).ok());
+    Result r = s->Receive(kWait);
+    ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+    EXPECT_EQ(r.value, Value::FromBytes(std::string(n, 'r')));
+  }
+  s->CloseSend();
+  EXPECT_TRUE(s->Receive(kWait).is_end());
+}
+
+TEST_P(RpcTest, StreamAsyncReceiveInOrder) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "countChan", {50}).ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Value> got;
+  bool ended = false;
+  std::function<void(Result)> on;
+  on = [&](Result r) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (r.ok()) {
+      got.push_back(r.value);
+      s->ReceiveAsync(on);
+    } else {
+      ended = r.is_end();
+      cv.notify_all();
+    }
+  };
+  s->ReceiveAsync(on);
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return ended; }));
+  ASSERT_EQ(got.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i], Value(i));
+}
+
+TEST_P(RpcTest, ResourcesCallNewResourceOnce) {
+  Endpoint r1 = client_->Resource("dev.lever", "testService", "users/42");
+  for (int i = 0; i < 3; ++i) {
+    Result r = r1.Invoke("whoami", {"x"});
+    ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+    EXPECT_EQ(*r.value.as_map().Find("resource"), Value("users/42"));
+    EXPECT_EQ(*r.value.as_map().Find("nargs"), Value(1));  // the resource is not an argument
+  }
+  {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    EXPECT_EQ(state_.new_resource["users/42"], 1);
+  }
+  // The host's explicit lifecycle calls (reference §7.2).
+  Result r = client_->InvokeUrl("lever://dev.lever/testService//NewResource", {"users/42"});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  r = client_->InvokeUrl("lever://dev.lever/testService//NewResource", {"other"});
+  ASSERT_TRUE(r.ok());
+  {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    EXPECT_EQ(state_.new_resource["users/42"], 1);
+    EXPECT_EQ(state_.new_resource["other"], 1);
+  }
+  r = client_->InvokeUrl("lever://dev.lever/testService//CloseResource", {"users/42"});
+  ASSERT_TRUE(r.ok());
+  auto res = server_->ResourcesForTest();
+  EXPECT_EQ(res, std::vector<std::string>{"other"});
+  {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    EXPECT_EQ(state_.close_resource["users/42"], 1);
+  }
+  // Reopened on the next call.
+  ASSERT_TRUE(r1.Invoke("whoami", {}).ok());
+  std::lock_guard<std::mutex> lock(state_.mu);
+  EXPECT_EQ(state_.new_resource["users/42"], 2);
+}
+
+TEST_P(RpcTest, ResourceRefusedFailsTheCall) {
+  Result r = client_->Resource("dev.lever", "testService", "refused").Invoke("whoami", {});
+  ASSERT_TRUE(r.is_app_error());
+  EXPECT_EQ(r.value, Value("resource refused"));
+  EXPECT_TRUE(server_->ResourcesForTest().empty());
+}
+
+TEST_P(RpcTest, ResourceConcurrentFirstCalls) {
+  std::vector<std::future<Result>> fs;
+  for (int i = 0; i < 16; ++i) {
+    fs.push_back(std::async(std::launch::async, [&] {
+      return client_->Resource("dev.lever", "testService", "hot").Invoke("whoami", {});
+    }));
+  }
+  for (auto& f : fs) EXPECT_TRUE(f.get().ok());
+  std::lock_guard<std::mutex> lock(state_.mu);
+  EXPECT_EQ(state_.new_resource["hot"], 1);
+}
+
+TEST_P(RpcTest, StreamForResource) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(client_->Resource("dev.lever", "testService", "room").InvokeStream(&s, "whereChan", {}).ok());
+  Result r = s->Receive(kWait);
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value("room"));
+  std::lock_guard<std::mutex> lock(state_.mu);
+  EXPECT_EQ(state_.new_resource["room"], 1);
+}
+
+// ---- Tests that need extra handlers ----------------------------------------
+
+class RpcControlTest : public RpcTest {
+ protected:
+  void RegisterExtra() override {
+    ASSERT_TRUE(server_
+                    ->HandleAsync("park",
+                                  [this](UnaryCallPtr call) {
+                                    std::lock_guard<std::mutex> lock(mu_);
+                                    parked_.push_back(std::move(call));
+                                    cv_.notify_all();
+                                  })
+                    .ok());
+    ASSERT_TRUE(server_
+                    ->HandleStream("waitChan",
+                                   [this](ServerStreamPtr s) {
+                                     Result r = s->Receive(kWait);
+                                     std::lock_guard<std::mutex> lock(mu_);
+                                     stream_end_ = r;
+                                     cv_.notify_all();
+                                   })
+                    .ok());
+  }
+  void TearDown() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      parked_.clear();
+    }
+    RpcTest::TearDown();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<UnaryCallPtr> parked_;
+  std::optional<Result> stream_end_;
+};
+
+INSTANTIATE_TEST_SUITE_P(All, RpcControlTest,
+                         ::testing::Values(Param{wire::Codec::kMsgpack, false}, Param{wire::Codec::kProtoJson, true}),
+                         Name);
+
+TEST_P(RpcControlTest, AsyncHandlerRepliesFromAnotherThread) {
+  auto f = std::async(std::launch::async, [&] { return Svc().Invoke("park", {}); });
+  UnaryCallPtr call;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return !parked_.empty(); }));
+    call = parked_.back();
+  }
+  std::thread([call] { call->Reply(Result::Of("late")); }).join();
+  Result r = f.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, Value("late"));
+}
+
+TEST_P(RpcControlTest, DeadlineCancelsServerSide) {
+  Result r = Svc().Invoke("park", {}, CallOptions{.timeout = 50ms});
+  EXPECT_EQ(r.status.code(), Code::kDeadlineExceeded);
+  std::unique_lock<std::mutex> lock(mu_);
+  ASSERT_EQ(parked_.size(), 1u);
+  EXPECT_NE(parked_[0]->context().deadline(), std::chrono::system_clock::time_point::max());
+}
+
+TEST_P(RpcControlTest, StreamCancelReachesServer) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "waitChan", {}).ok());
+  s->Cancel();
+  Result r = s->Receive(kWait);
+  ASSERT_TRUE(r.is_platform_error());
+  EXPECT_EQ(r.status.code(), Code::kCancelled);
+  std::unique_lock<std::mutex> lock(mu_);
+  ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return stream_end_.has_value(); }));
+  EXPECT_TRUE(stream_end_->is_platform_error());
+  EXPECT_EQ(stream_end_->status.code(), Code::kCancelled);
+}
+
+TEST_P(RpcControlTest, DroppingTheStreamCancelsIt) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "waitChan", {}).ok());
+  s.reset();
+  std::unique_lock<std::mutex> lock(mu_);
+  ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return stream_end_.has_value(); }));
+  EXPECT_EQ(stream_end_->status.code(), Code::kCancelled);
+}
+
+TEST_P(RpcControlTest, GracefulShutdownFinishesInFlightCalls) {
+  auto f = std::async(std::launch::async, [&] { return Svc().Invoke("park", {}); });
+  UnaryCallPtr call;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return !parked_.empty(); }));
+    call = parked_.back();
+    parked_.clear();
+  }
+  auto stopper = std::async(std::launch::async, [&] { server_->Shutdown(kWait); });
+  // A new call is refused once shutdown began; the parked one still completes.
+  call->Reply(Result::Of("finished"));
+  call.reset();
+  Result r = f.get();
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value("finished"));
+  stopper.get();
+  EXPECT_FALSE(Svc().Invoke("echo", {1}).ok());
+}
+
+// ---- Raw gRPC peers: the original protocol, byte for byte ------------------
+
+class RawTest : public RpcTest {};
+INSTANTIATE_TEST_SUITE_P(All, RawTest, ::testing::Values(Param{wire::Codec::kProtoJson, false}), Name);
+
+grpc::ByteBuffer Bytes(std::string_view s) {
+  grpc::Slice slice(s.data(), s.size());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+TEST_P(RawTest, MissingUrlAndMalformedMessages) {
+  auto ch = grpc::CreateChannel(target_, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(ch);
+  auto call = [&](std::string_view body, bool with_url) {
+    grpc::ClientContext ctx;
+    if (with_url) ctx.AddMetadata("lever-url", "lever://dev.lever/testService//echo");
+    grpc::ByteBuffer req = Bytes(body), resp;
+    std::promise<grpc::Status> p;
+    stub.UnaryCall(&ctx, wire::kUnaryMethod, grpc::StubOptions(), &req, &resp, [&](grpc::Status s) { p.set_value(s); });
+    return p.get_future().get();
+  };
+  EXPECT_EQ(call(std::string("\x0a\x00", 2), false).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(call("\xff\xff", true).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(call("", true).error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // RPC with no member
+  EXPECT_TRUE(call(std::string("\x0a\x00", 2), true).ok());
+}
+
+// The original clients are generated protobuf stubs: one must work unchanged.
+TEST_P(RawTest, GeneratedStubAsOriginalClient) {
+  auto stub = core::LeverRPC::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lever-url", "lever://dev.lever/testService//add");
+    core::RPC req;
+    req.mutable_args()->add_element()->set_json_number(2);
+    req.mutable_args()->add_element()->set_json_number(3);
+    core::RPCReply reply;
+    ASSERT_TRUE(stub->HandleRPC(&ctx, req, &reply).ok());
+    ASSERT_TRUE(reply.has_result());
+    EXPECT_EQ(reply.result().json_number(), 5);
+    EXPECT_EQ(ctx.GetServerInitialMetadata().count("lever-codec"), 0u);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lever-url", "lever://dev.lever/testService//bytesLen");
+    core::RPC req;
+    req.set_byte_args("abcd");
+    core::RPCReply reply;
+    ASSERT_TRUE(stub->HandleRPC(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.result().json_number(), 4);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lever-url", "lever://dev.lever/testService//makeBytes");
+    core::RPC req;
+    req.mutable_args()->add_element()->set_json_number(2);
+    core::RPCReply reply;
+    ASSERT_TRUE(stub->HandleRPC(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.byte_result(), "bb");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lever-url", "lever://dev.lever/testService//fail");
+    core::RPC req;
+    req.mutable_args()->add_element()->set_json_string("bad");
+    core::RPCReply reply;
+    ASSERT_TRUE(stub->HandleRPC(&ctx, req, &reply).ok());  // in-band
+    EXPECT_EQ(reply.error().json_string(), "bad");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lever-url", "lever://dev.lever/testService//echoChan");
+    auto rw = stub->HandleStreamingRPC(&ctx);
+    core::StreamMessage first;
+    first.mutable_rpc()->mutable_args();
+    ASSERT_TRUE(rw->Write(first));
+    core::StreamMessage m;
+    ASSERT_TRUE(rw->Read(&m));
+    EXPECT_EQ(m.message_oneof_case(), core::StreamMessage::MESSAGE_ONEOF_NOT_SET);  // the handshake
+    EXPECT_EQ(m.ByteSizeLong(), 0u);
+    core::StreamMessage hello;
+    hello.mutable_message()->set_json_string("hi");
+    ASSERT_TRUE(rw->Write(hello));
+    ASSERT_TRUE(rw->Read(&m));
+    EXPECT_EQ(m.message().json_string(), "hi");
+    core::StreamMessage raw;
+    raw.set_byte_message("\x00\x01");
+    ASSERT_TRUE(rw->Write(raw));
+    ASSERT_TRUE(rw->Read(&m));
+    EXPECT_TRUE(m.has_byte_message());
+    ASSERT_TRUE(rw->WritesDone());
+    EXPECT_FALSE(rw->Read(&m));
+    EXPECT_TRUE(rw->Finish().ok());
+  }
+}
+
+// An original server (generated service, proto-JSON only) called by our
+// client in proto-JSON mode.
+class OriginalServer final : public core::LeverRPC::Service {
+ public:
+  grpc::Status HandleRPC(grpc::ServerContext* ctx, const core::RPC* req, core::RPCReply* reply) override {
+    auto it = ctx->client_metadata().find("lever-url");
+    if (it == ctx->client_metadata().end()) return grpc::Status(grpc::StatusCode::UNKNOWN, "Lever URL header not found");
+    url = std::string(it->second.data(), it->second.size());
+    if (req->has_byte_args()) {
+      reply->set_byte_result(req->byte_args() + "!");
+    } else {
+      reply->mutable_result()->set_json_number(req->args().element_size());
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status HandleStreamingRPC(grpc::ServerContext*,
+                                  grpc::ServerReaderWriter<core::StreamMessage, core::StreamMessage>* rw) override {
+    core::StreamMessage m;
+    if (!rw->Read(&m) || !m.has_rpc()) return grpc::Status(grpc::StatusCode::UNKNOWN, "no rpc");
+    rw->Write(core::StreamMessage());
+    while (rw->Read(&m)) {
+      core::StreamMessage out;
+      out.mutable_message()->set_json_string(m.message().json_string() + "?");
+      rw->Write(out);
+    }
+    return grpc::Status::OK;
+  }
+  std::string url;
+};
+
+TEST(OriginalPeer, OurClientInProtoJsonMode) {
+  std::string dir = MakeTempDir();
+  OriginalServer svc;
+  grpc::ServerBuilder b;
+  b.AddListeningPort("unix:" + dir + "/o.sock", grpc::InsecureServerCredentials());
+  b.RegisterService(&svc);
+  auto server = b.BuildAndStart();
+  ASSERT_TRUE(server);
+  ClientOptions co;
+  co.force_host = "unix:" + dir + "/o.sock";
+  co.codec = wire::Codec::kProtoJson;
+  co.own_environment = "dev.lever";
+  Client client(co);
+  Result r = client.InvokeUrl("/helloService/sayHello", {1, "a"});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value(2));
+  EXPECT_EQ(svc.url, "lever://dev.lever/helloService//sayHello");
+  r = client.InvokeUrl("/helloService/sayHello", {Value::FromBytes("x")});
+  EXPECT_EQ(r.value, Value::FromBytes("x!"));
+  ClientStreamPtr s;
+  ASSERT_TRUE(client.InvokeStreamUrl(&s, "/helloService/talkChan", {}).ok());
+  ASSERT_TRUE(s->Send("q").ok());
+  r = s->Receive(kWait);
+  EXPECT_EQ(r.value, Value("q?"));
+  s->CloseSend();
+  EXPECT_TRUE(s->Receive(kWait).is_end());
+  s.reset();
+  server->Shutdown();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ClientDialRule, Targets) {
+  ClientOptions o;
+  o.force_host = "";
+  o.internal_rpc_gateway = "unix:/run/gw.sock";
+  o.default_host = "127.0.0.1:8080";
+  o.own_environment = "example.com";
+  Client c(o);
+  EXPECT_EQ(c.TargetForEnv("dev.lever"), "unix:/run/gw.sock");
+  EXPECT_EQ(c.TargetForEnv("example.com"), "unix:/run/gw.sock");
+  EXPECT_EQ(c.TargetForEnv("other.org"), "other.org");
+  o.internal_rpc_gateway = "";
+  Client outside(o);
+  EXPECT_EQ(outside.TargetForEnv("dev.lever"), "127.0.0.1:8080");
+  o.force_host = "10.0.0.1:9";
+  Client forced(o);
+  EXPECT_EQ(forced.TargetForEnv("dev.lever"), "10.0.0.1:9");
+}
+
+TEST(ClientDialRule, RelativeUrlNeedsEnvironment) {
+  ClientOptions o;
+  o.own_environment = "";
+  o.force_host = "unix:/nonexistent.sock";
+  Client c(o);
+  Result r = c.InvokeUrl("/svc/method", {});
+  EXPECT_EQ(r.status.code(), Code::kInvalidArgument);
+}
+
+TEST(ClientErrors, UnreachableTargetIsUnavailable) {
+  ClientOptions o;
+  o.force_host = "unix:/nonexistent/lever.sock";
+  Client c(o);
+  Result r = c.InvokeUrl("lever://dev.lever/svc//m", {}, CallOptions{.timeout = 5s});
+  ASSERT_TRUE(r.is_platform_error());
+  EXPECT_EQ(r.status.code(), Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace lever
