@@ -33,6 +33,16 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# npm packages of the compatibility tests (a client Lever did not write),
+# installed once from the lock file.
+root=$(cd "$(dirname "$0")/.." && pwd)
+for pkg in tests/compat/node; do
+  if [ -f "$root/$pkg/package.json" ] && [ ! -d "$root/$pkg/node_modules" ]; then
+    echo "setup: npm install in $pkg" >&2
+    (cd "$root/$pkg" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
+
 # nginx-light and etcd-server start system services on install; Lever's tests
 # and benchmarks start their own instances on free ports.
 for svc in nginx etcd; do

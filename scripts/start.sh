@@ -1,23 +1,38 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds Lever and starts it. Until leverd lands
-# (issue "leverd on one node") this builds everything and shows the codec
-# turning the hello example's arguments into the bytes Lever puts on the wire.
+# Installs what is missing, builds Lever, starts leverd on 127.0.0.1:8080 and
+# serves the hello example: it deploys examples/hello-cpp and calls it once.
+# leverd stays in the foreground; Ctrl-C stops it (SIGTERM drains calls).
+#   LEVER_LISTEN=127.0.0.1:8080 LEVER_DATA_DIR=~/.lever scripts/start.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
 build=${LEVER_BUILD_DIR:-build/main}
+listen=${LEVER_LISTEN:-127.0.0.1:8080}
+data=${LEVER_DATA_DIR:-$HOME/.lever}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)"
+cmake --build "$build" -j"$(nproc)" --target leverd lever hello_cpp_serve
 
-codec="$build/codec/lever-codec"
-echo 'The hello call'"'"'s arguments ["world"]:'
-printf '  as proto-JSON (the original wire format): '
-echo '["world"]' | "$codec" --to proto-json | od -An -tx1 | tr -s ' \n' ' '
-echo
-printf '  as msgpack (lever-codec: msgpack):         '
-echo '["world"]' | "$codec" --to msgpack | od -An -tx1 | tr -s ' \n' ' '
-echo
-printf '  and back to JSON:                          '
-echo '["world"]' | "$codec" --to msgpack | "$codec" --from msgpack
+bin="$build/cli"
+"$bin/leverd" --listen "$listen" --data-dir "$data" &
+leverd=$!
+trap 'kill -TERM $leverd 2>/dev/null; wait $leverd' INT TERM
+
+# Wait for the port (bounded), then deploy and call the hello service.
+for _ in $(seq 1 200); do
+  if "$bin/lever" -H "$listen" env list >/dev/null 2>&1; then break; fi
+  if ! kill -0 $leverd 2>/dev/null; then echo "start: leverd exited" >&2; exit 1; fi
+  sleep 0.05
+done
+"$bin/lever" -H "$listen" deploy "$build/examples/hello-cpp"
+printf 'lever invoke /helloService/sayHello %s  →  ' "'\"world\"'"
+"$bin/lever" -H "$listen" invoke /helloService/sayHello '"world"'
+cat <<MSG
+
+Lever is running on $listen (data in $data). Try:
+  $bin/lever invoke /helloService/sayHello '"you"'
+  $bin/lever ps
+Ctrl-C stops it.
+MSG
+wait $leverd
