@@ -167,7 +167,15 @@ struct Gateway::Impl {
     auto socket = std::make_shared<Socket>(w->io_context());
     l->acceptor->async_accept(*socket, [this, l, w, socket](boost::system::error_code ec) {
       if (stopping.load() || !l->acceptor->is_open()) return;
-      if (!ec) {
+      if (ec) {
+        // Out of descriptors or similar: retry shortly instead of spinning.
+        auto timer = std::make_shared<asio::steady_timer>(workers[0]->io_context(), std::chrono::milliseconds(20));
+        timer->async_wait([this, l, timer](boost::system::error_code) {
+          if (!stopping.load() && l->acceptor->is_open()) Accept(l);
+        });
+        return;
+      }
+      {
         asio::post(w->io_context(), [this, w, socket, env = l->src_env]() mutable {
           auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env), &options.http1);
           sniffer->Start(options.sniff_timeout);

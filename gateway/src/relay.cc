@@ -73,6 +73,11 @@ struct ClientCallbacks {
     std::string_view n = View(name, namelen), v = View(value, valuelen);
     // Reference §2.4: every client x-* header is dropped (no spoofing).
     if (n.starts_with("x-")) return 0;
+    // A bounded header list: beyond it the call is answered RESOURCE_EXHAUSTED.
+    if (s->headers_too_large || s->req.bytes() + s->up_trailers.bytes() + namelen + valuelen > kMaxHeaderBytes) {
+      s->headers_too_large = true;
+      return 0;
+    }
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       if (n == kLeverUrl) s->url.assign(v);
       s->req.Add(n, v);
@@ -91,6 +96,10 @@ struct ClientCallbacks {
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (end) s->up_eof = true;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      if (s->headers_too_large) {
+        w->FailClient(s, Code::kResourceExhausted, "request headers exceed 64 KiB");
+        return 0;
+      }
       w->Route(s, conn->src_env());
       return 0;
     }

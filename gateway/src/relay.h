@@ -76,6 +76,7 @@ class HeaderBlock {
     refs_.clear();
   }
   bool empty() const { return refs_.empty(); }
+  size_t bytes() const { return arena_.size(); }
   void Add(std::string_view name, std::string_view value) {
     refs_.push_back({arena_.size(), name.size(), arena_.size() + name.size(), value.size()});
     arena_.append(name);
@@ -128,6 +129,7 @@ struct Stream {
   bool up_deferred = false;   // the backend data source returned DEFERRED
   bool up_consumed = false;   // connection window already returned for `up`
   bool discard_up = false;    // answered by the relay: drop client DATA
+  bool headers_too_large = false;
   HeaderBlock up_trailers;    // rare: request trailers
 
   // Response (backend -> client).
@@ -148,7 +150,7 @@ struct Stream {
     req.Clear();
     url.clear();
     up.Release();
-    up_eof = up_deferred = up_consumed = discard_up = false;
+    up_eof = up_deferred = up_consumed = discard_up = headers_too_large = false;
     up_trailers.Clear();
     down.Release();
     resp_started = down_eof = down_deferred = down_consumed = false;
