@@ -454,7 +454,7 @@ Status SessionImpl::Commit(DeployResult* out) {
   std::string lever_json;
   std::string json_path = tmp_dir_ + "/lever.json";
   struct stat st;
-  if (lstat(json_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (stat(json_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {  // links are checked to stay inside
     return InvalidArgument("Error trying to read lever.json: no lever.json file at the root of the upload");
   }
   Status s = ReadSmallFile(json_path, kMaxLeverJsonBytes, &lever_json);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -244,7 +245,7 @@ constexpr auto kMaxBackoff = milliseconds(100);
 class Host::Impl {
  public:
   explicit Impl(HostOptions options) : options_(std::move(options)), logs_(options_.log_lines, options_.log_bytes) {}
-  ~Impl() { Shutdown(); }
+  ~Impl();
 
   Status Init(RegistryPtr registry);
   void Route(const RouteRequest& request, std::function<void(RouteResult)> done);
@@ -312,6 +313,11 @@ class Host::Impl {
   std::atomic<bool> stopping_{false};
   int epoll_fd_ = -1;
   int inotify_fd_ = -1;
+
+ public:
+  int lock_fd_ = -1;  // flock on <data>/leverd.lock
+
+ private:
   struct FdRef {
     std::shared_ptr<Instance> inst;
     int kind;  // 0 exit, 1 stdout, 2 stderr
@@ -1127,8 +1133,13 @@ void Host::Impl::Shutdown() {
     inst->proc.reset();  // reaps (after SIGKILL) and removes its cgroups
   }
   logs_.WakeAll();
+}
+
+Host::Impl::~Impl() {
+  Shutdown();
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (inotify_fd_ >= 0) close(inotify_fd_);
+  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 // ---------------------------------------------------------------------------
@@ -1143,10 +1154,26 @@ Status Host::Create(HostOptions options, std::shared_ptr<Host>* out) {
   if (options.data_dir.empty()) return InvalidArgument("HostOptions.data_dir is required");
   Status s = MakeDirs(options.data_dir);
   if (!s.ok()) return s;
+  char* real = realpath(options.data_dir.c_str(), nullptr);
+  if (!real) return ErrnoStatus("data dir " + options.data_dir, errno);
+  options.data_dir = real;
+  free(real);
+  // One leverd per data dir: its sockets, code and registry are not shared.
+  std::string lock_path = options.data_dir + "/leverd.lock";
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return ErrnoStatus("open " + lock_path, errno);
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    close(lock_fd);
+    return Status(Code::kFailedPrecondition, "data dir " + options.data_dir + " is in use by another leverd");
+  }
   RegistryPtr registry;
   s = OpenRegistry(options.registry_url, options.data_dir, &registry);
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    close(lock_fd);
+    return s;
+  }
   auto impl = std::make_unique<Impl>(std::move(options));
+  impl->lock_fd_ = lock_fd;  // released when the host is destroyed
   s = impl->Init(registry);
   if (!s.ok()) return s;
   std::string dir = impl->options_.data_dir;

@@ -497,6 +497,8 @@ TEST_F(HostTest, RedeployRoutesToNewVersionAndRetiresOld) {
 TEST_F(HostTest, ServicesSurviveARestart) {
   StartHost();
   Deploy("dev.lever", "durable", {}, R"(,"description":"stays")");
+  std::shared_ptr<Host> second;
+  EXPECT_EQ(Host::Create(options_, &second).code(), Code::kFailedPrecondition);  // one leverd per data dir
   host_.reset();
   StartHost();
   std::vector<ServiceInfo> services;
