@@ -92,6 +92,9 @@ class TestRouter final : public host::Router {
       return done({Status(Code::kResourceExhausted, "queue full: 100% of 64 slots\ntry later"), nullptr});
     }
     if (r.service == "down") return done({Status(Code::kUnavailable, "no instance could start"), nullptr});
+    if (r.service == "late") {
+      return done({Status(Code::kDeadlineExceeded, "cold start took longer than 30s"), nullptr});
+    }
     if (r.service == "cold") {
       std::lock_guard<std::mutex> lock(mu);
       cold.push_back(std::move(done));
@@ -231,6 +234,23 @@ TEST_F(GatewayTest, ManySequentialCallsReuseOneBackendConnectionPerWorker) {
   EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
 }
 
+TEST_F(GatewayTest, EachWorkerMultiplexesOneConnectionPerInstance) {
+  // Four client connections land on the two workers round-robin; each worker
+  // opens one connection to the instance and multiplexes its calls on it.
+  std::vector<std::unique_ptr<core::LeverRPC::Stub>> stubs;
+  for (int i = 0; i < 4; ++i) stubs.push_back(core::LeverRPC::NewStub(Channel()));
+  for (int round = 0; round < 3; ++round) {
+    for (auto& stub : stubs) {
+      core::RPCReply reply;
+      ASSERT_TRUE(Call(stub.get(), "lever://dev.lever/echo//echo", "x", &reply).ok());
+    }
+  }
+  GatewayStats stats = gateway_->StatsForTest();
+  EXPECT_EQ(stats.client_connections, 4);
+  EXPECT_EQ(stats.backend_connections, 2);
+  EXPECT_EQ(router_->echo->starts.load(), 12);
+}
+
 TEST_F(GatewayTest, StreamingBothWaysWithHalfClose) {
   auto stub = core::LeverRPC::NewStub(Channel());
   grpc::ClientContext ctx;
@@ -325,6 +345,7 @@ TEST_F(GatewayTest, PlatformErrorsAreTrailersOnlyStatuses) {
       {"lever://dev.lever/private//m", grpc::StatusCode::PERMISSION_DENIED, "private"},
       {"lever://dev.lever/down//m", grpc::StatusCode::UNAVAILABLE, "no instance could start"},
       {"lever://dev.lever/dead//echo", grpc::StatusCode::UNAVAILABLE, "could not connect to instance"},
+      {"lever://dev.lever/late//m", grpc::StatusCode::DEADLINE_EXCEEDED, "cold start took longer"},
       // Percent-encoded on the wire, decoded by the client: exact text.
       {"lever://dev.lever/full//m", grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full: 100% of 64 slots\ntry later"},
   };
