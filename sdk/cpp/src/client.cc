@@ -5,6 +5,7 @@
 #include <grpcpp/impl/rpc_method.h>
 #include <grpcpp/support/client_callback.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -156,6 +157,10 @@ class Client::Impl {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(options_.max_message_bytes);
       args.SetMaxSendMessageSize(options_.max_message_bytes);
+      int backoff = static_cast<int>(options_.reconnect_backoff.count());
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, backoff);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(backoff, 5000));
       slot = MakeChannelEntry(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
     }
     slot->last_used = now;

@@ -11,7 +11,7 @@ Result StreamBase::Receive(std::optional<std::chrono::milliseconds> timeout) {
   auto ready = [this] { return !inbox_.empty() || terminal_.has_value(); };
   if (timeout) {
     if (!cv_.wait_for(lock, *timeout, ready)) {
-      return Result::Failed(Status(Code::kDeadlineExceeded, "no stream message within the timeout"));
+      return Result::Failed(Status(Code::kDeadlineExceeded, std::string(kReceiveTimeoutMessage)));
     }
   } else {
     cv_.wait(lock, ready);

@@ -47,6 +47,10 @@ struct ClientOptions {
   // A pooled channel unused this long is closed. Default 5 min (the
   // original's grpcUnusedTimeout). Range: > 0.
   std::chrono::milliseconds channel_idle_timeout = std::chrono::minutes(5);
+  // First wait before redialling a target that refused or dropped the
+  // connection (gRPC's default is 1 s; instances start in milliseconds).
+  // Default 100 ms; it grows up to 5 s. Range: > 0.
+  std::chrono::milliseconds reconnect_backoff = std::chrono::milliseconds(100);
   // Largest message sent or received. Default 64 MiB (the codec's limit).
   int max_message_bytes = 64 << 20;
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "lever/status.h"
@@ -41,6 +42,10 @@ struct Result {
   // as is, anything else as JSON), for code that only wants a Status.
   Status ToStatus() const;
 };
+
+// The message of the DEADLINE_EXCEEDED platform error that a stream receive
+// with a timeout returns when nothing arrived in time (the stream goes on).
+inline constexpr std::string_view kReceiveTimeoutMessage = "no stream message within the timeout";
 
 // Per-call options of the client.
 struct CallOptions {

@@ -1,0 +1,554 @@
+/*
+ * C tests of lever.h. Usage: lever_c_test <lever_test_server> <test>.
+ * Most tests start the C++ test server (sdk/cpp/testing) as a child process on
+ * a unix socket in a fresh temp dir and call it through the ABI; `c_server`
+ * serves handlers written in C. Waits are bounded; nothing sleeps.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lever.h"
+
+static int failures = 0;
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                     \
+    }                                                                 \
+  } while (0)
+#define REQUIRE(cond)                                                 \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond); \
+      exit(1);                                                        \
+    }                                                                 \
+  } while (0)
+
+static char dir[256];
+static char addr[512];
+static pid_t child = -1;
+
+static void start_child(const char *server_path) {
+  snprintf(addr, sizeof addr, "unix:%s/s.sock", dir);
+  child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    setenv("LEVEROS_LISTEN_ADDR", addr, 1);
+    execl(server_path, server_path, (char *)NULL);
+    _exit(127);
+  }
+}
+
+static void stop_child(void) {
+  int status = 0;
+  if (child <= 0) return;
+  kill(child, SIGTERM);
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* graceful shutdown */
+  child = -1;
+}
+
+static lever_client *new_client(void) {
+  lever_client *c = NULL;
+  lever_client_options o;
+  REQUIRE(lever_client_options_init(&o, LEVER_CLIENT_OPTIONS_VERSION) == 0);
+  o.force_host = addr;
+  o.own_environment = "dev.lever";
+  REQUIRE(lever_client_new(&c, &o, NULL) == 0);
+  return c;
+}
+
+static lever_call_options call_opts(void) {
+  lever_call_options o = LEVER_CALL_OPTIONS_INIT;
+  o.timeout_ms = 20000;
+  o.wait_for_ready = 1; /* the child may still be binding: wait, bounded */
+  return o;
+}
+
+static lever_value *str(const char *s) { return lever_value_new_string(s, strlen(s)); }
+
+static lever_value *args1(lever_value *a) {
+  lever_value *arr = lever_value_new_array();
+  lever_value_array_push(arr, a);
+  return arr;
+}
+
+static lever_value *args2(lever_value *a, lever_value *b) {
+  lever_value *arr = args1(a);
+  lever_value_array_push(arr, b);
+  return arr;
+}
+
+static int str_eq(const lever_value *v, const char *want) {
+  size_t n = 0;
+  const char *s = lever_value_string(v, &n);
+  return s != NULL && n == strlen(want) && memcmp(s, want, n) == 0;
+}
+
+/* ---- tests against the C++ test server ---------------------------------- */
+
+static void test_unary(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  lever_value *out = NULL, *args = args2(lever_value_new_int(40), lever_value_new_int(2));
+  lever_error *err = NULL;
+  int rc = lever_client_invoke(&out, c, "lever://dev.lever/testService//add", args, &o, &err);
+  CHECK(rc == LEVER_OK);
+  CHECK(lever_value_type(out) == LEVER_TYPE_INT && lever_value_int(out) == 42);
+  lever_value_free(out);
+  lever_value_free(args);
+  lever_error_free(err);
+
+  /* A map round trip, and the relative URL form. */
+  lever_value *m = lever_value_new_map();
+  lever_value_map_set(m, "name", 4, str("lever"));
+  lever_value_map_set(m, "n", 1, lever_value_new_double(1.5));
+  args = args1(m);
+  out = NULL;
+  rc = lever_client_invoke(&out, c, "/testService/echo", args, &o, NULL);
+  CHECK(rc == LEVER_OK);
+  CHECK(lever_value_type(out) == LEVER_TYPE_MAP && lever_value_size(out) == 2);
+  CHECK(str_eq(lever_value_map_get(out, "name", 4), "lever"));
+  CHECK(lever_value_double(lever_value_map_get(out, "n", 1)) == 1.5);
+  lever_value_free(out);
+  lever_value_free(args);
+
+  /* No arguments: NULL args. */
+  out = NULL;
+  rc = lever_client_invoke(&out, c, "lever://dev.lever/testService//whoami", NULL, &o, NULL);
+  CHECK(rc == LEVER_OK);
+  CHECK(lever_value_int(lever_value_map_get(out, "nargs", 5)) == 0);
+  CHECK(str_eq(lever_value_map_get(out, "method", 6), "whoami"));
+  lever_value_free(out);
+  lever_client_free(c);
+}
+
+static void test_bytes(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  static const unsigned char raw[] = {0, 1, 2, 255};
+  lever_value *out = NULL, *args = args1(lever_value_new_bytes(raw, sizeof raw));
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/testService//bytesLen", args, &o, NULL) == 0);
+  CHECK(lever_value_int(out) == 4);
+  lever_value_free(out);
+  lever_value_free(args);
+  args = args1(lever_value_new_int(3));
+  out = NULL;
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/testService//makeBytes", args, &o, NULL) == 0);
+  size_t n = 0;
+  const void *b = lever_value_bytes(out, &n);
+  CHECK(lever_value_type(out) == LEVER_TYPE_BYTES && n == 3 && memcmp(b, "bbb", 3) == 0);
+  lever_value_free(out);
+  lever_value_free(args);
+  lever_client_free(c);
+}
+
+static void test_errors(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  lever_value *out = NULL, *args = args1(str("boom"));
+  lever_error *err = NULL;
+  int rc = lever_client_invoke(&out, c, "lever://dev.lever/testService//fail", args, &o, &err);
+  CHECK(rc == LEVER_EAPP);
+  CHECK(out == NULL);
+  CHECK(lever_error_code_of(err) == LEVER_EAPP);
+  CHECK(str_eq(lever_error_value(err), "boom"));
+  CHECK(strcmp(lever_error_message(err), "boom") == 0);
+  lever_error_free(err);
+  lever_value_free(args);
+
+  err = NULL;
+  rc = lever_client_invoke(&out, c, "lever://dev.lever/testService//nope", NULL, &o, &err);
+  CHECK(rc == LEVER_ERROR);
+  CHECK(lever_error_status(err) == 5); /* NOT_FOUND */
+  CHECK(strstr(lever_error_message(err), "nope") != NULL);
+  CHECK(lever_error_value(err) == NULL);
+  lever_error_free(err);
+
+  err = NULL;
+  rc = lever_client_invoke(&out, c, "lever://dev.lever/testService", NULL, &o, &err);
+  CHECK(rc == LEVER_EINVALID);
+  lever_error_free(err);
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/testService//echoChan", NULL, &o, NULL) == LEVER_EINVALID);
+
+  lever_call_options bad = LEVER_CALL_OPTIONS_INIT;
+  bad.version = 99;
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/testService//echo", NULL, &bad, NULL) == LEVER_EINVALID);
+  lever_client_options bad_client;
+  CHECK(lever_client_options_init(&bad_client, 7) == LEVER_EINVALID);
+  lever_client_free(c);
+
+  /* Nothing listening: UNAVAILABLE, promptly. */
+  lever_client_options co = LEVER_CLIENT_OPTIONS_INIT;
+  co.force_host = "unix:/nonexistent/lever.sock";
+  lever_client *dead = NULL;
+  REQUIRE(lever_client_new(&dead, &co, NULL) == 0);
+  lever_call_options quick = LEVER_CALL_OPTIONS_INIT;
+  quick.timeout_ms = 5000;
+  err = NULL;
+  CHECK(lever_client_invoke(&out, dead, "lever://dev.lever/x//y", NULL, &quick, &err) == LEVER_ERROR);
+  CHECK(lever_error_status(err) == 14);
+  lever_error_free(err);
+  lever_client_free(dead);
+}
+
+static void test_msgpack(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  /* [20, 22] */
+  static const unsigned char args[] = {0x92, 20, 22};
+  lever_buf out = LEVER_BUF_INIT;
+  CHECK(lever_client_invoke_msgpack(&out, c, "lever://dev.lever/testService//add", args, sizeof args, &o, NULL) == 0);
+  CHECK(out.size == 1 && (unsigned char)out.ptr[0] == 42);
+  lever_buf_dispose(&out);
+  lever_client_free(c);
+}
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  int good;
+  int ended;
+  int end_rc;
+  int64_t got[64];
+  int ngot;
+  lever_stream *stream;
+} waiter;
+
+static void waiter_init(waiter *w) {
+  memset(w, 0, sizeof *w);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+}
+
+/* Waits until pred(w) holds, at most 20 s. */
+static int waiter_wait(waiter *w, int (*pred)(waiter *)) {
+  struct timespec until;
+  int ok;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 20;
+  pthread_mutex_lock(&w->mu);
+  while (!(ok = pred(w))) {
+    if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT) {
+      ok = pred(w);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return ok;
+}
+
+enum { kAsyncCalls = 100 };
+static int all_done(waiter *w) { return w->done == kAsyncCalls; }
+
+/* Runs on a gRPC thread. */
+static void on_invoke(int rc, lever_value *result, lever_error *err, void *payload) {
+  waiter *w = (waiter *)payload;
+  pthread_mutex_lock(&w->mu);
+  if (rc == LEVER_OK && lever_value_int(result) == 7) ++w->good;
+  ++w->done;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  lever_value_free(result);
+  lever_error_free(err);
+}
+
+static void test_async(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  waiter w;
+  int i;
+  waiter_init(&w);
+  for (i = 0; i < kAsyncCalls; ++i) {
+    lever_value *args = args2(lever_value_new_int(3), lever_value_new_int(4));
+    CHECK(lever_client_invoke_async(c, "lever://dev.lever/testService//add", args, &o, on_invoke, &w) == 0);
+    lever_value_free(args); /* borrowed only during the call */
+  }
+  CHECK(waiter_wait(&w, all_done));
+  CHECK(w.good == kAsyncCalls);
+  lever_client_free(c);
+}
+
+static void test_stream(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  lever_stream *s = NULL;
+  lever_error *err = NULL;
+  lever_value *msg = NULL;
+  int i;
+  REQUIRE(lever_client_stream_open(&s, c, "lever://dev.lever/testService//echoChan", NULL, &o, &err) == 0);
+  for (i = 0; i < 10; ++i) {
+    lever_value *v = lever_value_new_int(i);
+    CHECK(lever_stream_send(s, v, NULL) == 0);
+    lever_value_free(v);
+    CHECK(lever_stream_recv(&msg, s, 20000, NULL) == 0);
+    CHECK(lever_value_int(msg) == i);
+    lever_value_free(msg);
+    msg = NULL;
+  }
+  CHECK(lever_stream_close_send(s) == 0);
+  CHECK(lever_stream_recv(&msg, s, 20000, NULL) == LEVER_EEND);
+  lever_stream_free(s);
+
+  /* A stream that ends with an application error. */
+  s = NULL;
+  REQUIRE(lever_client_stream_open(&s, c, "lever://dev.lever/testService//failChan", NULL, &o, NULL) == 0);
+  CHECK(lever_stream_recv(&msg, s, 20000, NULL) == 0);
+  CHECK(str_eq(msg, "before"));
+  lever_value_free(msg);
+  err = NULL;
+  CHECK(lever_stream_recv(&msg, s, 20000, &err) == LEVER_EAPP);
+  CHECK(str_eq(lever_error_value(err), "stream failed"));
+  lever_error_free(err);
+  CHECK(lever_stream_recv(&msg, s, 20000, NULL) == LEVER_EEND);
+  lever_stream_free(s);
+
+  /* Unknown streaming method: the open fails. */
+  s = NULL;
+  err = NULL;
+  CHECK(lever_client_stream_open(&s, c, "lever://dev.lever/testService//missingChan", NULL, &o, &err) == LEVER_ERROR);
+  CHECK(lever_error_status(err) == 5);
+  CHECK(s == NULL);
+  lever_error_free(err);
+  lever_client_free(c);
+}
+
+static int stream_ended(waiter *w) { return w->ended; }
+
+/* Runs on a gRPC thread or inline; re-arms itself until the end. */
+static void on_recv(int rc, lever_value *msg, lever_error *err, void *payload) {
+  waiter *w = (waiter *)payload;
+  if (rc == LEVER_OK) {
+    pthread_mutex_lock(&w->mu);
+    if (w->ngot < 64) w->got[w->ngot++] = lever_value_int(msg);
+    pthread_mutex_unlock(&w->mu);
+    lever_value_free(msg);
+    lever_stream_recv_async(w->stream, on_recv, w);
+    return;
+  }
+  pthread_mutex_lock(&w->mu);
+  w->ended = 1;
+  w->end_rc = rc;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  lever_error_free(err);
+}
+
+static void test_stream_async(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  lever_value *args = args1(lever_value_new_int(20));
+  waiter w;
+  int i;
+  waiter_init(&w);
+  REQUIRE(lever_client_stream_open(&w.stream, c, "lever://dev.lever/testService//countChan", args, &o, NULL) == 0);
+  lever_value_free(args);
+  CHECK(lever_stream_recv_async(w.stream, on_recv, &w) == 0);
+  CHECK(waiter_wait(&w, stream_ended));
+  CHECK(w.end_rc == LEVER_EEND);
+  CHECK(w.ngot == 20);
+  for (i = 0; i < w.ngot; ++i) CHECK(w.got[i] == i);
+  lever_stream_free(w.stream);
+  lever_client_free(c);
+}
+
+static void test_resource(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  lever_value *out = NULL;
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/testService/rooms/7/whoami", NULL, &o, NULL) == 0);
+  CHECK(str_eq(lever_value_map_get(out, "resource", 8), "rooms/7"));
+  lever_value_free(out);
+  lever_client_free(c);
+}
+
+/* ---- a server written in C ---------------------------------------------- */
+
+/* Runs on a worker thread: replies with "hello, <arg0>". */
+static void hello_handler(lever_call *call, void *payload) {
+  const lever_value *args = lever_call_args(call);
+  const char *suffix = (const char *)payload;
+  char buf[128];
+  size_t n = 0;
+  const char *name = lever_value_string(lever_value_at(args, 0), &n);
+  if (name == NULL) {
+    lever_value *e = str("want a name");
+    lever_call_reply_error(call, e);
+    lever_value_free(e);
+    return;
+  }
+  snprintf(buf, sizeof buf, "hello, %.*s%s", (int)n, name, suffix);
+  lever_value *r = str(buf);
+  lever_call_reply(call, r);
+  lever_value_free(r);
+}
+
+static void deny_handler(lever_call *call, void *payload) {
+  (void)payload;
+  CHECK(strcmp(lever_context_method(lever_call_context(call)), "deny") == 0);
+  lever_call_fail(call, 7, "no entry");
+}
+
+/* Runs on a worker thread: doubles every number until the client half-closes. */
+static void double_chan(lever_stream *s, void *payload) {
+  lever_value *msg = NULL;
+  (void)payload;
+  while (lever_stream_recv(&msg, s, -1, NULL) == LEVER_OK) {
+    lever_value *out = lever_value_new_int(lever_value_int(msg) * 2);
+    lever_stream_send(s, out, NULL);
+    lever_value_free(out);
+    lever_value_free(msg);
+    msg = NULL;
+  }
+  lever_stream_free(s); /* ends with OK */
+}
+
+static void test_c_server(void) {
+  lever_server *srv = NULL;
+  lever_server_options so = LEVER_SERVER_OPTIONS_INIT;
+  lever_error *err = NULL;
+  so.listen_addr = addr;
+  REQUIRE(lever_server_new(&srv, &so, NULL) == 0);
+  REQUIRE(lever_server_handle(srv, "hello", hello_handler, "!", NULL) == 0);
+  REQUIRE(lever_server_handle(srv, "deny", deny_handler, NULL, NULL) == 0);
+  REQUIRE(lever_server_handle_stream(srv, "doubleChan", double_chan, NULL, NULL) == 0);
+  CHECK(lever_server_handle(srv, "badChan", hello_handler, NULL, &err) == LEVER_EINVALID);
+  lever_error_free(err);
+  REQUIRE(lever_server_start(srv, NULL) == 0);
+
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  lever_value *out = NULL, *args = args1(str("C"));
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/cService//hello", args, &o, NULL) == 0);
+  CHECK(str_eq(out, "hello, C!"));
+  lever_value_free(out);
+  lever_value_free(args);
+
+  args = args1(lever_value_new_int(1));
+  err = NULL;
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/cService//hello", args, &o, &err) == LEVER_EAPP);
+  CHECK(str_eq(lever_error_value(err), "want a name"));
+  lever_error_free(err);
+  lever_value_free(args);
+
+  err = NULL;
+  CHECK(lever_client_invoke(&out, c, "lever://dev.lever/cService//deny", NULL, &o, &err) == LEVER_ERROR);
+  CHECK(lever_error_status(err) == 7 && strcmp(lever_error_message(err), "no entry") == 0);
+  lever_error_free(err);
+
+  lever_stream *s = NULL;
+  REQUIRE(lever_client_stream_open(&s, c, "lever://dev.lever/cService//doubleChan", NULL, &o, NULL) == 0);
+  for (int i = 1; i <= 5; ++i) {
+    lever_value *v = lever_value_new_int(i);
+    CHECK(lever_stream_send(s, v, NULL) == 0);
+    lever_value_free(v);
+    out = NULL;
+    CHECK(lever_stream_recv(&out, s, 20000, NULL) == 0);
+    CHECK(lever_value_int(out) == 2 * i);
+    lever_value_free(out);
+  }
+  lever_stream_close_send(s);
+  CHECK(lever_stream_recv(&out, s, 20000, NULL) == LEVER_EEND);
+  lever_stream_free(s);
+  lever_client_free(c);
+  CHECK(lever_server_stop(srv, 5000) == 0);
+  lever_server_free(srv);
+}
+
+static void test_values(void) {
+  const char *json = "{\"a\":[1,2.5,\"x\",null,true],\"b\":{}}";
+  lever_value *v = NULL, *back = NULL;
+  lever_buf mp = LEVER_BUF_INIT, text = LEVER_BUF_INIT;
+  lever_error *err = NULL;
+  REQUIRE(lever_value_from_json(&v, json, strlen(json), NULL) == 0);
+  CHECK(lever_value_type(v) == LEVER_TYPE_MAP);
+  size_t klen = 0;
+  CHECK(strcmp(lever_value_key_at(v, 0, &klen), "a") == 0 && klen == 1);
+  const lever_value *a = lever_value_at(v, 0);
+  CHECK(lever_value_size(a) == 5);
+  CHECK(lever_value_int(lever_value_at(a, 0)) == 1);
+  CHECK(lever_value_type(lever_value_at(a, 3)) == LEVER_TYPE_NULL);
+  CHECK(lever_value_bool(lever_value_at(a, 4)) == 1);
+  CHECK(lever_value_to_msgpack(&mp, v) == 0);
+  CHECK(lever_value_from_msgpack(&back, mp.ptr, mp.size, NULL) == 0);
+  CHECK(lever_value_to_json(&text, back, NULL) == 0);
+  CHECK(strcmp(text.ptr, json) == 0);
+  CHECK(lever_value_from_json(&back, "{", 1, &err) == LEVER_EINVALID);
+  CHECK(err != NULL && lever_error_status(err) == 3);
+  lever_error_free(err);
+  lever_buf_dispose(&mp);
+  lever_buf_dispose(&text);
+  lever_value_free(back);
+  lever_value_free(v);
+  lever_value_free(NULL);
+  lever_buf_dispose(NULL);
+  CHECK(lever_value_array_push(NULL, lever_value_new_null()) == LEVER_EINVALID); /* item freed */
+  lever_value *big = lever_value_new_uint(UINT64_MAX);
+  CHECK(lever_value_type(big) == LEVER_TYPE_UINT && lever_value_uint(big) == UINT64_MAX);
+  lever_value_free(big);
+}
+
+/* Only lever_* symbols are visible in liblever.so. */
+static void test_exports(void) {
+  void *self = dlopen(NULL, RTLD_NOW);
+  REQUIRE(self != NULL);
+  CHECK(dlsym(self, "lever_client_invoke") != NULL);
+  CHECK(dlsym(self, "lever_value_new_map") != NULL);
+  /* The full list is checked with nm by the c_api.only_lever_symbols test. */
+  dlclose(self);
+}
+
+int main(int argc, char **argv) {
+  const char *test;
+  signal(SIGPIPE, SIG_IGN);
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s <lever_test_server> <test>\n", argv[0]);
+    return 2;
+  }
+  test = argv[2];
+  snprintf(dir, sizeof dir, "%s/lever-c-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  REQUIRE(mkdtemp(dir) != NULL);
+  snprintf(addr, sizeof addr, "unix:%s/s.sock", dir);
+
+  if (strcmp(test, "c_server") == 0) {
+    test_c_server();
+  } else if (strcmp(test, "values") == 0) {
+    test_values();
+  } else if (strcmp(test, "exports") == 0) {
+    test_exports();
+  } else {
+    start_child(argv[1]);
+    if (strcmp(test, "unary") == 0) test_unary();
+    else if (strcmp(test, "bytes") == 0) test_bytes();
+    else if (strcmp(test, "errors") == 0) test_errors();
+    else if (strcmp(test, "msgpack") == 0) test_msgpack();
+    else if (strcmp(test, "async") == 0) test_async();
+    else if (strcmp(test, "stream") == 0) test_stream();
+    else if (strcmp(test, "stream_async") == 0) test_stream_async();
+    else if (strcmp(test, "resource") == 0) test_resource();
+    else {
+      fprintf(stderr, "unknown test %s\n", test);
+      ++failures;
+    }
+    stop_child();
+  }
+  {
+    char path[600];
+    snprintf(path, sizeof path, "%s/s.sock", dir);
+    unlink(path);
+    rmdir(dir);
+  }
+  if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+  return failures ? 1 : 0;
+}
