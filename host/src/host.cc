@@ -269,6 +269,7 @@ class Host::Impl {
   std::shared_ptr<Instance> PickLocked(ServiceState& svc, std::string_view resource);
   void StartLocked(ServiceState& svc);
   size_t CountLocked(const ServiceState& svc, bool live_only, bool starting_only) const;
+  bool HasSuspectLocked(const ServiceState& svc) const;
   void StopLocked(ServiceState& svc, Instance& inst, std::string reason, Deferred* d);
   void FailWaitersLocked(ServiceState& svc, const Status& status, Deferred* d);
 
@@ -592,7 +593,10 @@ void Host::Impl::Route(const RouteRequest& req, std::function<void(RouteResult)>
       result.status = ResourceExhausted("too many calls waiting for " + Url(req.env, req.service) +
                                         " to start (" + std::to_string(options_.max_waiting_calls) + ")");
     } else {
-      if (CountLocked(*svc, true, true) == 0 && CountLocked(*svc, false, false) < options_.max_instances_per_service) {
+      // A suspect instance is checked by the supervisor within a moment: the
+      // call waits for that verdict rather than starting a new instance.
+      if (CountLocked(*svc, true, true) == 0 && !HasSuspectLocked(*svc) &&
+          CountLocked(*svc, false, false) < options_.max_instances_per_service) {
         StartLocked(*svc);
       }
       svc->waiters.push_back({std::string(req.resource), Clock::now() + options_.cold_start_wait, std::move(done)});
@@ -612,7 +616,11 @@ std::shared_ptr<Instance> Host::Impl::PickLocked(ServiceState& svc, std::string_
   for (auto& inst : svc.instances) {
     if (inst->version != svc.info.live_version) continue;
     if (inst->state == State::kStarting) ++starting;
-    if (inst->state != State::kReady || !inst->alive()) continue;
+    // A connection the gateway saw fail makes the instance suspect until the
+    // supervisor has checked it: the next call must not go to a crashed one.
+    if (inst->state != State::kReady || !inst->alive() || inst->check_requested.load(std::memory_order_relaxed)) {
+      continue;
+    }
     candidates.push_back({inst->placement_key, inst->in_flight.load(std::memory_order_relaxed)});
     ready.push_back(inst.get());
   }
@@ -628,6 +636,16 @@ std::shared_ptr<Instance> Host::Impl::PickLocked(ServiceState& svc, std::string_
     if (inst.get() == chosen) return inst;
   }
   return nullptr;
+}
+
+bool Host::Impl::HasSuspectLocked(const ServiceState& svc) const {
+  for (const auto& inst : svc.instances) {
+    if (inst->version == svc.info.live_version && inst->state == State::kReady &&
+        inst->check_requested.load(std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 size_t Host::Impl::CountLocked(const ServiceState& svc, bool live_only, bool starting_only) const {
@@ -991,12 +1009,15 @@ void Host::Impl::TickService(ServiceState& svc, Clock::time_point now, Deferred*
           StopLocked(svc, inst, "its service was removed", d);
           break;
         }
-        if (inst.check_requested.exchange(false) && !TryConnect(inst.socket_path)) {
-          StopLocked(svc, inst, "its socket no longer accepts connections", d);
-          inst.proc->Signal(SIGKILL);
-          inst.killed = true;
-          if (is_live) --live_ready;
-          break;
+        if (inst.check_requested.load()) {
+          if (!TryConnect(inst.socket_path)) {
+            StopLocked(svc, inst, "its socket no longer accepts connections", d);
+            inst.proc->Signal(SIGKILL);
+            inst.killed = true;
+            if (is_live) --live_ready;
+            break;
+          }
+          inst.check_requested.store(false);
         }
         auto limit = is_live ? options_.idle_timeout : options_.retired_idle_timeout;
         if (inst.in_flight.load(std::memory_order_relaxed) > 0) {
@@ -1031,30 +1052,27 @@ void Host::Impl::TickService(ServiceState& svc, Clock::time_point now, Deferred*
   }
   // Cold-start queue: release to ready instances, expire, or start one.
   if (!svc.waiters.empty()) {
-    if (live_ready > 0) {
-      while (!svc.waiters.empty()) {
-        Waiter w = std::move(svc.waiters.front());
-        svc.waiters.pop_front();
-        std::shared_ptr<Instance> inst = PickLocked(svc, w.resource);
-        d->calls.emplace_back(std::move(w.done), RouteResult{Status::Ok(), std::move(inst)});
-      }
-    } else {
-      while (!svc.waiters.empty() && svc.waiters.front().deadline <= now) {
-        auto secs = std::chrono::duration_cast<milliseconds>(options_.cold_start_wait).count() / 1000.0;
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%g", secs);
-        d->calls.emplace_back(std::move(svc.waiters.front().done),
-                              RouteResult{Status(Code::kDeadlineExceeded, Url(svc.env, svc.name) +
-                                                                              " did not start within " + buf + " s"),
-                                          nullptr});
-        svc.waiters.pop_front();
-      }
-      if (!svc.waiters.empty()) {
-        wake_at(svc.waiters.front().deadline);
-        if (CountLocked(svc, true, true) == 0 && svc.instances.size() < options_.max_instances_per_service &&
-            svc.config_status.ok()) {
-          StartLocked(svc);
-        }
+    while (!svc.waiters.empty()) {
+      std::shared_ptr<Instance> inst = PickLocked(svc, svc.waiters.front().resource);
+      if (!inst) break;
+      d->calls.emplace_back(std::move(svc.waiters.front().done), RouteResult{Status::Ok(), std::move(inst)});
+      svc.waiters.pop_front();
+    }
+    while (!svc.waiters.empty() && svc.waiters.front().deadline <= now) {
+      auto secs = std::chrono::duration_cast<milliseconds>(options_.cold_start_wait).count() / 1000.0;
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%g", secs);
+      d->calls.emplace_back(std::move(svc.waiters.front().done),
+                            RouteResult{Status(Code::kDeadlineExceeded,
+                                               Url(svc.env, svc.name) + " did not start within " + buf + " s"),
+                                        nullptr});
+      svc.waiters.pop_front();
+    }
+    if (!svc.waiters.empty()) {
+      wake_at(svc.waiters.front().deadline);
+      if (CountLocked(svc, true, true) == 0 && svc.instances.size() < options_.max_instances_per_service &&
+          svc.config_status.ok()) {
+        StartLocked(svc);
       }
     }
   }

@@ -305,6 +305,30 @@ TEST_F(HostTest, BrokenConnectionReportedByGatewayReplacesInstance) {
   EXPECT_NE(again.result.backend->id(), r.result.backend->id());
 }
 
+TEST_F(HostTest, ConnectionFailureMakesTheInstanceSuspectUntilChecked) {
+  StartHost();
+  Deploy("dev.lever", "checked", {});
+  Routed r = Route("dev.lever", "checked");
+  ASSERT_TRUE(r.result.status.ok());
+  auto ready = Instances("checked", "ready");
+  ASSERT_EQ(ready.size(), 1u);
+  // A spurious report: the check passes and the call goes to the same instance.
+  r.result.backend->OnConnectionFailed();
+  Routed same = Route("dev.lever", "checked");
+  ASSERT_TRUE(same.result.status.ok());
+  EXPECT_EQ(same.result.backend->id(), r.result.backend->id());
+  EXPECT_EQ(Instances("checked").size(), 1u);
+  // A dead socket the gateway noticed first (as after a crash, whose closed
+  // files the gateway sees before the host reaps the process): the very next
+  // call waits for the check and goes to a new instance.
+  ASSERT_EQ(unlink(r.result.backend->address().substr(5).c_str()), 0);
+  r.result.backend->OnConnectionFailed();
+  Routed next = Route("dev.lever", "checked");
+  ASSERT_TRUE(next.result.status.ok()) << next.result.status.message();
+  EXPECT_NE(next.result.backend->id(), r.result.backend->id());
+  EXPECT_FALSE(r.result.backend->alive());
+}
+
 TEST_F(HostTest, MinInstancesStartedOnDeployAndKept) {
   options_.idle_timeout = milliseconds(50);
   StartHost();
