@@ -1,0 +1,171 @@
+'use strict';
+// The service runtime (reference §10.1): serves the functions of a handler
+// object (the module exported by a service's jsEntry).
+//
+// Methods: every function property of the object, own or inherited (up to
+// Object.prototype), whose name does not start with `_`; `this` is the object.
+// They are found when the server starts; the function itself is looked up on
+// every call, so reassigning one takes effect.
+//
+// Unary (name not ending in Chan/_chan/chan): fn([resource,] ...args, cb)
+//   - cb(err, result) as in the original; or
+//   - return a Promise (async functions): its value is the result, a rejection
+//     the error; or
+//   - return any other value except undefined: that is the result.
+//   The resource name is prepended when the call's URL has one (the
+//   original's rule). NewResource/CloseResource get (resource, cb).
+// Streaming: fn(stream, [resource,] ...args). The call ends with
+// stream.end() (or stream.destroy(err) for an error); a handler that returns a
+// Promise ends it when the Promise settles, if it has not ended yet.
+// Errors: an Error sends its message, a Buffer bytes, other values as they are.
+const native = require('./native');
+const { LeverStream, errorValue } = require('./stream');
+const { isChanMethod } = require('./url');
+
+const RESOURCE_HOOKS = new Set(['NewResource', 'CloseResource']);
+const INTERNAL = 13;
+const NOT_FOUND = 5;
+
+function methodNames(handler) {
+  const names = [];
+  const seen = new Set();
+  for (let o = handler; o && o !== Object.prototype && o !== Function.prototype; o = Object.getPrototypeOf(o)) {
+    for (const name of Object.getOwnPropertyNames(o)) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      if (name === 'constructor' || name.startsWith('_')) continue;
+      const d = Object.getOwnPropertyDescriptor(o, name);
+      if (d && typeof d.value === 'function') names.push(name);
+    }
+  }
+  return names;
+}
+
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+}
+
+function replyTo(call, err, result) {
+  try {
+    if (err) call.replyError(errorValue(err));
+    else call.reply(result === undefined ? null : result);
+  } catch (e) {
+    // The result or error could not be encoded.
+    try {
+      call.fail(INTERNAL, `Invalid reply: ${e.message}`);
+    } catch {
+      // already answered
+    }
+  }
+}
+
+function unaryDispatcher(handler, name) {
+  const prepend = !RESOURCE_HOOKS.has(name);
+  return (call, args, resource) => {
+    const fn = handler[name];
+    if (typeof fn !== 'function') {
+      call.fail(NOT_FOUND, 'Invalid method');
+      return;
+    }
+    let answered = false;
+    const cb = (err, result) => {
+      if (answered) return;
+      answered = true;
+      replyTo(call, err, result);
+    };
+    const callArgs = resource && prepend ? [resource, ...args, cb] : [...args, cb];
+    let ret;
+    try {
+      ret = fn.apply(handler, callArgs);
+    } catch (err) {
+      cb(err || new Error('handler threw'));
+      return;
+    }
+    if (isThenable(ret)) {
+      ret.then(
+        (v) => cb(null, v),
+        (err) => cb(err || new Error('handler rejected')));
+    } else if (ret !== undefined) {
+      cb(null, ret);
+    }
+  };
+}
+
+function streamDispatcher(handler, name) {
+  return (nativeStream, args, resource) => {
+    const stream = new LeverStream(nativeStream, { server: true });
+    const fn = handler[name];
+    if (typeof fn !== 'function') {
+      stream.destroy(new Error('Invalid method'));
+      return;
+    }
+    // An 'error' event nobody listens to must not kill the service: a client
+    // that cancels or fails is a normal event for a server.
+    stream.on('error', () => {});
+    const callArgs = resource ? [stream, resource, ...args] : [stream, ...args];
+    let ret;
+    try {
+      ret = fn.apply(handler, callArgs);
+    } catch (err) {
+      stream.destroy(err || new Error('handler threw'));
+      return;
+    }
+    if (isThenable(ret)) {
+      ret.then(
+        () => {
+          if (!stream.writableEnded && !stream.destroyed) stream.end();
+        },
+        (err) => {
+          if (!stream.destroyed) stream.destroy(err || new Error('handler rejected'));
+        });
+    }
+  };
+}
+
+class Server {
+  // options.listenAddr: "unix:/abs/path.sock" or "host:port" (port 0: any);
+  //   default LEVEROS_LISTEN_ADDR, else 0.0.0.0:3837.
+  constructor(handler, options = {}) {
+    if (handler === null || (typeof handler !== 'object' && typeof handler !== 'function')) {
+      throw new TypeError('The handler must be an object (the module exports)');
+    }
+    this.handler = handler;
+    this.methods = methodNames(handler);
+    this._native = new native.Server(options.listenAddr || undefined, options.maxWorkers);
+    for (const name of this.methods) {
+      if (isChanMethod(name)) this._native.handle(name, true, streamDispatcher(handler, name));
+      else this._native.handle(name, false, unaryDispatcher(handler, name));
+    }
+    this.port = 0;
+    this._running = false;
+  }
+
+  // Binds and serves; returns the bound TCP port (0 for unix sockets).
+  // A running server keeps the process alive.
+  start() {
+    this.port = this._native.start();
+    this._running = true;
+    return this.port;
+  }
+
+  // Stops accepting calls, gives calls in flight `graceMs`, then cancels them.
+  stop(graceMs = 5000, cb) {
+    const p = new Promise((resolve) => {
+      this._native.stop(graceMs, () => {
+        this._running = false;
+        resolve();
+      });
+    });
+    if (cb) p.then(() => cb(), cb);
+    return p;
+  }
+}
+
+// serve(handler, options) -> started Server.
+function serve(handler, options) {
+  const s = new Server(handler, options);
+  s.start();
+  return s;
+}
+
+module.exports = { Server, serve, methodNames };

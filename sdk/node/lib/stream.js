@@ -1,0 +1,121 @@
+'use strict';
+// LeverStream: one side of a streaming call as an object-mode Duplex.
+//
+//   stream.write(msg)     sends a message (a Buffer travels as bytes)
+//   stream.end()          client: half-close; server: end the call (OK)
+//   stream.on('data')     each message; 'end' when the peer is done;
+//   for await (...)       'error' (a LeverError) when the peer sent an error
+//   stream.destroy(err)   client: cancel; server: end with an application
+//                         error made from `err` (or cancel without one)
+//
+// A null message cannot travel through a Node stream: write(null) sends one,
+// and a received null message is read as `undefined`.
+const { Duplex } = require('stream');
+const { fromNative, LeverError } = require('./errors');
+
+const NULL_MSG = Object.freeze({ leverNullMessage: true });
+
+// What an application error becomes on the wire (the original's rule): an
+// Error sends its message (its `remote` value if it carries one), a Buffer
+// stays bytes, other values go as they are.
+function errorValue(err) {
+  if (err instanceof LeverError && err.remote !== undefined) return err.remote;
+  if (err instanceof Error) return err.message || String(err);
+  return err;
+}
+
+class LeverStream extends Duplex {
+  constructor(nativeStream, { server = false, context } = {}) {
+    super({ objectMode: true, allowHalfOpen: true, autoDestroy: true, emitClose: true });
+    this._native = nativeStream;
+    this._server = server;
+    this._context = context;
+    this._reading = false;
+    this._readDone = false;
+    this._writeDone = false;
+    this._released = false;
+    this._onRecv = this._onRecv.bind(this);
+  }
+
+  // Server side: {url, environment, service, resource, method, sourceEnvironment, deadline}.
+  get context() {
+    if (this._context === undefined && this._native) this._context = this._native.context();
+    return this._context;
+  }
+
+  write(chunk, encoding, cb) {
+    return super.write(chunk === null ? NULL_MSG : chunk, encoding, cb);
+  }
+
+  _write(chunk, _encoding, cb) {
+    let info;
+    try {
+      info = this._native.send(chunk === NULL_MSG ? null : chunk);
+    } catch (err) {
+      cb(err);
+      return;
+    }
+    if (info) {
+      // The call is over: when we ended it (server) or the peer is done, this
+      // is not worth an error beyond the write's own callback.
+      cb(fromNative(info));
+      return;
+    }
+    cb();
+  }
+
+  _final(cb) {
+    this._writeDone = true;
+    if (!this._released) this._native.closeSend();
+    cb();
+  }
+
+  _read() {
+    if (this._reading || this._readDone || this._released) return;
+    this._reading = true;
+    this._native.recv(this._onRecv);
+  }
+
+  _onRecv(info, msg, ended) {
+    this._reading = false;
+    if (this.destroyed) return;
+    if (info) {
+      this._readDone = true;
+      if (this._server && this._writeDone && info.code !== 'REMOTE') {
+        this.push(null);  // we ended the call ourselves
+        return;
+      }
+      this._remoteFailed = true;
+      this.destroy(fromNative(info));
+      return;
+    }
+    if (ended) {
+      this._readDone = true;
+      this.push(null);
+      return;
+    }
+    this.push(msg === null ? undefined : msg);
+  }
+
+  _destroy(err, cb) {
+    if (!this._released) {
+      this._released = true;
+      const done = this._readDone && this._writeDone;
+      if (!done && !this._remoteFailed) {
+        if (this._server && err) {
+          try {
+            this._native.endWithError(errorValue(err));
+          } catch {
+            this._native.endWithError(String(err && err.message));
+          }
+        } else if (!this._server || !this._writeDone) {
+          this._native.cancel();
+        }
+      }
+      this._native.free();
+    }
+    cb(err);
+  }
+}
+
+module.exports = { LeverStream, errorValue };
