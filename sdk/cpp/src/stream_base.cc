@@ -58,9 +58,21 @@ Status StreamBase::Send(const Value& msg) {
   std::string encoded;
   Status s = wire::EncodeStreamValue(msg, false, tx_codec_, &encoded);
   if (!s.ok()) return s;
+  grpc::ByteBuffer buffer = ToByteBuffer(std::move(encoded));
+  {
+    // A short queue absorbs sends without a thread hop; a failure of a queued
+    // message shows on a later send or receive (as gRPC's own SendMsg).
+    Lock lock(mu_);
+    if (writes_failed_ || send_closed_ || !CanStartOps()) return EndedStatus();
+    if (outbox_.size() < kOutboxLimit) {
+      outbox_.push_back(PendingWrite{std::move(buffer), nullptr});
+      Pump(lock);
+      return Status::Ok();
+    }
+  }
   std::promise<Status> promise;
   std::future<Status> future = promise.get_future();
-  SendEncoded(ToByteBuffer(std::move(encoded)), [&promise](Status st) { promise.set_value(std::move(st)); });
+  SendEncoded(std::move(buffer), [&promise](Status st) { promise.set_value(std::move(st)); });
   return future.get();
 }
 

@@ -103,6 +103,7 @@ class StreamBase : public std::enable_shared_from_this<StreamBase> {
   std::function<void(Status)> write_done_;
 
   static constexpr size_t kInboxLimit = 16;
+  static constexpr size_t kOutboxLimit = 8;
 };
 
 }  // namespace lever::internal

@@ -64,16 +64,17 @@ class ClientStream;
 using ClientStreamPtr = std::shared_ptr<ClientStream>;
 
 // An open streaming call (a method whose name ends in `Chan`, `_chan` or is
-// `chan`). The handshake is done when you get one. Messages are received in
-// order; at most one Send and one Receive may be waiting at a time per side
-// is not required: calls queue. Dropping the last reference cancels the call
-// unless it has ended.
+// `chan`). The handshake is done when you get one. Sends and receives may
+// come from several threads; each side keeps message order. Dropping the
+// last reference cancels the call unless it has ended.
 class ClientStream {
  public:
   virtual ~ClientStream() = default;
 
-  // Sends a message (bytes values as byte messages). Blocks until gRPC took
-  // it (flow control); fails with the stream's status when it has ended.
+  // Sends a message (bytes values as byte messages). Returns once the
+  // message is queued; blocks only while a few messages already wait for
+  // flow control. Fails when the stream has ended; a queued message that
+  // cannot be written fails a later send.
   virtual Status Send(const Value& msg) = 0;
   // Same without blocking: `done` runs on a gRPC thread when the message is
   // written or failed.

@@ -103,7 +103,8 @@ class ServerStream {
   // `done` runs on a gRPC thread (or inline); callbacks never run
   // concurrently and come in message order.
   virtual void ReceiveAsync(std::function<void(Result)> done) = 0;
-  // Blocks until gRPC took the message; fails once the call has ended.
+  // Queues the message (blocking only while a few wait for flow control);
+  // fails once the call has ended.
   virtual Status Send(const Value& msg) = 0;
   virtual void SendAsync(Value msg, std::function<void(Status)> done) = 0;
   // Ends the call after the queued messages: kEnd (or a default Result)
