@@ -10,9 +10,10 @@
 //       (utime+stime from /proc/<pid>/stat).
 //   gateway_relay_bench load <target> <in flight> <seconds>
 //       One measurement against one target (for profiling).
-//   gateway_relay_bench serve <backend address> <workers>
-//       Hosts a Gateway on 127.0.0.1:0 whose Router sends every call to the
-//       backend; prints "port N" and runs until stdin closes.
+//   gateway_relay_bench serve <backend address> <workers> [<unix socket>]
+//       Hosts a Gateway on 127.0.0.1:0 (and an internal listener on the unix
+//       socket) whose Router sends every call to the backend; prints "port N"
+//       and runs until stdin closes.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -74,7 +75,7 @@ class FixedRouter final : public lever::host::Router {
   lever::host::BackendPtr backend_;
 };
 
-int Serve(const std::string& backend, int workers) {
+int Serve(const std::string& backend, int workers, const std::string& internal_socket) {
   lever::gateway::GatewayOptions options;
   options.listen = "127.0.0.1:0";
   options.workers = workers;
@@ -83,6 +84,13 @@ int Serve(const std::string& backend, int workers) {
   if (!s.ok()) {
     std::fprintf(stderr, "gateway: %s\n", s.message().c_str());
     return 1;
+  }
+  if (!internal_socket.empty()) {
+    s = gateway.AddInternalListener("bench.lever", internal_socket);
+    if (!s.ok()) {
+      std::fprintf(stderr, "gateway: %s\n", s.message().c_str());
+      return 1;
+    }
   }
   std::printf("port %u\n", gateway.port());
   std::fflush(stdout);
@@ -294,7 +302,8 @@ int RunAll(int runs, double seconds, int workers) {
     std::fprintf(stderr, "echo server did not start (%s)\n", echo_bin.c_str());
     return 1;
   }
-  if (!Spawn({self.string(), "serve", "unix:" + sock, std::to_string(workers)}, &gw)) return 1;
+  std::string gw_sock = tmpl + "/gateway.sock";
+  if (!Spawn({self.string(), "serve", "unix:" + sock, std::to_string(workers), gw_sock}, &gw)) return 1;
   std::string port_line = ReadLine(gw.out, 10000);
   if (!port_line.starts_with("port ")) {
     std::fprintf(stderr, "gateway did not start\n");
@@ -315,7 +324,11 @@ int RunAll(int runs, double seconds, int workers) {
     std::string name, address;
     pid_t proxy;
   };
-  std::vector<Target> targets = {{"direct", "unix:" + sock, -1}, {"gateway", "127.0.0.1:" + gw_port, gw.pid}};
+  // "gateway" is the public TCP port, like nghttpx's frontend; "gateway-unix"
+  // is an internal listener (what instances use), which takes the TCP hop out.
+  std::vector<Target> targets = {{"direct", "unix:" + sock, -1},
+                                 {"gateway", "127.0.0.1:" + gw_port, gw.pid},
+                                 {"gateway-unix", "unix:" + gw_sock, gw.pid}};
   if (have_nghttpx) targets.push_back({"nghttpx", "127.0.0.1:" + std::to_string(nx_port), nghttpx.pid});
   std::vector<int> inflights = {1, 16, 64};
 
@@ -343,7 +356,7 @@ int RunAll(int runs, double seconds, int workers) {
         r.proxy_cpu_us = t.proxy > 0 ? (proxy1 - proxy0) / n : 0;
         r.server_cpu_us = (server1 - server0) / n;
         samples[t.name][inflight].push_back(r);
-        std::fprintf(stderr, "run %d %-8s %2d in flight: p50 %6.1f us p99 %7.1f us %8.0f calls/s proxy %5.1f us/call\n",
+        std::fprintf(stderr, "run %d %-12s %2d in flight: p50 %6.1f us p99 %7.1f us %8.0f calls/s proxy %5.1f us/call\n",
                      run + 1, t.name.c_str(), inflight, r.p50_us, r.p99_us, r.calls_per_s, r.proxy_cpu_us);
       }
     }
@@ -383,8 +396,8 @@ int RunAll(int runs, double seconds, int workers) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "serve") {
-    if (args.size() != 3) return 2;
-    return Serve(args[1], std::atoi(args[2].c_str()));
+    if (args.size() < 3) return 2;
+    return Serve(args[1], std::atoi(args[2].c_str()), args.size() > 3 ? args[3] : "");
   }
   if (!args.empty() && args[0] == "load") {  // load <target> <inflight> <seconds>
     if (args.size() != 4) return 2;

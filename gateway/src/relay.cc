@@ -358,10 +358,13 @@ void H2Conn::StartRead() {
     if (closed_) return;
     if (ec || !Feed(rbuf_.data(), n)) {
       Close();
-    } else {
-      StartRead();
+      w_->FlushDirty();
+      return;
     }
+    // Forward first: the next read (often a speculative recv that finds
+    // nothing) stays off the critical path.
     w_->FlushDirty();
+    if (!closed_) StartRead();
   });
 }
 
