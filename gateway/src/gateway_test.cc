@@ -88,6 +88,7 @@ class TestRouter final : public host::Router {
     }
     if (r.service == "remote") return done({Status(), remote_backend});
     if (r.service == "dead") return done({Status(), dead});
+    if (r.service == "badaddr") return done({Status(), std::make_shared<TestBackend>("no-port-here")});
     if (r.service == "full") {
       return done({Status(Code::kResourceExhausted, "queue full: 100% of 64 slots\ntry later"), nullptr});
     }
@@ -346,6 +347,7 @@ TEST_F(GatewayTest, PlatformErrorsAreTrailersOnlyStatuses) {
       {"lever://dev.lever/down//m", grpc::StatusCode::UNAVAILABLE, "no instance could start"},
       {"lever://dev.lever/dead//echo", grpc::StatusCode::UNAVAILABLE, "could not connect to instance"},
       {"lever://dev.lever/late//m", grpc::StatusCode::DEADLINE_EXCEEDED, "cold start took longer"},
+      {"lever://dev.lever/badaddr//m", grpc::StatusCode::UNAVAILABLE, "neither unix:/path nor ip:port"},
       // Percent-encoded on the wire, decoded by the client: exact text.
       {"lever://dev.lever/full//m", grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full: 100% of 64 slots\ntry later"},
   };
@@ -682,6 +684,86 @@ TEST_F(GatewayTest, SlowReaderKeepsRelayMemoryBounded) {
   GatewayStats after = gateway_->StatsForTest();
   EXPECT_LE(after.peak_buffered_bytes, 2 * window + (64 << 10));
   EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().buffered_bytes == 0; }));
+}
+
+TEST_F(GatewayTest, BulkStreamingBothWaysAtOnce) {
+  // A writer and a reader running together with messages bigger than every
+  // window: flow control in both directions must not deadlock.
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echoChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc();
+  ASSERT_TRUE(stream->Write(first));
+  constexpr int kMessages = 24;
+  std::thread writer([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      core::StreamMessage m;
+      m.set_byte_message(std::string(1 << 20, static_cast<char>('a' + i)));
+      if (!stream->Write(m)) return;
+    }
+    stream->WritesDone();
+  });
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));  // empty first message
+  int got = 0;
+  while (stream->Read(&m)) {
+    ASSERT_EQ(m.byte_message().size(), 1u << 20);
+    ASSERT_EQ(m.byte_message()[0], static_cast<char>('a' + got));
+    ++got;
+  }
+  writer.join();
+  EXPECT_EQ(got, kMessages);
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(GatewayTest, StalledStreamDoesNotBlockItsNeighbours) {
+  // One stream's reader stops; other calls on the same client connection
+  // (and the same instance connection) keep flowing.
+  auto channel = Channel();
+  auto stub = core::LeverRPC::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//downloadChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc()->set_byte_args(std::to_string(64 << 20));
+  ASSERT_TRUE(stream->Write(first));
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+  ASSERT_TRUE(WaitFor([&] { return gateway_->StatsForTest().buffered_bytes >= (512 << 10); }));
+  for (int i = 0; i < 20; ++i) {
+    core::RPCReply reply;
+    grpc::Status s = Call(stub.get(), "lever://dev.lever/echo//echo", std::string(100 << 10, 'n'), &reply);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+TEST_F(GatewayTest, StopClosesStreamsThatOutliveTheGracePeriod) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//blockChan");
+  auto stream = stub->HandleStreamingRPC(&ctx);
+  core::StreamMessage first;
+  first.mutable_rpc();
+  ASSERT_TRUE(stream->Write(first));
+  core::StreamMessage m;
+  ASSERT_TRUE(stream->Read(&m));
+  auto start = std::chrono::steady_clock::now();
+  gateway_->Stop(200ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, 200ms);
+  EXPECT_LT(took, 5s);
+  EXPECT_FALSE(stream->Read(&m));
+  EXPECT_FALSE(stream->Finish().ok());
+  // The instance's handler saw the call go away.
+  std::unique_lock<std::mutex> lock(echo_->service.mu);
+  EXPECT_TRUE(echo_->service.cv.wait_for(lock, kWait, [&] { return echo_->service.cancelled.load() == 1; }));
 }
 
 TEST_F(GatewayTest, ColdStartBuffersTheRequestUntilTheRouterAnswers) {
