@@ -43,6 +43,14 @@ class LeverStream extends Duplex {
     return this._context;
   }
 
+  // `for await` reads without destroying the stream when the loop ends, so
+  // a handler can still write after the client half-closed (Node's default
+  // iterator would destroy the writable side too). Leaving the loop early
+  // leaves the stream open: destroy() it to cancel.
+  [Symbol.asyncIterator]() {
+    return this.iterator({ destroyOnReturn: false });
+  }
+
   write(chunk, encoding, cb) {
     return super.write(chunk === null ? NULL_MSG : chunk, encoding, cb);
   }

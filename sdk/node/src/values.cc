@@ -88,9 +88,9 @@ ValuePtr ObjectToLever(Napi::Env env, napi_value value, int depth) {
       Check(env, napi_get_element(env, value, i, &item));
       napi_valuetype t;
       Check(env, napi_typeof(env, item, &t));
-      // JSON.stringify's rule for arrays: holes, undefined and functions -> null.
-      ValuePtr v = (t == napi_undefined || t == napi_function || t == napi_symbol) ? Must(env, lever_value_new_null())
-                                                                                   : ToLever(env, item, depth + 1);
+      // Holes and undefined -> null (JSON.stringify's rule); a function or
+      // symbol (a misplaced callback?) is a TypeError.
+      ValuePtr v = t == napi_undefined ? Must(env, lever_value_new_null()) : ToLever(env, item, depth + 1);
       if (lever_value_array_push(out.get(), v.release()) != 0) throw Napi::Error::New(env, "lever: out of memory");
     }
     return out;

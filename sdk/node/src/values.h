@@ -6,8 +6,9 @@
 // any TypedArray/DataView (its bytes) and ArrayBuffer -> bytes; arrays;
 // objects with a toJSON method (Date) -> what toJSON returns; other objects ->
 // map of their own enumerable string keys, skipping undefined, functions and
-// symbols (JSON.stringify's rule). A function or symbol elsewhere, or nesting
-// deeper than kMaxDepth (a cycle), is a TypeError.
+// symbols (JSON.stringify's rule); undefined in an array -> null. A function
+// or symbol elsewhere (an argument, an array element), or nesting deeper than
+// kMaxDepth (a cycle), is a TypeError.
 //
 // Lever -> JS (FromLever): ints within +-(2^53-1) -> number, larger ints and
 // every uint -> BigInt; doubles -> number; bytes -> Buffer (a copy); maps ->
