@@ -1,6 +1,6 @@
 // A Lever instance for cross-process tests: serves the test handlers on
 // LEVEROS_LISTEN_ADDR until SIGTERM or SIGINT, then shuts down gracefully and
-// exits 0.
+// exits 0. Prints "listening <port>" once serving.
 #include <signal.h>
 
 #include <cstdio>
@@ -24,6 +24,9 @@ int main() {
     std::fprintf(stderr, "lever_test_server: %s\n", s.ToString().c_str());
     return 1;
   }
+  // The bound port (0 for unix sockets), for parents that asked for port 0.
+  std::printf("listening %d\n", server.port());
+  std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);
   server.Shutdown(std::chrono::seconds(5));
