@@ -287,6 +287,7 @@ class Host::Impl {
   void Watch(int fd, const std::shared_ptr<Instance>& inst, int kind);
   void Unwatch(int fd);
   void Shutdown();
+  void StopAll();
   std::shared_ptr<ServiceState> FindService(std::string_view env, std::string_view service);
   void Note(Deferred* d, const ServiceState& svc, int64_t version, const std::string& instance_id,
             std::string text) {
@@ -727,6 +728,7 @@ void Host::Impl::Run() {
     StartQueued();
     Tick();
   }
+  StopAll();
 }
 
 void Host::Impl::Watch(int fd, const std::shared_ptr<Instance>& inst, int kind) {
@@ -1112,8 +1114,13 @@ void Host::Impl::Shutdown() {
   if (!supervisor_.joinable()) return;
   stopping_.store(true);
   Wake();
-  supervisor_.join();
-  // The supervisor is gone: this thread owns its state now.
+  supervisor_.join();  // it stops every instance on its way out
+  logs_.WakeAll();
+}
+
+// On the supervisor thread, as its last act: instances die with the thread
+// that forked them (PR_SET_PDEATHSIG), so the graceful stop happens here.
+void Host::Impl::StopAll() {
   std::vector<std::shared_ptr<ServiceState>> list;
   {
     std::shared_lock lock(envs_mu_);
@@ -1150,7 +1157,6 @@ void Host::Impl::Shutdown() {
     unlink(inst->socket_path.c_str());
     inst->proc.reset();  // reaps (after SIGKILL) and removes its cgroups
   }
-  logs_.WakeAll();
 }
 
 Host::Impl::~Impl() {

@@ -291,6 +291,17 @@ TEST_F(HostTest, StubbornInstanceIsKilledAfterGrace) {
   EXPECT_TRUE(LogEndsWith("stubborn", "stopped: it was killed by signal 9 (SIGKILL)"));
 }
 
+TEST_F(HostTest, DestroyingTheHostStopsInstancesGracefully) {
+  StartHost();
+  std::string term = out_ + "/terminated";
+  Deploy("dev.lever", "polite", {"--term-file", term});
+  Routed r = Route("dev.lever", "polite");
+  ASSERT_TRUE(r.result.status.ok());
+  host_.reset();
+  EXPECT_FALSE(r.result.backend->alive());
+  EXPECT_EQ(access(term.c_str(), F_OK), 0);  // it got SIGTERM, not SIGKILL
+}
+
 TEST_F(HostTest, BrokenConnectionReportedByGatewayReplacesInstance) {
   StartHost();
   Deploy("dev.lever", "deaf", {});

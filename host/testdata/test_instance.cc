@@ -8,6 +8,8 @@
 //   --exit-now CODE   print "giving up" on stderr and exit(CODE) before listening
 //   --ignore-term     ignore SIGTERM (the host must SIGKILL after its grace)
 //   --no-listen       never listen (the start must time out)
+//   --term-file PATH  on SIGTERM, create PATH and exit 0
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -19,6 +21,15 @@
 #include <string>
 
 extern char** environ;
+
+namespace {
+const char* g_term_file = nullptr;
+void OnTerm(int) {
+  int fd = open(g_term_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0) close(fd);
+  _exit(0);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string env_out, say, warn;
@@ -38,6 +49,11 @@ int main(int argc, char** argv) {
       return code;
     } else if (a == "--ignore-term") {
       signal(SIGTERM, SIG_IGN);
+    } else if (a == "--term-file") {
+      static std::string path;
+      path = next();
+      g_term_file = path.c_str();
+      signal(SIGTERM, OnTerm);
     } else if (a == "--no-listen") {
       listen_ok = false;
     }
