@@ -179,6 +179,8 @@ class DeployerImpl final : public Deployer {
     return Status::Ok();
   }
 
+  std::unique_lock<std::mutex> LockStore() override { return std::unique_lock(mu_); }
+
   const DeployOptions& options() const { return options_; }
   Registry& registry() { return *registry_; }
   std::mutex& mu() { return mu_; }
@@ -531,7 +533,6 @@ Status SessionImpl::Commit(DeployResult* out) {
   out->service = config.name;
   out->version = version;
   out->code_dir = code_dir;
-  lock.unlock();
   if (opts.on_deployed) opts.on_deployed(service, config);
   return Status::Ok();
 }

@@ -441,6 +441,7 @@ void Host::Impl::OnDeployed(const ServiceInfo& info, const LeverConfig& config) 
 }
 
 Status Host::Impl::CreateEnvironment(std::string_view name, std::string_view description) {
+  std::unique_lock store = deployer_->LockStore();
   Status s = registry_->CreateEnvironment({std::string(name), std::string(description)});
   if (!s.ok()) return s;
   std::unique_lock lock(envs_mu_);
@@ -450,8 +451,11 @@ Status Host::Impl::CreateEnvironment(std::string_view name, std::string_view des
 
 Status Host::Impl::DeleteEnvironment(std::string_view name) {
   if (name == kAdminEnv) return Status(Code::kPermissionDenied, "the admin environment cannot be deleted");
+  // No deploy commits while the env's rows, code and cache entries go.
+  std::unique_lock store = deployer_->LockStore();
   Status s = registry_->DeleteEnvironment(name);
   if (!s.ok()) return s;
+  Status removed_code = RemoveTree(data_dir_ + "/code/" + std::string(name));
   std::vector<std::shared_ptr<ServiceState>> removed;
   {
     std::unique_lock lock(envs_mu_);
@@ -467,9 +471,10 @@ Status Host::Impl::DeleteEnvironment(std::string_view name) {
     svc->removed = true;
     FailWaitersLocked(*svc, Status(Code::kNotFound, "environment " + std::string(name) + " was deleted"), &d);
   }
+  store.unlock();
   for (auto& [done, result] : d.calls) done(std::move(result));
   Wake();  // the supervisor stops their instances
-  return RemoveTree(data_dir_ + "/code/" + std::string(name));
+  return removed_code;
 }
 
 Status Host::Impl::ListServices(std::string_view env, std::vector<ServiceInfo>* out) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -33,8 +34,10 @@ struct DeployOptions {
   // Compressed bytes buffered between Write() and the unpacking thread before
   // Write() blocks (back-pressure). Default 1 MiB.
   uint64_t max_buffered_bytes = 1ull << 20;
-  // Called once a version is live, on the thread that called Finish(), with no
-  // Deployer lock held. Optional.
+  // Called once a version is live, on the thread that called Finish(), with
+  // the code store lock held (so a LockStore() holder sees deploys either
+  // wholly before or wholly after it); must not call back into the Deployer.
+  // Optional.
   std::function<void(const ServiceInfo& service, const LeverConfig& config)> on_deployed;
   // Refuses deploys of this service name to this env (the built-in admin
   // service). Default admin.lever/admin.
@@ -81,6 +84,9 @@ class Deployer {
   // created in the registry on the first successful deploy to it, as the
   // original did not require it to exist.
   virtual Status Begin(std::string_view env, std::unique_ptr<DeploySession>* out) = 0;
+  // Holds off every commit and temp-dir change while held: for removing an
+  // environment's code together with its registry rows.
+  virtual std::unique_lock<std::mutex> LockStore() = 0;
 };
 
 // <data_dir>/code/<env>/<service>/<version>
