@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <sstream>
 
 #include "testutil.h"
@@ -401,6 +402,55 @@ TEST_F(HostTest, ResourcesStickToOneInstance) {
     Routed r = Route("dev.lever", "sharded", res);
     EXPECT_EQ(r.result.backend->id(), id) << res;
   }
+}
+
+// Many gateway threads route, account load and report failures while
+// instances idle out and crash: every call is answered exactly once, with a
+// live backend or a platform error.
+TEST_F(HostTest, ConcurrentRoutingUnderChurn) {
+  options_.idle_timeout = milliseconds(20);
+  options_.max_instances_per_service = 4;
+  StartHost();
+  Deploy("dev.lever", "churn", {}, R"(,"maxInstanceLoad":2)");
+  std::atomic<int> answered{0}, ok{0}, calls{0};
+  std::atomic<bool> twice{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 150; ++i) {
+        auto once = std::make_shared<std::atomic<bool>>(false);
+        auto promise = std::make_shared<std::promise<RouteResult>>();
+        auto future = promise->get_future();
+        std::string res = (i % 3 == 0) ? "r" + std::to_string(i % 7) : "";
+        calls++;
+        host_->Route({"dev.lever", "churn", res, "M", ""}, [&, once, promise](RouteResult r) {
+          if (once->exchange(true)) twice = true;
+          answered++;
+          promise->set_value(std::move(r));
+        });
+        if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready) continue;
+        RouteResult r = future.get();
+        if (!r.status.ok()) continue;
+        ok++;
+        r.backend->OnCallStart();
+        if ((i + t) % 17 == 0) r.backend->OnConnectionFailed();
+        r.backend->OnCallEnd();
+      }
+    });
+  }
+  std::thread killer([&] {
+    for (int k = 0; k < 5; ++k) {
+      WaitFor([&] { return !Instances("churn", "ready").empty(); }, milliseconds(2000));
+      auto ready = Instances("churn", "ready");
+      if (!ready.empty()) kill(ready[0].pid, SIGKILL);
+    }
+  });
+  for (auto& th : threads) th.join();
+  killer.join();
+  EXPECT_EQ(answered.load(), calls.load());
+  EXPECT_FALSE(twice.load());
+  EXPECT_GT(ok.load(), calls.load() / 2);
+  host_.reset();
 }
 
 TEST(Placement, RendezvousMovesOnlyTheRemovedInstancesResources) {
