@@ -26,11 +26,14 @@ class Client {
   //   LEVEROS_INTERNAL_RPC_GATEWAY when set, others to LEVEROS_IP_PORT or
   //   127.0.0.1:8080. It can also be set later: `client.forceHost = '...'`.
   // options.timeout: deadline of each call in ms (0: none).
+  // options.waitForReady: a call waits (until its timeout) for a target that
+  //   cannot be reached yet instead of failing UNAVAILABLE at once.
   // options.protoJson: send proto-JSON as Lever OS 0.1 (to call original servers).
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     this.forceHost = options.forceHost || '';
     this.timeout = options.timeout || 0;
+    this.waitForReady = Boolean(options.waitForReady);
     this.protoJson = Boolean(options.protoJson);
     this._native = null;
     this._nativeKey = '';
@@ -90,15 +93,15 @@ class Client {
         return;
       }
       const c = this._nativeClient();
-      const timeout = this.timeout;
+      const { timeout, waitForReady } = this;
       try {
         if (!streaming) {
-          c.invoke(url, args, timeout, (info, result) => {
+          c.invoke(url, args, timeout, waitForReady, (info, result) => {
             if (info) done(fromNative(info, site));
             else done(null, result);
           });
         } else {
-          c.openStream(url, args, timeout, (info, ns) => {
+          c.openStream(url, args, timeout, waitForReady, (info, ns) => {
             if (info) done(fromNative(info, site));
             else done(null, new LeverStream(ns, { server: false }));
           });

@@ -208,8 +208,9 @@ class Client : public Napi::ObjectWrap<Client> {
     d->addon->Post(d);
   }
 
-  static lever_call_options CallOptions(const Napi::Value& timeout) {
+  static lever_call_options CallOptions(const Napi::Value& timeout, const Napi::Value& wait_for_ready) {
     lever_call_options o = LEVER_CALL_OPTIONS_INIT;
+    o.wait_for_ready = wait_for_ready.ToBoolean() ? 1 : 0;
     if (timeout.IsNumber()) {
       double t = timeout.As<Napi::Number>().DoubleValue();
       if (t > 0) o.timeout_ms = t > 4e9 ? 4000000000u : static_cast<unsigned int>(t);
@@ -217,16 +218,16 @@ class Client : public Napi::ObjectWrap<Client> {
     return o;
   }
 
-  // invoke(url, args[], timeoutMs, cb(errInfo, result))
+  // invoke(url, args[], timeoutMs, waitForReady, cb(errInfo, result))
   Napi::Value InvokeMethod(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Check(env);
     std::string url = info[0].As<Napi::String>().Utf8Value();
     ValuePtr args = ToLever(env, info[1]);
-    lever_call_options opts = CallOptions(info[2]);
+    lever_call_options opts = CallOptions(info[2], info[3]);
     auto* d = new InvokeDone();
     d->addon = GetAddon(env);
-    d->cb = Keep(env, info[3].As<Napi::Function>());
+    d->cb = Keep(env, info[4].As<Napi::Function>());
     d->addon->Hold(env);
     int rc = lever_client_invoke_async(client_, url.c_str(), args.get(), &opts, &Client::OnInvoke, d);
     (void)rc;  // on early errors the callback has run (in this thread) with them
@@ -247,16 +248,16 @@ class Client : public Napi::ObjectWrap<Client> {
     void Deliver(Napi::Env env) override;
   };
 
-  // openStream(url, args[], timeoutMs, cb(errInfo, nativeStream))
+  // openStream(url, args[], timeoutMs, waitForReady, cb(errInfo, nativeStream))
   Napi::Value OpenStream(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Check(env);
     std::string url = info[0].As<Napi::String>().Utf8Value();
     lever_value* args = ToLever(env, info[1]).release();
-    lever_call_options opts = CallOptions(info[2]);
+    lever_call_options opts = CallOptions(info[2], info[3]);
     auto* d = new OpenDone();
     d->addon = GetAddon(env);
-    d->cb = Keep(env, info[3].As<Napi::Function>());
+    d->cb = Keep(env, info[4].As<Napi::Function>());
     d->addon->Hold(env);
     lever_client* client = client_;
     // The thread owns `args`; the client outlives it (the JS object is kept

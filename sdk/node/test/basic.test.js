@@ -16,6 +16,8 @@ before(async () => {
   await leverd.deploy('basic');
   client = new Client();
   client.forceHost = leverd.address; // as the original: a property set after construction
+  client.waitForReady = true; // a busy machine may take a while to accept
+  client.timeout = 20000;
   ep = client.service('dev.lever', 'basictestservice');
 });
 
@@ -88,7 +90,7 @@ test('hello-js example: deploy with the CLI, call from the CLI and the client', 
   await leverd.deploy(path.join(repoDir, 'examples', 'hello-js'));
   const out = await leverd.lever('invoke', '/helloService/sayHello', '"world"');
   assert.equal(out.trim(), '"Hello, world!"');
-  const c = new Client({ forceHost: leverd.address });
+  const c = new Client({ forceHost: leverd.address, waitForReady: true, timeout: 20000 });
   assert.equal(await c.service('dev.lever', 'helloService').invoke('sayHello', 'world'), 'Hello, world!');
   assert.equal(await c.invokeURL('lever://dev.lever/helloService/sayHello', 'url'), 'Hello, url!');
 });

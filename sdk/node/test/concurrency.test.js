@@ -11,7 +11,7 @@ let ep;
 before(async () => {
   leverd = await startLeverd();
   await leverd.deploy('basic');
-  ep = new Client({ forceHost: leverd.address, timeout: 30000 }).service('dev.lever', 'basictestservice');
+  ep = new Client({ forceHost: leverd.address, timeout: 30000, waitForReady: true }).service('dev.lever', 'basictestservice');
   assert.equal(await ep.invoke('BasicHello', 'warm'), 'hello warm');
 });
 

@@ -16,7 +16,7 @@ before(async () => {
   await leverd.deploy('basic');
   await leverd.deploy('resources');
   await leverd.deploy(path.join(repoDir, 'examples', 'hello-js'));
-  client = new Client({ forceHost: leverd.address, timeout: 20000 });
+  client = new Client({ forceHost: leverd.address, timeout: 20000, waitForReady: true });
   ep = client.service('dev.lever', 'basictestservice');
 });
 
@@ -205,7 +205,7 @@ test('services call services through the internal gateway', async () => {
 });
 
 test('proto-JSON mode talks to the same services', async () => {
-  const c = new Client({ forceHost: leverd.address, protoJson: true });
+  const c = new Client({ forceHost: leverd.address, protoJson: true, timeout: 20000, waitForReady: true });
   const e = c.service('dev.lever', 'basictestservice');
   assert.equal(await e.invoke('BasicHello', 'json'), 'hello json');
   assert.deepEqual([...(await e.invoke('reverseBytes', Buffer.from([1, 2])))], [2, 1]);

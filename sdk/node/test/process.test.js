@@ -34,7 +34,7 @@ test('a process exits by itself once its calls are done', async () => {
   const r = await node(`
     const { Client, serve } = require('.');
     const s = serve({ hi(n, cb) { cb(null, 'hi ' + n); } }, { listenAddr: '127.0.0.1:0' });
-    const c = new Client({ forceHost: '127.0.0.1:' + s.port });
+    const c = new Client({ forceHost: '127.0.0.1:' + s.port, waitForReady: true, timeout: 10000 });
     c.service('dev.lever', 'x').invoke('hi', 'there', (err, r) => {
       console.log(err || r);
       s.stop(0); // the running server is what kept the process alive
@@ -59,7 +59,7 @@ test('an exception thrown in a callback is an uncaught exception', async () => {
     const { Client, serve } = require('.');
     const s = serve({ hi(cb) { cb(null, 1); } }, { listenAddr: '127.0.0.1:0' });
     process.on('exit', () => s.stop(0));
-    new Client({ forceHost: '127.0.0.1:' + s.port }).service('dev.lever', 'x').invoke('hi', () => {
+    new Client({ forceHost: '127.0.0.1:' + s.port, waitForReady: true, timeout: 10000 }).service('dev.lever', 'x').invoke('hi', () => {
       throw new Error('boom from callback');
     });
   `);
@@ -73,7 +73,7 @@ test('the addon works in worker threads, and a worker exits cleanly', async () =
     const w = new Worker(
       `const { parentPort, workerData } = require('worker_threads');
        const { Client } = require(workerData.pkg);
-       new Client({ forceHost: workerData.host }).service('dev.lever', 'x').invoke('hi', 'worker')
+       new Client({ forceHost: workerData.host, waitForReady: true, timeout: 10000 }).service('dev.lever', 'x').invoke('hi', 'worker')
          .then((r) => parentPort.postMessage(r), (e) => parentPort.postMessage('error ' + e.message));`,
       { eval: true, workerData: { pkg: pkgDir, host: `127.0.0.1:${s.port}` } });
     // Both listeners first: a worker that exits right after posting emits
@@ -101,21 +101,9 @@ test('lever-serve: serves a jsEntry on LEVEROS_LISTEN_ADDR and stops on SIGTERM'
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   try {
-    const c = new Client({ forceHost: `unix:${sock}`, timeout: 10000 });
+    // Waits for the socket to appear and accept (bounded by the timeout).
+    const c = new Client({ forceHost: `unix:${sock}`, timeout: 10000, waitForReady: true });
     const ep = c.service('dev.lever', 'basictestservice');
-    // The socket appears once the server listens.
-    const watcher = fs.watch(dir);
-    try {
-      await within(
-        new Promise((resolve) => {
-          watcher.on('change', () => fs.existsSync(sock) && resolve());
-          if (fs.existsSync(sock)) resolve();
-        }),
-        10000,
-        'the socket');
-    } finally {
-      watcher.close();
-    }
     const reply = await ep.invoke('BasicHello', 'unix');
     assert.equal(reply, 'hello unix');
     assert.equal(await ep.invoke('isThis'), true);
@@ -174,7 +162,7 @@ test('URLs and the streaming-name rule', () => {
 test('in-process: values the wire cannot carry are rejected before sending', async () => {
   const s = serve({ echo: (v, cb) => cb(null, v) }, { listenAddr: '127.0.0.1:0' });
   try {
-    const ep = new Client({ forceHost: `127.0.0.1:${s.port}` }).service('dev.lever', 'x');
+    const ep = new Client({ forceHost: `127.0.0.1:${s.port}`, waitForReady: true, timeout: 10000 }).service('dev.lever', 'x');
     await assert.rejects(ep.invoke('echo', 2n ** 70n), /64-bit/);
     assert.ok(Number.isNaN(await ep.invoke('echo', NaN)));
     assert.ok(Object.is(await ep.invoke('echo', -0), -0));
