@@ -708,15 +708,19 @@ void Host::Impl::Run() {
       timeout_ms = static_cast<int>(std::clamp<int64_t>(delta, 0, 60000));
     }
     int n = epoll_wait(epoll_fd_, events, 64, timeout_ms);
+    // Output alone needs no pass over the services; everything else does.
+    bool need_tick = n <= 0;
     for (int i = 0; i < n; ++i) {
       int fd = events[i].data.fd;
       if (fd == wakeup_->fd) {
         uint64_t v;
         (void)!read(fd, &v, sizeof v);
+        need_tick = true;
         continue;
       }
       if (fd == inotify_fd_) {
         HandleInotify();
+        need_tick = true;
         continue;
       }
       auto it = fds_.find(fd);
@@ -725,11 +729,13 @@ void Host::Impl::Run() {
       int kind = it->second.kind;
       if (kind == 0) {
         HandleExit(inst);
+        need_tick = true;
       } else {
         ReadOutput(*inst, kind == 2, false);
       }
     }
     if (stopping_.load()) break;
+    if (!need_tick && Clock::now() < next_wake_) continue;
     StartQueued();
     Tick();
   }

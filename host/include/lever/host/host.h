@@ -8,7 +8,8 @@
 // backoff, bounded by start_timeout; never a fixed sleep); it is "stopping"
 // after idle_timeout without calls (SIGTERM, SIGKILL after stop_grace), when
 // its version is no longer live and it has no calls, or when the gateway
-// reports a dead connection and the socket no longer accepts; it is gone
+// reports a dead connection and the socket no longer accepts (from the report
+// until that check no call is routed to it); it is gone
 // when its process exits (seen at once through a pidfd). Lock order:
 // host/LOCKS.md.
 #pragma once

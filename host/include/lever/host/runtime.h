@@ -72,7 +72,8 @@ struct ProcessRuntimeOptions {
   std::string memory_cgroup;
   std::string pids_cgroup;
   // Processes and threads an instance may have (pids.max, or RLIMIT_NPROC).
-  // Default 512.
+  // Default 512. RLIMIT_NPROC counts every task of the user, and root ignores
+  // it: the cgroup is the real bound; the rlimit is a best effort.
   int64_t max_pids = 512;
 };
 
