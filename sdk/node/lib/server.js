@@ -122,6 +122,10 @@ function streamDispatcher(handler, name) {
   };
 }
 
+// Running servers stay referenced: dropping the Server object must not stop
+// (or free) a server that is serving.
+const running = new Set();
+
 class Server {
   // options.listenAddr: "unix:/abs/path.sock" or "host:port" (port 0: any);
   //   default LEVEROS_LISTEN_ADDR, else 0.0.0.0:3837.
@@ -145,6 +149,7 @@ class Server {
   start() {
     this.port = this._native.start();
     this._running = true;
+    running.add(this);
     return this.port;
   }
 
@@ -153,6 +158,7 @@ class Server {
     const p = new Promise((resolve) => {
       this._native.stop(graceMs, () => {
         this._running = false;
+        running.delete(this);
         resolve();
       });
     });

@@ -230,13 +230,17 @@ class Client : public Napi::ObjectWrap<Client> {
     d->cb = Keep(env, info[4].As<Napi::Function>());
     d->addon->Hold(env);
     int rc = lever_client_invoke_async(client_, url.c_str(), args.get(), &opts, &Client::OnInvoke, d);
-    (void)rc;  // on early errors the callback has run (in this thread) with them
+    // A non-zero rc means the callback will not run (NULL args, out of
+    // memory); errors in the arguments come through the callback.
+    if (rc != 0) OnInvoke(rc, nullptr, nullptr, d);
     return env.Undefined();
   }
 
   // Opening waits for the handshake, so it runs on its own thread.
   struct OpenDone : Completion {
     Addon* addon;
+    Client* self;
+    napi_ref self_ref;  // keeps the client alive while the open is pending
     napi_ref cb;
     int rc = 0;
     lever_stream* stream = nullptr;
@@ -257,8 +261,11 @@ class Client : public Napi::ObjectWrap<Client> {
     lever_call_options opts = CallOptions(info[2], info[3]);
     auto* d = new OpenDone();
     d->addon = GetAddon(env);
+    d->self = this;
+    d->self_ref = Keep(env, Value());
     d->cb = Keep(env, info[4].As<Napi::Function>());
     d->addon->Hold(env);
+    opens_in_flight_++;
     lever_client* client = client_;
     // The thread owns `args`; the client outlives it (the JS object is kept
     // alive by lib/ while the open is pending, and lever_client_free lets
@@ -271,18 +278,30 @@ class Client : public Napi::ObjectWrap<Client> {
     return env.Undefined();
   }
 
+  // lever_client_free lets calls in flight finish; an open in progress still
+  // uses the handle, so the free waits for it.
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    // Frees lazily: lever_client_free lets calls in flight finish.
-    lever_client_free(client_);
-    client_ = nullptr;
+    closed_ = true;
+    if (opens_in_flight_ == 0) {
+      lever_client_free(client_);
+      client_ = nullptr;
+    }
     return info.Env().Undefined();
+  }
+  void OpenFinished(Napi::Env env) {
+    if (--opens_in_flight_ == 0 && closed_) {
+      lever_client_free(client_);
+      client_ = nullptr;
+    }
   }
 
   void Check(Napi::Env env) {
-    if (client_ == nullptr) throw Napi::Error::New(env, "Client is closed");
+    if (closed_) throw Napi::Error::New(env, "Client is closed");
   }
 
   lever_client* client_ = nullptr;
+  int opens_in_flight_ = 0;
+  bool closed_ = false;
 };
 
 // ---- Stream (client or server side) ---------------------------------------
@@ -358,7 +377,8 @@ class Stream : public Napi::ObjectWrap<Stream> {
     d->cb = Keep(env, info[0].As<Napi::Function>());
     d->addon->Hold(env);
     recv_in_flight_ = true;
-    lever_stream_recv_async(stream_, &Stream::OnRecv, d);
+    int rc = lever_stream_recv_async(stream_, &Stream::OnRecv, d);
+    if (rc != 0) OnRecv(rc, nullptr, nullptr, d);
     return env.Undefined();
   }
 
@@ -418,6 +438,8 @@ class Stream : public Napi::ObjectWrap<Stream> {
 void Client::OpenDone::Deliver(Napi::Env env) {
   addon->Release(env);
   Napi::HandleScope scope(env);
+  self->OpenFinished(env);
+  napi_delete_reference(env, self_ref);
   if (rc == 0) {
     Napi::Object s = Stream::Wrap(env, stream);
     stream = nullptr;  // owned by the wrapper now
