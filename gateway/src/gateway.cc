@@ -239,6 +239,7 @@ Status Gateway::Start() {
   RelayConfig config{o.stream_window, o.connection_window, o.max_concurrent_streams, o.connect_timeout};
   for (int i = 0; i < n; ++i) {
     m.workers.push_back(std::make_shared<WorkerImpl>(static_cast<size_t>(i), config, m.router.get()));
+    m.workers.back()->Register();
     m.guards.push_back(asio::make_work_guard(m.workers.back()->io_context()));
   }
   std::shared_ptr<Impl::Listener> l;
@@ -259,7 +260,7 @@ Status Gateway::Start() {
     w->thread = std::thread([raw] {
       std::string name = "lever-gw-" + std::to_string(raw->index());
       pthread_setname_np(pthread_self(), name.c_str());
-      raw->io_context().run();
+      raw->RunThread();
     });
   }
   asio::post(m.workers[0]->io_context(), [impl = impl_.get(), l] { impl->Accept(l); });

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <mutex>
+#include <type_traits>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -346,6 +348,31 @@ const Callbacks& GetCallbacks() {
 
 }  // namespace
 
+namespace {
+
+// Workers by serial, for Router answers that arrive on other threads. Only
+// the cold-start path takes the lock.
+struct WorkerRegistry {
+  std::mutex mu;
+  std::unordered_map<uint32_t, std::weak_ptr<WorkerImpl>> workers;
+};
+WorkerRegistry& Registry() {
+  static WorkerRegistry* registry = new WorkerRegistry;  // never destroyed: late answers may come at exit
+  return *registry;
+}
+std::atomic<uint32_t> next_worker_serial{1};
+thread_local WorkerImpl* current_worker = nullptr;
+
+}  // namespace
+
+// The Router's `done`: 16 trivially copyable bytes, which std::function keeps
+// in its small buffer (no heap allocation per call).
+struct RouteDone {
+  WorkerImpl::RouteTicket ticket;
+  void operator()(host::RouteResult result) const { WorkerImpl::Deliver(ticket, std::move(result)); }
+};
+static_assert(std::is_trivially_copyable_v<RouteDone> && sizeof(RouteDone) <= 16);
+
 // --- H2Conn -------------------------------------------------------------------
 
 H2Conn::~H2Conn() {
@@ -625,9 +652,13 @@ void BackendConn::OnClose() {
 // --- WorkerImpl -----------------------------------------------------------------
 
 WorkerImpl::WorkerImpl(size_t index, const RelayConfig& config, host::Router* router)
-    : io_(1), index_(index), config_(config), router_(router) {}
+    : io_(1), index_(index), serial_(next_worker_serial.fetch_add(1)), config_(config), router_(router) {}
 
 WorkerImpl::~WorkerImpl() {
+  {
+    std::lock_guard<std::mutex> lock(Registry().mu);
+    Registry().workers.erase(serial_);
+  }
   // Connections hold sessions whose callbacks point here: drop them first.
   clients_.clear();
   backends_.clear();
@@ -649,6 +680,7 @@ Stream* WorkerImpl::NewStream() {
   if (free_streams_.empty()) {
     all_streams_.push_back(std::make_unique<Stream>());
     s = all_streams_.back().get();
+    s->slot = static_cast<uint32_t>(all_streams_.size() - 1);
   } else {
     s = free_streams_.back();
     free_streams_.pop_back();
@@ -699,21 +731,45 @@ void WorkerImpl::Route(Stream* s, std::string_view src_env) {
     return;
   }
   s->routing = true;
-  uint64_t gen = s->gen;
   host::RouteRequest request{url.env, url.service, url.resource, url.method, src_env};
-  router_->Route(request, [weak = weak_from_this(), s, gen](host::RouteResult result) {
-    auto w = weak.lock();
-    if (!w) return;
-    if (w->io_.get_executor().running_in_this_thread()) {
-      if (s->gen == gen && s->routing) w->OnRouted(s, std::move(result));
-      return;  // the caller flushes
-    }
-    WorkerImpl* raw = w.get();
-    asio::post(w->io_, [raw, s, gen, result = std::move(result)]() mutable {
-      if (s->gen == gen && s->routing) raw->OnRouted(s, std::move(result));
-      raw->FlushDirty();
-    });
+  router_->Route(request, RouteDone{RouteTicket{serial_, s->slot, s->gen}});
+}
+
+void WorkerImpl::Register() {
+  std::lock_guard<std::mutex> lock(Registry().mu);
+  Registry().workers[serial_] = weak_from_this();
+}
+
+void WorkerImpl::RunThread() {
+  current_worker = this;
+  io_.run();
+  current_worker = nullptr;
+}
+
+void WorkerImpl::Deliver(RouteTicket ticket, host::RouteResult result) {
+  if (current_worker != nullptr && current_worker->serial_ == ticket.worker) {
+    // Synchronous answer (inside Route, on the worker): the caller flushes.
+    current_worker->OnTicket(ticket, std::move(result));
+    return;
+  }
+  std::shared_ptr<WorkerImpl> w;
+  {
+    std::lock_guard<std::mutex> lock(Registry().mu);
+    auto it = Registry().workers.find(ticket.worker);
+    if (it != Registry().workers.end()) w = it->second.lock();
+  }
+  if (!w) return;  // the gateway is gone
+  WorkerImpl* raw = w.get();
+  asio::post(raw->io_, [raw, ticket, result = std::move(result)]() mutable {
+    raw->OnTicket(ticket, std::move(result));
+    raw->FlushDirty();
   });
+}
+
+void WorkerImpl::OnTicket(RouteTicket ticket, host::RouteResult result) {
+  if (ticket.slot >= all_streams_.size()) return;
+  Stream* s = all_streams_[ticket.slot].get();
+  if (s->gen == ticket.gen && s->routing) OnRouted(s, std::move(result));
 }
 
 void WorkerImpl::OnRouted(Stream* s, host::RouteResult result) {

@@ -108,6 +108,7 @@ class HeaderBlock {
 // stream is recognised and dropped.
 struct Stream {
   uint64_t gen = 0;
+  uint32_t slot = 0;  // index in the worker's pool
   // Client side. `client` is null once that stream is closed.
   ClientConn* client = nullptr;
   int32_t csid = -1;
@@ -178,6 +179,10 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
  public:
   WorkerImpl(size_t index, const RelayConfig& config, host::Router* router);
   ~WorkerImpl() override;
+  // Makes the worker reachable for late Router answers; call once, after
+  // make_shared. RunThread runs the io_context on the calling thread.
+  void Register();
+  void RunThread();
 
   boost::asio::io_context& io_context() override { return io_; }
   size_t index() const override { return index_; }
@@ -193,6 +198,13 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   void MaybeRelease(Stream* s);
   void Route(Stream* s, std::string_view src_env);
   void OnRouted(Stream* s, host::RouteResult result);
+  // A Router answer, from any thread (see Route).
+  struct RouteTicket {
+    uint32_t worker;
+    uint32_t slot;
+    uint64_t gen;
+  };
+  static void Deliver(RouteTicket ticket, host::RouteResult result);
   // Answers the client with a trailers-only gRPC error (or error trailers if
   // the response already started) and drops the rest of the request.
   void FailClient(Stream* s, Code code, std::string_view message);
@@ -218,8 +230,11 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   friend class BackendConn;
   BackendConn* GetBackendConn(const host::BackendPtr& backend);
 
+  void OnTicket(RouteTicket ticket, host::RouteResult result);
+
   boost::asio::io_context io_;
   size_t index_;
+  uint32_t serial_;  // process-unique, names the worker in RouteTickets
   RelayConfig config_;
   host::Router* router_;
   WorkerCounters counters_;
