@@ -656,6 +656,26 @@ TEST_F(HostTest, JsEntryRunsLeverServe) {
   EXPECT_EQ(lines[0].text, "lever://dev.lever/nodejs v1 serving lib/index.js with --max-old-space-size=90");
 }
 
+TEST_F(HostTest, InstancesCanRunAsAnotherUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  ASSERT_EQ(chmod(sandbox_.path().c_str(), 0755), 0);
+  ASSERT_EQ(chmod(out_.c_str(), 0777), 0);
+  options_.process.user = "nobody";
+  StartHost();
+  Deploy("dev.lever", "unprivileged", {});
+  Routed r = Route("dev.lever", "unprivileged");
+  ASSERT_TRUE(r.result.status.ok()) << r.result.status.message();
+  auto ready = Instances("unprivileged", "ready");
+  ASSERT_EQ(ready.size(), 1u);
+  std::string status = ReadFileOrEmpty("/proc/" + std::to_string(ready[0].pid) + "/status");
+  EXPECT_NE(status.find("\nUid:\t65534\t65534\t65534\t65534\n"), std::string::npos) << status;
+  EXPECT_NE(status.find("\nGroups:\t \n"), std::string::npos) << status;  // none
+  options_.process.user = "no-such-user-here";
+  host_.reset();
+  std::shared_ptr<Host> bad;
+  EXPECT_EQ(Host::Create(options_, &bad).code(), Code::kInvalidArgument);
+}
+
 TEST_F(HostTest, MemoryLimitThroughCgroupWhenWritable) {
   options_.process.memory_cgroup = "";  // auto: a child of our own cgroup
   StartHost();

@@ -1,6 +1,8 @@
 // The "process" runtime: an instance is a child process group of leverd.
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -199,7 +201,8 @@ class ProcessInstance final : public RunningInstance {
 
 class ProcessRuntime final : public Runtime {
  public:
-  explicit ProcessRuntime(ProcessRuntimeOptions options) : options_(std::move(options)) {
+  ProcessRuntime(ProcessRuntimeOptions options, uid_t uid, gid_t gid, bool drop)
+      : options_(std::move(options)), uid_(uid), gid_(gid), drop_(drop) {
     memory_.Init("memory", options_.memory_cgroup);
     pids_.Init("pids", options_.pids_cgroup);
   }
@@ -211,6 +214,9 @@ class ProcessRuntime final : public Runtime {
   Status Resolve(const InstanceSpec& spec, std::vector<std::string>* argv, std::string* exe) const;
 
   const ProcessRuntimeOptions options_;
+  const uid_t uid_;
+  const gid_t gid_;
+  const bool drop_;  // switch to uid_/gid_ in the child
   CgroupParent memory_;
   CgroupParent pids_;
 };
@@ -318,6 +324,9 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
     return fail_cleanup(ErrnoStatus("pipe", errno));
   }
   const char* code_dir = spec.code_dir.c_str();
+  const bool drop = drop_;
+  const uid_t uid = uid_;
+  const gid_t gid = gid_;
   const char* exe_c = exe.c_str();
   pid_t parent = getpid();
 
@@ -346,6 +355,8 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
       err_step = 3;
     } else if (limit_nproc && setrlimit(RLIMIT_NPROC, &nproc_limit) != 0) {
       err_step = 3;
+    } else if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+      err_step = 5;
     } else {
       syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
       execve(exe_c, argv.data(), envp.data());
@@ -377,10 +388,10 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
     waitpid(pid, &st, 0);
     close(out_pipe[0]);
     close(err_pipe[0]);
-    static const char* kSteps[] = {"", "redirecting output", "chdir to the code dir", "setting limits",
-                                   "exec"};
+    static const char* kSteps[] = {"",     "redirecting output", "chdir to the code dir", "setting limits",
+                                   "exec", "switching user"};
     return fail_cleanup(Status(Code::kFailedPrecondition, std::string("cannot start ") + argv_s[0] + ": " +
-                                                              kSteps[report[0] >= 1 && report[0] <= 4 ? report[0] : 4] + ": " +
+                                                              kSteps[report[0] >= 1 && report[0] <= 5 ? report[0] : 4] + ": " +
                                                               std::strerror(report[1])));
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -402,7 +413,26 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
 }  // namespace
 
 Status NewProcessRuntime(const ProcessRuntimeOptions& options, RuntimePtr* out) {
-  *out = std::make_shared<ProcessRuntime>(options);
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  bool drop = false;
+  if (!options.user.empty()) {
+    std::vector<char> buf(16384);
+    struct passwd pw;
+    struct passwd* found = nullptr;
+    getpwnam_r(options.user.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (!found && options.user.find_first_not_of("0123456789") == std::string::npos) {
+      getpwuid_r(static_cast<uid_t>(std::stoul(options.user)), &pw, buf.data(), buf.size(), &found);
+    }
+    if (!found) return InvalidArgument("instance user \"" + options.user + "\" not found");
+    if (geteuid() != 0 && found->pw_uid != geteuid()) {
+      return Status(Code::kPermissionDenied, "running instances as " + options.user + " needs root");
+    }
+    uid = found->pw_uid;
+    gid = found->pw_gid;
+    drop = true;
+  }
+  *out = std::make_shared<ProcessRuntime>(options, uid, gid, drop);
   return Status::Ok();
 }
 

@@ -71,6 +71,11 @@ struct ProcessRuntimeOptions {
   // only where writable. "none": never use cgroups (rlimits instead).
   std::string memory_cgroup;
   std::string pids_cgroup;
+  // Run instances as this user (a name or a numeric uid), with its primary
+  // group and no supplementary groups. Empty: leverd's own user. Needs root.
+  // The host then makes <data>/run writable for it (mode 01733); the data dir
+  // itself must be searchable by that user.
+  std::string user;
   // Processes and threads an instance may have (pids.max, or RLIMIT_NPROC).
   // Default 512. RLIMIT_NPROC counts every task of the user, and root ignores
   // it: the cgroup is the real bound; the rlimit is a best effort.
