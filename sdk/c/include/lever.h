@@ -218,8 +218,24 @@ LEVER_EXTERN(int) lever_client_invoke_async(lever_client *client, const char *ur
 LEVER_EXTERN(int) lever_client_stream_open(lever_stream **out, lever_client *client, const char *url,
                                            const lever_value *args, const lever_call_options *opts, lever_error **err);
 
-/* Sends a message (borrowed; copied). Blocks for flow control only. */
+/* Opens a streaming call without blocking: `cb` gets rc 0 and the stream
+ * (owned by the callback's receiver) or an error (owned by the callback).
+ * It runs on a gRPC thread, or in the calling thread for errors found before
+ * sending. Returns LEVER_EINVALID (and does not call `cb`) for NULL args. */
+typedef LEVER_CALLBACK(void) (*lever_open_cb)(int rc, lever_stream *stream, lever_error *err, void *payload);
+LEVER_EXTERN(int) lever_client_stream_open_async(lever_client *client, const char *url, const lever_value *args,
+                                                 const lever_call_options *opts, lever_open_cb cb, void *payload);
+
+/* Sends a message (borrowed; copied). Returns once it is queued; blocks only
+ * while several messages already wait for flow control. A queued message
+ * that cannot be written makes a later send or receive fail. */
 LEVER_EXTERN(int) lever_stream_send(lever_stream *stream, const lever_value *msg, lever_error **err);
+/* Sends without ever blocking: `cb` (may be NULL) gets 0 once gRPC wrote the
+ * message, or an error (owned by the callback). It runs on a gRPC thread, or
+ * in the calling thread when the stream has already ended. */
+typedef LEVER_CALLBACK(void) (*lever_send_cb)(int rc, lever_error *err, void *payload);
+LEVER_EXTERN(int) lever_stream_send_async(lever_stream *stream, const lever_value *msg, lever_send_cb cb,
+                                          void *payload);
 /*
  * Receives the next message into *out (caller frees). timeout_ms < 0 waits
  * forever. Returns 0, LEVER_EEND (the peer ended normally), LEVER_EAPP (the

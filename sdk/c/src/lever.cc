@@ -456,6 +456,61 @@ int lever_client_stream_open(lever_stream** out, lever_client* client, const cha
   LEVER_GUARD_END(err)
 }
 
+int lever_client_stream_open_async(lever_client* client, const char* url, const lever_value* args,
+                                   const lever_call_options* opts, lever_open_cb cb, void* payload) {
+  if (client == nullptr || url == nullptr || cb == nullptr) return LEVER_EINVALID;
+  if (opts && BadVersion(opts, opts->version, LEVER_CALL_OPTIONS_VERSION)) return LEVER_EINVALID;
+  lever_error* err = nullptr;
+  try {
+    lever::Array a;
+    int rc = ArgsOf(args, &a, &err);
+    if (rc == LEVER_OK) rc = CheckUrl(url, true, &err);
+    if (rc != LEVER_OK) {
+      cb(rc, nullptr, err, payload);
+      return LEVER_OK;
+    }
+    client->client.InvokeStreamUrlAsync(url, std::move(a), CallOpts(opts),
+                                        [cb, payload](lever::Status st, lever::ClientStreamPtr s) {
+                                          if (!st.ok()) {
+                                            lever_error* e = nullptr;
+                                            Fail(&e, LEVER_ERROR, static_cast<int>(st.code()), st.message());
+                                            cb(LEVER_ERROR, nullptr, e, payload);
+                                            return;
+                                          }
+                                          auto* ls = new lever_stream;
+                                          ls->client = std::move(s);
+                                          cb(LEVER_OK, ls, nullptr, payload);
+                                        });
+  } catch (const std::bad_alloc&) {
+    return LEVER_ERROR;
+  }
+  return LEVER_OK;
+}
+
+int lever_stream_send_async(lever_stream* stream, const lever_value* msg, lever_send_cb cb, void* payload) {
+  if (stream == nullptr || msg == nullptr) return LEVER_EINVALID;
+  try {
+    auto done = [cb, payload](lever::Status st) {
+      if (cb == nullptr) return;
+      if (st.ok()) {
+        cb(LEVER_OK, nullptr, payload);
+        return;
+      }
+      lever_error* e = nullptr;
+      Fail(&e, LEVER_ERROR, static_cast<int>(st.code()), st.message());
+      cb(LEVER_ERROR, e, payload);
+    };
+    if (stream->client) {
+      stream->client->SendAsync(*V(msg), std::move(done));
+    } else {
+      stream->server->SendAsync(*V(msg), std::move(done));
+    }
+  } catch (const std::bad_alloc&) {
+    return LEVER_ERROR;
+  }
+  return LEVER_OK;
+}
+
 int lever_stream_send(lever_stream* stream, const lever_value* msg, lever_error** err) {
   if (stream == nullptr || msg == nullptr) return Invalid(err, "null argument");
   LEVER_GUARD_BEGIN

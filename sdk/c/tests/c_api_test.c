@@ -363,6 +363,63 @@ static void test_stream_async(void) {
   lever_client_free(c);
 }
 
+static int opened(waiter *w) { return w->done == 1; }
+static int sent_all(waiter *w) { return w->good == 3; }
+
+/* Runs on a gRPC thread. */
+static void on_open(int rc, lever_stream *s, lever_error *err, void *payload) {
+  waiter *w = (waiter *)payload;
+  pthread_mutex_lock(&w->mu);
+  w->end_rc = rc;
+  w->stream = s;
+  w->done = 1;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  lever_error_free(err);
+}
+
+/* Runs on a gRPC thread (or inline if the stream already ended). */
+static void on_sent(int rc, lever_error *err, void *payload) {
+  waiter *w = (waiter *)payload;
+  pthread_mutex_lock(&w->mu);
+  if (rc == LEVER_OK) ++w->good;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  lever_error_free(err);
+}
+
+/* Everything without blocking a thread: open, send, receive. */
+static void test_stream_nonblocking(void) {
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+  waiter w;
+  int i;
+  waiter_init(&w);
+  CHECK(lever_client_stream_open_async(c, "lever://dev.lever/testService//sumChan", NULL, &o, on_open, &w) == 0);
+  REQUIRE(waiter_wait(&w, opened));
+  REQUIRE(w.end_rc == LEVER_OK && w.stream != NULL);
+  for (i = 1; i <= 3; ++i) {
+    lever_value *v = lever_value_new_int(i);
+    CHECK(lever_stream_send_async(w.stream, v, on_sent, &w) == 0);
+    lever_value_free(v);
+  }
+  CHECK(waiter_wait(&w, sent_all));
+  lever_stream_close_send(w.stream);
+  w.done = 0;
+  CHECK(lever_stream_recv_async(w.stream, on_recv, &w) == 0);
+  CHECK(waiter_wait(&w, stream_ended));
+  CHECK(w.end_rc == LEVER_EEND);
+  CHECK(w.ngot == 1 && w.got[0] == 6);
+  lever_stream_free(w.stream);
+
+  /* A failed open reports through the callback. */
+  waiter_init(&w);
+  CHECK(lever_client_stream_open_async(c, "lever://dev.lever/testService//missingChan", NULL, &o, on_open, &w) == 0);
+  REQUIRE(waiter_wait(&w, opened));
+  CHECK(w.end_rc == LEVER_ERROR && w.stream == NULL);
+  lever_client_free(c);
+}
+
 static void test_resource(void) {
   lever_client *c = new_client();
   lever_call_options o = call_opts();
@@ -537,6 +594,7 @@ int main(int argc, char **argv) {
     else if (strcmp(test, "stream") == 0) test_stream();
     else if (strcmp(test, "stream_async") == 0) test_stream_async();
     else if (strcmp(test, "resource") == 0) test_resource();
+    else if (strcmp(test, "stream_nonblocking") == 0) test_stream_nonblocking();
     else {
       fprintf(stderr, "unknown test %s\n", test);
       ++failures;

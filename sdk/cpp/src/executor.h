@@ -28,6 +28,9 @@ class Executor {
     }
   }
 
+  // True on a worker thread of any Executor.
+  static bool InWorker() { return in_worker_; }
+
   // Runs the queued tasks, then joins every worker. Not from a worker.
   void Shutdown() {
     std::vector<std::thread> threads;
@@ -42,6 +45,7 @@ class Executor {
 
  private:
   void Run() {
+    in_worker_ = true;
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       ++idle_;
@@ -64,6 +68,7 @@ class Executor {
   std::vector<std::thread> threads_;
   int idle_ = 0;
   bool stop_ = false;
+  static inline thread_local bool in_worker_ = false;
 };
 
 }  // namespace lever::internal

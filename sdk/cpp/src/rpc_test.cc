@@ -360,6 +360,13 @@ class RpcControlTest : public RpcTest {
                                   })
                     .ok());
     ASSERT_TRUE(server_
+                    ->Handle("stopServer",
+                             [this](const CallContext&, Array&) {
+                               server_->Shutdown(kWait);  // from a handler: must not deadlock
+                               return Result::Of("stopping");
+                             })
+                    .ok());
+    ASSERT_TRUE(server_
                     ->HandleStream("waitChan",
                                    [this](ServerStreamPtr s) {
                                      Result r = s->Receive(kWait);
@@ -447,6 +454,14 @@ TEST_P(RpcControlTest, GracefulShutdownFinishesInFlightCalls) {
   ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
   EXPECT_EQ(r.value, Value("finished"));
   stopper.get();
+  EXPECT_FALSE(Svc().Invoke("echo", {1}).ok());
+}
+
+TEST_P(RpcControlTest, ShutdownFromAHandler) {
+  Result r = Svc().Invoke("stopServer", {});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value("stopping"));
+  server_->Wait();  // returns once the shutdown started by the handler is done
   EXPECT_FALSE(Svc().Invoke("echo", {1}).ok());
 }
 

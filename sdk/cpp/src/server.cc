@@ -660,6 +660,12 @@ Status Server::Impl::Start() {
 }
 
 void Server::Impl::Shutdown(std::chrono::milliseconds grace) {
+  if (internal::Executor::InWorker()) {
+    // From a handler: the shutdown waits for handlers (this one too), so it
+    // runs on a thread of its own; Wait() tells when it is done.
+    std::thread([this, grace] { Shutdown(grace); }).detach();
+    return;
+  }
   {
     std::unique_lock<std::mutex> lock(state_mu_);
     if (!started_ || stopped_) return;
@@ -672,11 +678,9 @@ void Server::Impl::Shutdown(std::chrono::milliseconds grace) {
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   executor_.Shutdown();
   server_->Wait();
-  {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    stopped_ = true;
-  }
-  state_cv_.notify_all();
+  std::lock_guard<std::mutex> lock(state_mu_);
+  stopped_ = true;
+  state_cv_.notify_all();  // under the lock: a waiter may destroy us right after
 }
 
 // ---------------------------------------------------------------------------

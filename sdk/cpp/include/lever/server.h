@@ -162,7 +162,10 @@ class Server {
   // Blocks until Shutdown has finished.
   void Wait();
   // Stops accepting calls, lets in-flight calls finish until `grace` passes,
-  // then cancels the rest. Safe from any thread, idempotent.
+  // then cancels the rest, and returns when stopped. Safe from any thread and
+  // idempotent; called from a handler it starts the shutdown and returns at
+  // once (Wait() then tells when it is done). Handlers still running after the
+  // grace period are waited for: they should watch CallContext::cancelled().
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
 
   // Resources the runtime currently knows (tests).
