@@ -129,13 +129,17 @@ const running = new Set();
 class Server {
   // options.listenAddr: "unix:/abs/path.sock" or "host:port" (port 0: any);
   //   default LEVEROS_LISTEN_ADDR, else 0.0.0.0:3837.
+  // options.maxWorkers: liblever's handler threads. Ours only hand each call
+  //   to the JS thread and never block, so a few suffice (default 4); the
+  //   library's default (a pool growing to 1024 under a burst) costs memory
+  //   that a small instance (50 MB by default) does not have.
   constructor(handler, options = {}) {
     if (handler === null || (typeof handler !== 'object' && typeof handler !== 'function')) {
       throw new TypeError('The handler must be an object (the module exports)');
     }
     this.handler = handler;
     this.methods = methodNames(handler);
-    this._native = new native.Server(options.listenAddr || undefined, options.maxWorkers);
+    this._native = new native.Server(options.listenAddr || undefined, options.maxWorkers || 4);
     for (const name of this.methods) {
       if (isChanMethod(name)) this._native.handle(name, true, streamDispatcher(handler, name));
       else this._native.handle(name, false, unaryDispatcher(handler, name));

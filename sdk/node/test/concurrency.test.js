@@ -47,6 +47,16 @@ test('1000 parallel invokes (callback)', async () => {
   replies.forEach((r, i) => assert.equal(r, i + 1));
 });
 
+test('a burst of 5000 calls after sequential ones (the instance stays within its memory)', async () => {
+  for (let i = 0; i < 100; i++) assert.equal(await ep.invoke('add', i, 0), i);
+  const n = 5000;
+  const replies = await within(
+    Promise.all(Array.from({ length: n }, (_, i) => ep.invoke('add', i, 0))),
+    30000,
+    '5000 invokes');
+  replies.forEach((r, i) => assert.equal(r, i));
+});
+
 test('100 parallel streams', async () => {
   const one = async (k) => {
     const s = await ep.invokeChan('ReqReplyStreamChan', `s${k}`);
