@@ -21,6 +21,32 @@ function nodeGyp() {
   return null;
 }
 
+// Up to date: lever.node newer than its sources, lever.h and liblever.so
+// (set LEVER_FORCE_BUILD=1 to rebuild anyway).
+function upToDate() {
+  const out = path.join(pkgDir, 'build', 'Release', 'lever.node');
+  if (process.env.LEVER_FORCE_BUILD || !fs.existsSync(out)) return false;
+  const config = (flag) =>
+    spawnSync(process.execPath, [path.join(__dirname, 'lever-config.js'), flag], { encoding: 'utf8' }).stdout.trim();
+  const inputs = [
+    path.join(pkgDir, 'binding.gyp'),
+    __filename,
+    ...fs.readdirSync(path.join(pkgDir, 'src')).map((f) => path.join(pkgDir, 'src', f)),
+    path.join(config('--include'), 'lever.h'),
+    path.join(config('--libdir'), 'liblever.so'),
+  ];
+  const built = fs.statSync(out).mtimeMs;
+  try {
+    return inputs.every((f) => fs.statSync(f).mtimeMs < built);
+  } catch {
+    return false;
+  }
+}
+if (upToDate()) {
+  console.log('leveros: build/Release/lever.node is up to date');
+  process.exit(0);
+}
+
 const gyp = nodeGyp();
 if (!gyp) {
   console.error('leveros: node-gyp not found (it ships with npm); run the build through `npm install`.');
