@@ -144,13 +144,7 @@ class Client::Impl {
     std::lock_guard<std::mutex> lock(mu_);
     if (now - last_sweep_ > std::chrono::seconds(1)) {
       last_sweep_ = now;
-      for (auto it = pool_.begin(); it != pool_.end();) {
-        if (now - it->second->last_used > options_.channel_idle_timeout) {
-          it = pool_.erase(it);  // calls in flight keep their entry alive
-        } else {
-          ++it;
-        }
-      }
+      SweepLocked(now);
     }
     auto& slot = pool_[target];
     if (!slot) {
@@ -165,6 +159,22 @@ class Client::Impl {
     }
     slot->last_used = now;
     return slot;
+  }
+
+  // Drops pooled channels idle longer than the timeout; calls in flight keep
+  // their entry alive until they end.
+  void SweepLocked(std::chrono::steady_clock::time_point now) {
+    for (auto it = pool_.begin(); it != pool_.end();) {
+      if (now - it->second->last_used > options_.channel_idle_timeout) {
+        it = pool_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  void Sweep(std::chrono::steady_clock::time_point now) {
+    std::lock_guard<std::mutex> lock(mu_);
+    SweepLocked(now);
   }
 
   size_t ChannelCount() {
@@ -560,5 +570,6 @@ void Client::InvokeStreamUrlAsync(std::string_view url, Array args, const CallOp
 std::string Client::TargetForEnv(std::string_view env) const { return impl_->TargetForEnv(env); }
 const ClientOptions& Client::options() const { return impl_->options(); }
 size_t Client::ChannelCountForTest() const { return impl_->ChannelCount(); }
+void Client::ExpireIdleChannelsForTest(std::chrono::steady_clock::time_point now) { impl_->Sweep(now); }
 
 }  // namespace lever

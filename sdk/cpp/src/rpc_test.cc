@@ -171,6 +171,42 @@ TEST_P(RpcTest, AsyncInvokeManyInFlight) {
   EXPECT_EQ(client_->ChannelCountForTest(), 1u);
 }
 
+TEST_P(RpcTest, IdleChannelsExpire) {
+  ASSERT_TRUE(Svc().Invoke("echo", {1}).ok());
+  EXPECT_EQ(client_->ChannelCountForTest(), 1u);
+  client_->ExpireIdleChannelsForTest(std::chrono::steady_clock::now() + std::chrono::minutes(4));
+  EXPECT_EQ(client_->ChannelCountForTest(), 1u);  // default idle timeout: 5 min
+  client_->ExpireIdleChannelsForTest(std::chrono::steady_clock::now() + std::chrono::minutes(6));
+  EXPECT_EQ(client_->ChannelCountForTest(), 0u);
+  Result r = Svc().Invoke("echo", {2});  // redials
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, Value(2));
+  EXPECT_EQ(client_->ChannelCountForTest(), 1u);
+}
+
+TEST_P(RpcTest, ManyConcurrentStreams) {
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      ClientStreamPtr s;
+      if (!Svc().InvokeStream(&s, "echoChan", {}).ok()) return;
+      bool all = true;
+      for (int i = 0; i < 20; ++i) {
+        if (!s->Send(t * 100 + i).ok()) all = false;
+      }
+      for (int i = 0; i < 20; ++i) {
+        Result r = s->Receive(kWait);
+        if (!r.ok() || r.value != Value(t * 100 + i)) all = false;
+      }
+      s->CloseSend();
+      if (all && s->Receive(kWait).is_end()) ++good;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), 16);
+}
+
 TEST_P(RpcTest, ManyThreadsSync) {
   std::vector<std::thread> threads;
   std::atomic<int> good{0};
@@ -490,6 +526,32 @@ TEST_P(RawTest, MissingUrlAndMalformedMessages) {
   EXPECT_EQ(call("\xff\xff", true).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(call("", true).error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // RPC with no member
   EXPECT_TRUE(call(std::string("\x0a\x00", 2), true).ok());
+
+  grpc::ClientContext ctx;
+  grpc::ByteBuffer req = Bytes(std::string("\x0a\x00", 2)), resp;
+  std::promise<grpc::Status> p;
+  stub.UnaryCall(&ctx, "/other.Service/Method", grpc::StubOptions(), &req, &resp,
+                 [&](grpc::Status s) { p.set_value(s); });
+  EXPECT_EQ(p.get_future().get().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+// What the gateway adds reaches the handler's context.
+TEST_P(RawTest, SourceEnvAndMetadataReachTheContext) {
+  auto stub = core::LeverRPC::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("lever-url", "lever://dev.lever/testService/r9/whoami");
+  ctx.AddMetadata("x-lever-src-env", "caller.lever");
+  core::RPC req;
+  req.mutable_args();
+  core::RPCReply reply;
+  ASSERT_TRUE(stub->HandleRPC(&ctx, req, &reply).ok());
+  std::map<std::string, std::string> got;
+  for (const auto& p : reply.result().json_object().property()) {
+    if (p.value().has_json_string()) got[p.name()] = p.value().json_string();
+  }
+  EXPECT_EQ(got["source_env"], "caller.lever");
+  EXPECT_EQ(got["resource"], "r9");
+  EXPECT_EQ(got["env"], "dev.lever");
 }
 
 // The original clients are generated protobuf stubs: one must work unchanged.

@@ -148,6 +148,8 @@ class Client {
   const ClientOptions& options() const;
   // Number of pooled channels (tests).
   size_t ChannelCountForTest() const;
+  // Closes the channels idle at `now` as the periodic sweep would (tests).
+  void ExpireIdleChannelsForTest(std::chrono::steady_clock::time_point now);
 
   class Impl;
 
