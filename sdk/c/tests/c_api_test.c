@@ -288,6 +288,11 @@ static void test_stream(void) {
   lever_value *msg = NULL;
   int i;
   REQUIRE(lever_client_stream_open(&s, c, "lever://dev.lever/testService//echoChan", NULL, &o, &err) == 0);
+  /* Nothing was sent, so nothing comes back: the wait times out, the stream goes on. */
+  err = NULL;
+  CHECK(lever_stream_recv(&msg, s, 1, &err) == LEVER_ETIMEOUT);
+  CHECK(msg == NULL);
+  lever_error_free(err);
   for (i = 0; i < 10; ++i) {
     lever_value *v = lever_value_new_int(i);
     CHECK(lever_stream_send(s, v, NULL) == 0);
@@ -471,6 +476,21 @@ static void double_chan(lever_stream *s, void *payload) {
   lever_stream_free(s); /* ends with OK */
 }
 
+/* Ends the stream with an application error once it got one message. */
+static void picky_chan(lever_stream *s, void *payload) {
+  lever_value *msg = NULL;
+  (void)payload;
+  CHECK(lever_value_size(lever_stream_args(s)) == 1);
+  CHECK(strcmp(lever_context_method(lever_stream_context(s)), "pickyChan") == 0);
+  if (lever_stream_recv(&msg, s, -1, NULL) == LEVER_OK) {
+    lever_value *e = str("not today");
+    lever_stream_end_with_error(s, e);
+    lever_value_free(e);
+    lever_value_free(msg);
+  }
+  lever_stream_free(s);
+}
+
 static void test_c_server(void) {
   lever_server *srv = NULL;
   lever_server_options so = LEVER_SERVER_OPTIONS_INIT;
@@ -480,6 +500,7 @@ static void test_c_server(void) {
   REQUIRE(lever_server_handle(srv, "hello", hello_handler, "!", NULL) == 0);
   REQUIRE(lever_server_handle(srv, "deny", deny_handler, NULL, NULL) == 0);
   REQUIRE(lever_server_handle_stream(srv, "doubleChan", double_chan, NULL, NULL) == 0);
+  REQUIRE(lever_server_handle_stream(srv, "pickyChan", picky_chan, NULL, NULL) == 0);
   CHECK(lever_server_handle(srv, "badChan", hello_handler, NULL, &err) == LEVER_EINVALID);
   lever_error_free(err);
   REQUIRE(lever_server_start(srv, NULL) == 0);
@@ -516,6 +537,20 @@ static void test_c_server(void) {
     lever_value_free(out);
   }
   lever_stream_close_send(s);
+  CHECK(lever_stream_recv(&out, s, 20000, NULL) == LEVER_EEND);
+  lever_stream_free(s);
+
+  s = NULL;
+  args = args1(str("x"));
+  REQUIRE(lever_client_stream_open(&s, c, "lever://dev.lever/cService//pickyChan", args, &o, NULL) == 0);
+  lever_value_free(args);
+  lever_value *one = lever_value_new_int(1);
+  CHECK(lever_stream_send(s, one, NULL) == 0);
+  lever_value_free(one);
+  err = NULL;
+  CHECK(lever_stream_recv(&out, s, 20000, &err) == LEVER_EAPP);
+  CHECK(str_eq(lever_error_value(err), "not today"));
+  lever_error_free(err);
   CHECK(lever_stream_recv(&out, s, 20000, NULL) == LEVER_EEND);
   lever_stream_free(s);
   lever_client_free(c);
