@@ -55,21 +55,23 @@ class LeverStream extends Duplex {
     return super.write(chunk === null ? NULL_MSG : chunk, encoding, cb);
   }
 
+  // Writes never block the event loop: the messages are queued in liblever
+  // and the callback runs once gRPC wrote them; messages written meanwhile
+  // are buffered by the Writable and go together (_writev).
   _write(chunk, _encoding, cb) {
-    let info;
+    this._send([chunk === NULL_MSG ? null : chunk], cb);
+  }
+
+  _writev(chunks, cb) {
+    this._send(chunks.map(({ chunk }) => (chunk === NULL_MSG ? null : chunk)), cb);
+  }
+
+  _send(messages, cb) {
     try {
-      info = this._native.send(chunk === NULL_MSG ? null : chunk);
+      this._native.send(messages, (info) => cb(info ? fromNative(info) : undefined));
     } catch (err) {
-      cb(err);
-      return;
+      cb(err); // a message that cannot be encoded (a function, a cycle, ...)
     }
-    if (info) {
-      // The call is over: when we ended it (server) or the peer is done, this
-      // is not worth an error beyond the write's own callback.
-      cb(fromNative(info));
-      return;
-    }
-    cb();
   }
 
   _final(cb) {

@@ -236,7 +236,6 @@ class Client : public Napi::ObjectWrap<Client> {
     return env.Undefined();
   }
 
-  // Opening waits for the handshake, so it runs on its own thread.
   struct OpenDone : Completion {
     Addon* addon;
     Client* self;
@@ -257,7 +256,7 @@ class Client : public Napi::ObjectWrap<Client> {
     Napi::Env env = info.Env();
     Check(env);
     std::string url = info[0].As<Napi::String>().Utf8Value();
-    lever_value* args = ToLever(env, info[1]).release();
+    ValuePtr args = ToLever(env, info[1]);
     lever_call_options opts = CallOptions(info[2], info[3]);
     auto* d = new OpenDone();
     d->addon = GetAddon(env);
@@ -266,20 +265,20 @@ class Client : public Napi::ObjectWrap<Client> {
     d->cb = Keep(env, info[4].As<Napi::Function>());
     d->addon->Hold(env);
     opens_in_flight_++;
-    lever_client* client = client_;
-    // The thread owns `args`; the client outlives it (the JS object is kept
-    // alive by lib/ while the open is pending, and lever_client_free lets
-    // calls in flight finish).
-    std::thread([client, url, args, opts, d]() {
-      d->rc = lever_client_stream_open(&d->stream, client, url.c_str(), args, &opts, &d->err);
-      lever_value_free(args);
-      d->addon->Post(d);
-    }).detach();
+    int rc = lever_client_stream_open_async(client_, url.c_str(), args.get(), &opts, &Client::OnOpen, d);
+    if (rc != 0) OnOpen(rc, nullptr, nullptr, d);  // the callback will not run
     return env.Undefined();
   }
+  static void OnOpen(int rc, lever_stream* stream, lever_error* err, void* payload) {
+    auto* d = static_cast<OpenDone*>(payload);
+    d->rc = rc;
+    d->stream = stream;
+    d->err = err;
+    d->addon->Post(d);
+  }
 
-  // lever_client_free lets calls in flight finish; an open in progress still
-  // uses the handle, so the free waits for it.
+  // lever_client_free lets calls in flight finish; the free still waits for
+  // pending opens, so that they never race with it.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     closed_ = true;
     if (opens_in_flight_ == 0) {
@@ -346,7 +345,7 @@ class Stream : public Napi::ObjectWrap<Stream> {
       Napi::HandleScope scope(env);
       self->recv_in_flight_ = false;
       napi_delete_reference(env, self_ref);
-      if (self->free_pending_) self->DoFree();
+      self->MaybeFree();
       if (rc == 0) {
         Napi::Value v = FromLever(env, msg);
         Invoke(env, &cb, {env.Null(), v});
@@ -382,15 +381,59 @@ class Stream : public Napi::ObjectWrap<Stream> {
     return env.Undefined();
   }
 
-  // send(msg) -> undefined | errInfo
+  struct SendDone : Completion {
+    Addon* addon;
+    Stream* self;
+    napi_ref self_ref;
+    napi_ref cb;
+    int rc = 0;
+    lever_error* err = nullptr;
+    ~SendDone() override { lever_error_free(err); }
+    void Deliver(Napi::Env env) override {
+      addon->Release(env);
+      Napi::HandleScope scope(env);
+      self->sends_in_flight_--;
+      napi_delete_reference(env, self_ref);
+      self->MaybeFree();
+      if (rc == 0) {
+        Invoke(env, &cb, {env.Null()});
+      } else {
+        Invoke(env, &cb, {ErrorInfo(env, rc, err)});
+      }
+    }
+  };
+  static void OnSent(int rc, lever_error* err, void* payload) {
+    auto* d = static_cast<SendDone*>(payload);
+    d->rc = rc;
+    d->err = err;
+    d->addon->Post(d);
+  }
+
+  // send(messages[], cb(errInfo|null)): queues the messages without blocking;
+  // cb runs once gRPC wrote the last one (or the stream failed).
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (stream_ == nullptr || free_pending_) return ErrorInfo(env, LEVER_EINVALID, nullptr);
-    ValuePtr v = ToLever(env, info[0]);
-    lever_error* err = nullptr;
-    int rc = lever_stream_send(stream_, v.get(), &err);
-    ErrorPtr e(err);
-    if (rc != 0) return ErrorInfo(env, rc, err);
+    Napi::Array msgs = info[0].As<Napi::Array>();
+    Napi::Function cb = info[1].As<Napi::Function>();
+    if (stream_ == nullptr || free_pending_) {
+      cb.Call({ErrorInfo(env, LEVER_EINVALID, nullptr)});
+      return env.Undefined();
+    }
+    uint32_t n = msgs.Length();
+    // Encode everything first: a value that cannot be sent sends nothing.
+    std::vector<ValuePtr> values;
+    values.reserve(n);
+    for (uint32_t i = 0; i < n; i++) values.push_back(ToLever(env, msgs.Get(i)));
+    for (uint32_t i = 0; i + 1 < n; i++) lever_stream_send_async(stream_, values[i].get(), nullptr, nullptr);
+    auto* d = new SendDone();
+    d->addon = GetAddon(env);
+    d->self = this;
+    d->self_ref = Keep(env, Value());
+    d->cb = Keep(env, cb);
+    d->addon->Hold(env);
+    sends_in_flight_++;
+    int rc = n == 0 ? 0 : lever_stream_send_async(stream_, values[n - 1].get(), &Stream::OnSent, d);
+    if (n == 0 || rc != 0) OnSent(rc, nullptr, d);
     return env.Undefined();
   }
 
@@ -410,14 +453,15 @@ class Stream : public Napi::ObjectWrap<Stream> {
     if (stream_ && !free_pending_) lever_stream_cancel(stream_);
     return info.Env().Undefined();
   }
-  // Releases the handle now, or once the pending receive has completed.
+  // Releases the handle now, or once the pending receive and sends have
+  // completed (liblever still refers to it until then).
   Napi::Value Free(const Napi::CallbackInfo& info) {
-    if (recv_in_flight_) {
-      free_pending_ = true;
-    } else {
-      DoFree();
-    }
+    free_pending_ = true;
+    MaybeFree();
     return info.Env().Undefined();
+  }
+  void MaybeFree() {
+    if (free_pending_ && !recv_in_flight_ && sends_in_flight_ == 0) DoFree();
   }
   void DoFree() {
     lever_stream_free(stream_);
@@ -431,6 +475,7 @@ class Stream : public Napi::ObjectWrap<Stream> {
   Napi::Value Context(const Napi::CallbackInfo& info);
 
   lever_stream* stream_ = nullptr;
+  int sends_in_flight_ = 0;
   bool recv_in_flight_ = false;
   bool free_pending_ = false;
 };

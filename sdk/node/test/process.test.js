@@ -177,3 +177,32 @@ test('in-process: values the wire cannot carry are rejected before sending', asy
     await s.stop(0);
   }
 });
+
+test('in-process: a stream to a reader in the same process never blocks the event loop', async () => {
+  const big = 'x'.repeat(1000);
+  const s = serve(
+    {
+      floodChan(stream, n) {
+        for (let i = 0; i < n; i++) stream.write(big); // far beyond the flow-control windows
+        stream.end();
+      },
+      ping: (cb) => cb(null, 'pong'),
+    },
+    { listenAddr: '127.0.0.1:0' });
+  try {
+    const c = new Client({ forceHost: `127.0.0.1:${s.port}`, waitForReady: true, timeout: 20000 });
+    const ep = c.service('dev.lever', 'x');
+    const stream = await ep.invokeChan('floodChan', 20000);
+    // Not reading yet: the server's writes wait in its buffers, and the same
+    // event loop still serves other calls.
+    assert.equal(await within(ep.invoke('ping'), 10000, 'ping while flooded'), 'pong');
+    let count = 0;
+    for await (const m of stream) {
+      assert.equal(m.length, 1000);
+      count++;
+    }
+    assert.equal(count, 20000);
+  } finally {
+    await s.stop(0);
+  }
+});
