@@ -249,7 +249,7 @@ Status Gateway::Start() {
     m.workers.clear();
     return s;
   }
-  auto local = l->acceptor->local_endpoint();
+  auto local = l->acceptor->local_endpoint(ec);
   m.port = asio::ip::tcp::endpoint(ip, 0).port();
   if (local.size() >= sizeof(sockaddr_in)) {
     m.port = ntohs(reinterpret_cast<const sockaddr_in*>(local.data())->sin_port);  // same offset for in6

@@ -89,6 +89,9 @@ class TestRouter final : public host::Router {
     if (r.service == "remote") return done({Status(), remote_backend});
     if (r.service == "dead") return done({Status(), dead});
     if (r.service == "badaddr") return done({Status(), std::make_shared<TestBackend>("no-port-here")});
+    if (r.service == "longpath") {
+      return done({Status(), std::make_shared<TestBackend>("unix:/" + std::string(200, 'p') + ".sock")});
+    }
     if (r.service == "full") {
       return done({Status(Code::kResourceExhausted, "queue full: 100% of 64 slots\ntry later"), nullptr});
     }
@@ -347,7 +350,8 @@ TEST_F(GatewayTest, PlatformErrorsAreTrailersOnlyStatuses) {
       {"lever://dev.lever/down//m", grpc::StatusCode::UNAVAILABLE, "no instance could start"},
       {"lever://dev.lever/dead//echo", grpc::StatusCode::UNAVAILABLE, "could not connect to instance"},
       {"lever://dev.lever/late//m", grpc::StatusCode::DEADLINE_EXCEEDED, "cold start took longer"},
-      {"lever://dev.lever/badaddr//m", grpc::StatusCode::UNAVAILABLE, "neither unix:/path nor ip:port"},
+      {"lever://dev.lever/badaddr//m", grpc::StatusCode::UNAVAILABLE, "neither unix:/path"},
+      {"lever://dev.lever/longpath//m", grpc::StatusCode::UNAVAILABLE, "neither unix:/path"},
       // Percent-encoded on the wire, decoded by the client: exact text.
       {"lever://dev.lever/full//m", grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full: 100% of 64 slots\ntry later"},
   };

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <charconv>
@@ -509,8 +510,8 @@ void BackendConn::Connect() {
   const std::string& address = backend_->address();
   boost::system::error_code ec;
   asio::generic::stream_protocol::endpoint endpoint;
-  if (address.starts_with("unix:")) {
-    endpoint = asio::local::stream_protocol::endpoint(address.substr(5));
+  if (address.starts_with("unix:") && address.size() - 5 < sizeof(sockaddr_un::sun_path) && address.size() > 5) {
+    endpoint = asio::local::stream_protocol::endpoint(address.substr(5));  // cannot throw: length checked
   } else {
     size_t colon = address.rfind(':');
     std::string_view host = std::string_view(address).substr(0, colon == std::string::npos ? 0 : colon);
@@ -521,7 +522,7 @@ void BackendConn::Connect() {
     if (host == "localhost") host = "127.0.0.1";
     asio::ip::address ip = asio::ip::make_address(host, ec);
     if (colon == std::string::npos || perr != std::errc() || ptr != port_text.data() + port_text.size() || ec) {
-      fail_message_ = "instance address \"" + address + "\" is neither unix:/path nor ip:port";
+      fail_message_ = "instance address \"" + address + "\" is neither unix:/path (under 108 bytes) nor ip:port";
       failed_reported_ = true;
       backend_->OnConnectionFailed();
       // Fail on the next turn, after the caller queued its stream.
