@@ -403,6 +403,16 @@ class RpcControlTest : public RpcTest {
                              })
                     .ok());
     ASSERT_TRUE(server_
+                    ->HandleStream("floodChan",
+                                   [this](ServerStreamPtr s) {
+                                     int sent = 0;
+                                     while (s->Send(std::string(1024, 'f')).ok()) ++sent;
+                                     std::lock_guard<std::mutex> lock(mu_);
+                                     flood_sent_ = sent;
+                                     cv_.notify_all();
+                                   })
+                    .ok());
+    ASSERT_TRUE(server_
                     ->HandleStream("waitChan",
                                    [this](ServerStreamPtr s) {
                                      Result r = s->Receive(kWait);
@@ -423,6 +433,7 @@ class RpcControlTest : public RpcTest {
   std::condition_variable cv_;
   std::vector<UnaryCallPtr> parked_;
   std::optional<Result> stream_end_;
+  int flood_sent_ = -1;
 };
 
 INSTANTIATE_TEST_SUITE_P(All, RpcControlTest,
@@ -491,6 +502,38 @@ TEST_P(RpcControlTest, GracefulShutdownFinishesInFlightCalls) {
   EXPECT_EQ(r.value, Value("finished"));
   stopper.get();
   EXPECT_FALSE(Svc().Invoke("echo", {1}).ok());
+}
+
+TEST_P(RpcControlTest, FlowControlAndAbandonedStream) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "floodChan", {}).ok());
+  Result r = s->Receive(kWait);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value.as_string().size(), 1024u);
+  s.reset();  // the server is blocked by flow control; the cancel frees it
+  std::unique_lock<std::mutex> lock(mu_);
+  ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return flood_sent_ >= 0; }));
+  EXPECT_GE(flood_sent_, 1);
+}
+
+TEST_P(RpcControlTest, ClientDestroyedWithCallsInFlight) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  {
+    ClientOptions co;
+    co.force_host = target_;
+    Client c(co);
+    for (int i = 0; i < 50; ++i) {
+      c.InvokeUrlAsync("lever://dev.lever/testService//add", {i, i}, {}, [&](Result) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++done;
+        cv.notify_all();
+      });
+    }
+  }  // the Client goes away first; its calls still complete
+  std::unique_lock<std::mutex> lock(mu);
+  EXPECT_TRUE(cv.wait_for(lock, kWait, [&] { return done == 50; }));
 }
 
 TEST_P(RpcControlTest, ShutdownFromAHandler) {
