@@ -596,7 +596,10 @@ class Server : public Napi::ObjectWrap<Server> {
     // Only reached when the server is not running (lib/ keeps a running
     // server referenced) or at environment teardown.
     lever_server_free(server_);
-    for (Entry* e : entries_) delete e;
+    for (Entry* e : entries_) {
+      napi_delete_reference(Env(), e->fn);
+      delete e;
+    }
   }
 
  private:
