@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -155,6 +156,7 @@ struct Gateway::Impl {
   std::atomic<size_t> next_worker{0};
   std::atomic<bool> stopping{false};
   uint16_t port = 0;
+  std::mutex control_mu;  // started, stopped, listeners (AddInternalListener may race Stop)
   bool started = false;
   bool stopped = false;
 
@@ -212,7 +214,8 @@ Gateway::~Gateway() { Stop(std::chrono::milliseconds(0)); }
 
 Status Gateway::Start() {
   Impl& m = *impl_;
-  if (m.started) return Status(Code::kFailedPrecondition, "gateway already started");
+  std::lock_guard<std::mutex> lock(m.control_mu);
+  if (m.started || m.stopped) return Status(Code::kFailedPrecondition, "gateway already started");
   const GatewayOptions& o = m.options;
   if (o.stream_window < (16u << 10) || o.stream_window > (1u << 30))
     return Status(Code::kInvalidArgument, "stream_window must be within 16 KiB .. 1 GiB");
@@ -272,6 +275,7 @@ uint16_t Gateway::port() const { return impl_->port; }
 
 Status Gateway::AddInternalListener(std::string env, std::string unix_socket_path) {
   Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.control_mu);
   if (!m.started || m.stopped) return Status(Code::kFailedPrecondition, "gateway not running");
   if (env.empty()) return Status(Code::kInvalidArgument, "internal listener needs an environment");
   if (unix_socket_path.empty() || unix_socket_path.size() >= sizeof(sockaddr_un::sun_path))
@@ -288,21 +292,26 @@ Status Gateway::AddInternalListener(std::string env, std::string unix_socket_pat
 
 void Gateway::Stop(std::chrono::milliseconds grace) {
   Impl& m = *impl_;
-  if (!m.started || m.stopped) return;
-  m.stopped = true;
+  std::vector<std::shared_ptr<Impl::Listener>> listeners;
+  {
+    std::lock_guard<std::mutex> lock(m.control_mu);
+    if (!m.started || m.stopped) return;
+    m.stopped = true;
+    listeners = m.listeners;
+  }
   m.stopping.store(true);
   auto deadline = std::chrono::steady_clock::now() + grace;
   // Stop accepting (the acceptors live on worker 0).
   std::promise<void> closed;
-  asio::post(m.workers[0]->io_context(), [&m, &closed] {
-    for (auto& l : m.listeners) {
+  asio::post(m.workers[0]->io_context(), [&listeners, &closed] {
+    for (auto& l : listeners) {
       boost::system::error_code ignored;
       l->acceptor->close(ignored);
     }
     closed.set_value();
   });
   closed.get_future().wait();
-  for (auto& l : m.listeners) {
+  for (auto& l : listeners) {
     if (!l->unix_path.empty()) ::unlink(l->unix_path.c_str());
   }
   // GOAWAY to every client; streams in flight may finish until the deadline.
@@ -330,6 +339,7 @@ void Gateway::Stop(std::chrono::milliseconds grace) {
     if (w->thread.joinable()) w->thread.join();
   }
   m.guards.clear();
+  std::lock_guard<std::mutex> lock(m.control_mu);
   m.listeners.clear();
 }
 

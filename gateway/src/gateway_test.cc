@@ -296,7 +296,7 @@ TEST_F(GatewayTest, StripsClientXHeadersAndAddsSrcEnvOnlyOnInternalSockets) {
   std::string sock = dir_ + "/internal-dev.sock";
   ASSERT_TRUE(gateway_->AddInternalListener("dev.lever", sock).ok());
   std::multimap<std::string, std::string> md = {
-      {"x-foo", "bar"}, {"x-lever-src-env", "spoofed.lever"}, {"keep-me", "yes"}};
+      {"x-foo", "bar"}, {"x-lever-src-env", "spoofed.lever"}, {"x-lever-client-addr", "spoofed"}, {"keep-me", "yes"}};
 
   auto external = core::LeverRPC::NewStub(Channel());
   core::RPCReply reply;
@@ -306,6 +306,7 @@ TEST_F(GatewayTest, StripsClientXHeadersAndAddsSrcEnvOnlyOnInternalSockets) {
   EXPECT_NE(seen.find("lever-url=lever://dev.lever/echo//headers\n"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("x-foo"), std::string::npos) << seen;
   EXPECT_EQ(seen.find("x-lever-src-env"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("x-lever-client-addr=127.0.0.1:"), std::string::npos) << seen;
 
   auto internal = core::LeverRPC::NewStub(Channel("unix:" + sock));
   ASSERT_TRUE(Call(internal.get(), "lever://dev.lever/echo//headers", "", &reply, md).ok());
@@ -314,6 +315,7 @@ TEST_F(GatewayTest, StripsClientXHeadersAndAddsSrcEnvOnlyOnInternalSockets) {
   EXPECT_EQ(seen2.find("spoofed"), std::string::npos) << seen2;
   EXPECT_EQ(seen2.find("x-foo"), std::string::npos) << seen2;
   EXPECT_NE(seen2.find("keep-me=yes\n"), std::string::npos) << seen2;
+  EXPECT_NE(seen2.find("x-lever-client-addr=unix:" + sock + "\n"), std::string::npos) << seen2;
 }
 
 TEST_F(GatewayTest, PrivateServiceOnlyFromInternalSocket) {

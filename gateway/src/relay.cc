@@ -1,11 +1,13 @@
 #include "relay.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <charconv>
 #include <mutex>
 #include <type_traits>
@@ -26,6 +28,7 @@ namespace asio = boost::asio;
 
 constexpr std::string_view kLeverUrl = "lever-url";
 constexpr std::string_view kSrcEnv = "x-lever-src-env";
+constexpr std::string_view kClientAddr = "x-lever-client-addr";
 constexpr size_t kMaxHeaderBytes = 64u << 10;
 
 std::string_view View(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
@@ -50,6 +53,34 @@ void SetTcpNoDelay(Socket& socket) {
     int one = 1;
     ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
+}
+
+// "ip:port", "[ip6]:port", or "unix:<path of the listener>" (unix clients
+// are unnamed).
+std::string PeerAddress(Socket& socket) {
+  boost::system::error_code ec;
+  auto peer = socket.remote_endpoint(ec);
+  if (ec) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  const sockaddr* sa = peer.data();
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  if (sa->sa_family == AF_UNIX) {
+    auto local = socket.local_endpoint(ec);
+    if (ec || local.size() <= offsetof(sockaddr_un, sun_path)) return "unix:";
+    auto* un = reinterpret_cast<const sockaddr_un*>(local.data());
+    size_t n = local.size() - offsetof(sockaddr_un, sun_path);
+    return "unix:" + std::string(un->sun_path, strnlen(un->sun_path, n));
+  }
+  return "";
 }
 
 }  // namespace
@@ -463,6 +494,7 @@ bool ClientConn::Init(const std::string& preface) {
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(config.connection_window));
   SetTcpNoDelay(socket_);
+  client_addr_ = PeerAddress(socket_);
   if (!Feed(reinterpret_cast<const uint8_t*>(preface.data()), preface.size())) return false;
   StartRead();
   return true;
@@ -598,7 +630,12 @@ bool BackendConn::SubmitNow(Stream* s) {
   s->req.ToNv(&nv);
   // Reference §2.4: the relay's own header, only for calls that arrived on an
   // environment's internal socket.
-  if (s->client != nullptr && !s->client->src_env().empty()) nv.push_back(Nv(kSrcEnv, s->client->src_env()));
+  if (s->client != nullptr) {
+    if (!s->client->src_env().empty()) nv.push_back(Nv(kSrcEnv, s->client->src_env()));
+    // Where the call came from (the admin service asks off-machine callers
+    // for a token); clients cannot set it, every x-* header of theirs is gone.
+    if (!s->client->client_addr().empty()) nv.push_back(Nv(kClientAddr, s->client->client_addr()));
+  }
   nghttp2_data_provider prd;
   prd.source.ptr = s;
   prd.read_callback = &BackendCallbacks::ReadUp;

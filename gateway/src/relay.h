@@ -297,6 +297,8 @@ class ClientConn final : public H2Conn {
   ~ClientConn() override;
   bool Init(const std::string& preface);
   const std::string& src_env() const { return src_env_; }
+  // The peer, for x-lever-client-addr: "ip:port", "[ip6]:port" or "unix:<listener path>".
+  const std::string& client_addr() const { return client_addr_; }
   void AddStream(Stream* s);
   void RemoveStream(Stream* s);
   size_t stream_count() const { return streams_.size(); }
@@ -306,6 +308,7 @@ class ClientConn final : public H2Conn {
  private:
   void OnClose() override;
   std::string src_env_;
+  std::string client_addr_;
   std::vector<Stream*> streams_;
   HeaderBlock scratch_;
 };

@@ -8,9 +8,16 @@
 // environment) accept the calls that instances make; only those carry
 // `x-lever-src-env`. Design note: gateway/relay.md.
 //
-// Thread contract: Start, AddInternalListener and Stop are called from one
-// control thread (not a worker). The stats accessors may be called from any
-// thread.
+// Headers the relay sets on every call it forwards (clients' own `x-*` headers
+// are all dropped, so neither can be spoofed):
+//   x-lever-src-env      the environment, for calls on its internal listener only
+//   x-lever-client-addr  the caller: "ip:port", "[ip6]:port", or
+//                        "unix:<listener path>" for internal listeners
+//
+// Thread contract: Start and Stop are called from a control thread (never a
+// worker). AddInternalListener may be called from any thread except a worker,
+// also while Stop runs (it fails once Stop has begun). The stats accessor may
+// be called from any thread.
 #pragma once
 
 #include <chrono>
