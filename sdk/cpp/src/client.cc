@@ -298,6 +298,7 @@ class ClientStreamCore final : public internal::StreamBase {
   void Release();  // the user dropped the stream
   void Cancel();
   void CloseSend() {
+    auto self = shared_from_this();
     Lock lock(mu_);
     send_closed_ = true;
     close_requested_ = true;
@@ -476,6 +477,7 @@ void ClientStreamCore::HandleDone(const grpc::Status& st) {
 }
 
 void ClientStreamCore::Release() {
+  auto self = shared_from_this();  // failed sends' callbacks run from here
   Lock lock(mu_);
   if (hold_released_ || reactor_ == nullptr) return;
   if (!read_closed_) reactor_->context()->TryCancel();
@@ -483,6 +485,7 @@ void ClientStreamCore::Release() {
 }
 
 void ClientStreamCore::Cancel() {
+  auto self = shared_from_this();
   Lock lock(mu_);
   if (hold_released_ || reactor_ == nullptr) return;
   if (!abort_status_) abort_status_ = Status(Code::kCancelled, "stream cancelled by the client");

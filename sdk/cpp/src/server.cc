@@ -580,6 +580,7 @@ void ServerStreamCore::HandleFirstRead(Lock& lock, bool ok) {
 }
 
 void ServerStreamCore::RequestFinish(Result how) {
+  auto self = shared_from_this();
   Lock lock(mu_);
   RequestFinishLocked(lock, std::move(how));
 }

@@ -24,6 +24,9 @@ Result StreamBase::Receive(std::optional<std::chrono::milliseconds> timeout) {
 }
 
 void StreamBase::ReceiveAsync(std::function<void(Result)> done) {
+  // A callback run here may drop the last handle, and the call may then end
+  // on another thread: keep this stream alive until we return.
+  auto self = shared_from_this();
   Lock lock(mu_);
   receivers_.push_back(std::move(done));
   Deliver(lock);
