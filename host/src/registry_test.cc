@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <set>
+#include <thread>
+
 #include "testutil.h"
 
 namespace lever::host {
@@ -9,10 +13,61 @@ namespace {
 
 using testing::TempDir;
 
-TEST(Registry, SeedsDefaultEnvironmentsAndAdmin) {
-  TempDir dir;
-  RegistryPtr reg;
-  ASSERT_TRUE(OpenRegistry("embedded:", dir.path(), &reg).ok());
+// The contract every backend must meet, run against each URL (the etcd
+// backend joins this list when it lands).
+class RegistryContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    Status s = OpenRegistry(GetParam(), dir_.path(), &reg_);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  TempDir dir_;
+  RegistryPtr reg_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, RegistryContract, ::testing::Values("embedded:", "embedded::memory:"));
+
+TEST_P(RegistryContract, VersionsAreAllocatedOnceEachUnderConcurrency) {
+  ASSERT_TRUE(reg_->CreateService({"dev.lever", "counter", "", false, 0, 1}).ok());
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<int64_t> seen;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        int64_t v = 0;
+        ASSERT_TRUE(reg_->AllocateVersion("dev.lever", "counter", &v).ok());
+        std::lock_guard lock(mu);
+        EXPECT_TRUE(seen.insert(v).second) << v;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(seen.size(), 100u);
+  EXPECT_EQ(*seen.begin(), 1);
+  EXPECT_EQ(*seen.rbegin(), 100);
+}
+
+TEST_P(RegistryContract, ServicesAndVersions) {
+  ServiceInfo s;
+  s.env = "dev.lever";
+  s.name = "svc";
+  s.description = "first";
+  ASSERT_TRUE(reg_->CreateService(s).ok());
+  ServiceInfo got;
+  ASSERT_TRUE(reg_->GetService("dev.lever", "svc", &got).ok());
+  EXPECT_EQ(got.live_version, 0);
+  EXPECT_EQ(got.next_version, 1);
+  EXPECT_EQ(reg_->GetService("dev.lever", "other", &got).code(), Code::kNotFound);
+  ASSERT_TRUE(reg_->AddCodeVersion({"dev.lever", "svc", 1, "{\"name\":\"svc\"}", 0}).ok());
+  CodeVersionInfo cv;
+  ASSERT_TRUE(reg_->GetCodeVersion("dev.lever", "svc", 1, &cv).ok());
+  ASSERT_TRUE(reg_->DeleteCodeVersion("dev.lever", "svc", 1).ok());
+  EXPECT_EQ(reg_->GetCodeVersion("dev.lever", "svc", 1, &cv).code(), Code::kNotFound);
+}
+
+TEST_P(RegistryContract, SeedsDefaultEnvironmentsAndAdmin) {
+  RegistryPtr reg = reg_;
   std::vector<EnvironmentInfo> envs;
   ASSERT_TRUE(reg->ListEnvironments(&envs).ok());
   ASSERT_EQ(envs.size(), 2u);
