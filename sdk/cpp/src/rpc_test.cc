@@ -402,6 +402,25 @@ class RpcControlTest : public RpcTest {
                                return Result::Of("stopping");
                              })
                     .ok());
+    // A handler that never blocks: it returns at once and lives on in its
+    // callbacks (what the Node and Go bindings do).
+    ASSERT_TRUE(server_
+                    ->HandleStream("asyncEchoChan",
+                                   [](ServerStreamPtr s) {
+                                     auto step = std::make_shared<std::function<void(Result)>>();
+                                     *step = [s, step](Result m) {
+                                       if (!m.ok()) {
+                                         s->Finish(Result::End());
+                                         *step = nullptr;  // breaks the cycle
+                                         return;
+                                       }
+                                       s->SendAsync(std::move(m.value), nullptr);
+                                       s->ReceiveAsync(*step);
+                                     };
+                                     s->ReceiveAsync(*step);
+                                   },
+                                   HandlerOptions{.run_inline = true})
+                    .ok());
     ASSERT_TRUE(server_
                     ->HandleStream("floodChan",
                                    [this](ServerStreamPtr s) {
@@ -502,6 +521,19 @@ TEST_P(RpcControlTest, GracefulShutdownFinishesInFlightCalls) {
   EXPECT_EQ(r.value, Value("finished"));
   stopper.get();
   EXPECT_FALSE(Svc().Invoke("echo", {1}).ok());
+}
+
+TEST_P(RpcControlTest, NonBlockingServerStream) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "asyncEchoChan", {}).ok());
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(s->Send(i).ok());
+  for (int i = 0; i < 30; ++i) {
+    Result r = s->Receive(kWait);
+    ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+    EXPECT_EQ(r.value, Value(i));
+  }
+  s->CloseSend();
+  EXPECT_TRUE(s->Receive(kWait).is_end());
 }
 
 TEST_P(RpcControlTest, FlowControlAndAbandonedStream) {
