@@ -93,7 +93,8 @@ void CheckLinks(const std::string& root, const std::string& dir) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static Sandbox* box = new Sandbox();
+  static Sandbox sandbox;  // removed at exit
+  Sandbox* box = &sandbox;
   std::unique_ptr<DeploySession> session;
   if (!box->deployer->Begin("fuzz.lever", &session).ok()) abort();
   (void)session->Write(std::string_view(reinterpret_cast<const char*>(data), size));
