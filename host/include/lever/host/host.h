@@ -100,12 +100,16 @@ struct InstanceInfo {
 class Host final : public Router {
  public:
   static Status Create(HostOptions options, std::shared_ptr<Host>* out);
-  ~Host() override;  // stops every instance (SIGTERM, SIGKILL after stop_grace)
+  // Stops every instance (SIGTERM, SIGKILL after stop_grace) and fails the
+  // calls still waiting for a cold start with UNAVAILABLE. Backends handed out
+  // stay valid objects (alive() is false).
+  ~Host() override;
 
   // Router.
   void Route(const RouteRequest& request, std::function<void(RouteResult)> done) override;
 
   // Deploy into `env` (see deploy.h); the new version is live on Finish().
+  // Every session must be finished or destroyed before the Host is.
   Status BeginDeploy(std::string_view env, std::unique_ptr<DeploySession>* out);
 
   // Environments. Delete refuses admin.lever; it stops the env's instances
