@@ -389,16 +389,18 @@ int lever_client_invoke_msgpack(lever_buf* out, lever_client* client, const char
   out->ptr = nullptr;
   out->size = 0;
   LEVER_GUARD_BEGIN
-  Value a{lever::Array{}};
-  if (args != nullptr && args_len > 0) {
-    lever::Status s = lever::DecodeMsgpack(std::string_view(static_cast<const char*>(args), args_len), &a);
-    if (!s.ok()) return FromStatus(err, s);
-    if (!a.is_array()) return Invalid(err, "args must be a msgpack array");
-  }
   if (int rc = CheckUrl(url, false, err); rc != LEVER_OK) return rc;
-  Result r = client->client.InvokeUrl(url, std::move(a.as_array()), CallOpts(opts));
+  static const char kEmptyArray = static_cast<char>(0x90);
+  std::string_view a = (args != nullptr && args_len > 0) ? std::string_view(static_cast<const char*>(args), args_len)
+                                                         : std::string_view(&kEmptyArray, 1);
+  lever::MsgpackView view;
+  lever::Status s = lever::MsgpackView::Parse(a, &view);
+  if (!s.ok()) return FromStatus(err, s);
+  if (view.type() != lever::Value::Type::kArray) return Invalid(err, "args must be a msgpack array");
+  std::string result;
+  Result r = client->client.InvokeUrlMsgpack(url, a, CallOpts(opts), &result);
   if (r.ok()) {
-    SetBuf(out, lever::EncodeMsgpack(r.value));
+    SetBuf(out, result);
     return LEVER_OK;
   }
   return FromResult(std::move(r), nullptr, err);

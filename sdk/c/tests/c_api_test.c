@@ -211,6 +211,26 @@ static void test_msgpack(void) {
   CHECK(lever_client_invoke_msgpack(&out, c, "lever://dev.lever/testService//add", args, sizeof args, &o, NULL) == 0);
   CHECK(out.size == 1 && (unsigned char)out.ptr[0] == 42);
   lever_buf_dispose(&out);
+  /* No args (NULL) and an application error. */
+  lever_error *err = NULL;
+  CHECK(lever_client_invoke_msgpack(&out, c, "lever://dev.lever/testService//fail", NULL, 0, &o, &err) == LEVER_EAPP);
+  CHECK(str_eq(lever_error_value(err), "failed"));
+  lever_error_free(err);
+  /* Not an array: refused before sending. */
+  static const unsigned char scalar[] = {0x01};
+  CHECK(lever_client_invoke_msgpack(&out, c, "lever://dev.lever/testService//add", scalar, 1, &o, NULL) == LEVER_EINVALID);
+  static const unsigned char truncated[] = {0x92, 0x01};
+  CHECK(lever_client_invoke_msgpack(&out, c, "lever://dev.lever/testService//add", truncated, 2, &o, NULL) == LEVER_EINVALID);
+  /* The proto-JSON codec gives the same answer. */
+  lever_client_options po = LEVER_CLIENT_OPTIONS_INIT;
+  lever_client *pj = NULL;
+  po.force_host = addr;
+  po.proto_json = 1;
+  REQUIRE(lever_client_new(&pj, &po, NULL) == 0);
+  CHECK(lever_client_invoke_msgpack(&out, pj, "lever://dev.lever/testService//add", args, sizeof args, &o, NULL) == 0);
+  CHECK(out.size == 1 && (unsigned char)out.ptr[0] == 42);
+  lever_buf_dispose(&out);
+  lever_client_free(pj);
   lever_client_free(c);
 }
 

@@ -16,6 +16,7 @@
 #include "buffers.h"
 #include "lever/env.h"
 #include "lever/json.h"
+#include "lever/msgpack.h"
 #include "lever/url.h"
 #include "stream_base.h"
 
@@ -229,6 +230,45 @@ class Client::Impl {
     grpc::ByteBuffer request = internal::ToByteBuffer(std::move(encoded)), response;
     grpc::Status st = grpc::internal::BlockingUnaryCall(ch->channel.get(), ch->unary, &ctx, request, &response);
     return DecodeUnaryReply(st, ctx, response);
+  }
+
+  Result InvokeMsgpack(std::string_view url, std::string_view args, const CallOptions& o, std::string* result) {
+    result->clear();
+    std::string absolute, target, encoded;
+    Status s = Resolve(url, false, &absolute, &target);
+    MsgpackView view;
+    if (s.ok()) s = MsgpackView::Parse(args, &view);
+    if (s.ok() && view.type() != Value::Type::kArray) s = InvalidArgument("args must be a msgpack array");
+    if (s.ok()) {
+      if (options_.codec == wire::Codec::kMsgpack) {
+        wire::EncodeRpcMsgpackArray(args, &encoded);
+      } else {
+        s = wire::EncodeRpc(view.ToValue().as_array(), options_.codec, &encoded);
+      }
+    }
+    if (!s.ok()) return Result::Failed(std::move(s));
+    std::shared_ptr<ChannelEntry> ch = Channel(target);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, absolute, o);
+    grpc::ByteBuffer request = internal::ToByteBuffer(std::move(encoded)), response;
+    grpc::Status st = grpc::internal::BlockingUnaryCall(ch->channel.get(), ch->unary, &ctx, request, &response);
+    if (st.ok() && ReplyCodec(ctx) == wire::Codec::kMsgpack) {
+      internal::FlatBytes flat(response);
+      uint32_t field = 0;
+      std::string_view payload;
+      MsgpackView check;
+      if (wire::SplitReply(flat.view(), &field, &payload).ok() && field == 2 &&
+          MsgpackView::Parse(payload, &check).ok()) {
+        result->assign(payload);  // the result, untouched
+        return Result::Of(nullptr);
+      }
+    }
+    Result r = DecodeUnaryReply(st, ctx, response);
+    if (r.ok()) {
+      EncodeMsgpack(r.value, result);
+      r.value = nullptr;
+    }
+    return r;
   }
 
   void InvokeAsync(std::string_view url, const Array& args, const CallOptions& o, std::function<void(Result)> done) {
@@ -551,6 +591,10 @@ Endpoint Client::Resource(std::string env, std::string service, std::string reso
 }
 Result Client::InvokeUrl(std::string_view url, Array args, const CallOptions& options) {
   return impl_->Invoke(url, args, options);
+}
+Result Client::InvokeUrlMsgpack(std::string_view url, std::string_view args_msgpack, const CallOptions& options,
+                                std::string* result_msgpack) {
+  return impl_->InvokeMsgpack(url, args_msgpack, options, result_msgpack);
 }
 void Client::InvokeUrlAsync(std::string_view url, Array args, const CallOptions& options,
                             std::function<void(Result)> done) {

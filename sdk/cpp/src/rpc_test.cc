@@ -110,6 +110,22 @@ TEST_P(RpcTest, Bytes) {
   EXPECT_EQ(r.value, Value::FromBytes("bbbbb"));
 }
 
+TEST_P(RpcTest, MsgpackPassThrough) {
+  // [40, 2] in, 42 out, whatever the wire codec.
+  std::string result;
+  Result r = client_->InvokeUrlMsgpack("lever://dev.lever/testService//add", "\x92\x28\x02", {}, &result);
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(result, "\x2a");
+  r = client_->InvokeUrlMsgpack("lever://dev.lever/testService//makeBytes", "\x91\x02", {}, &result);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(result, "\xc4\x02" "bb");  // msgpack bin 8
+  r = client_->InvokeUrlMsgpack("lever://dev.lever/testService//fail", "\x90", {}, &result);
+  ASSERT_TRUE(r.is_app_error());
+  EXPECT_EQ(r.value, Value("failed"));
+  r = client_->InvokeUrlMsgpack("lever://dev.lever/testService//add", "\x01", {}, &result);
+  EXPECT_EQ(r.status.code(), Code::kInvalidArgument);
+}
+
 TEST_P(RpcTest, LargeMessages) {
   std::string big(8 << 20, 'x');
   Result r = Svc().Invoke("bytesLen", {Value::FromBytes(big)});

@@ -190,6 +190,19 @@ Status DecodeRpc(std::string_view in, Codec codec, Array* args, const DecodeLimi
   return DecodeArgs(member.number, member.payload, codec, args, limits);
 }
 
+void EncodeRpcMsgpackArray(std::string_view msgpack_array, std::string* out) { PutLenField(2, msgpack_array, out); }
+
+Status SplitReply(std::string_view in, uint32_t* field, std::string_view* payload) {
+  Field member;
+  bool found;
+  Status s = LastMember(in, 4, "RPCReply", &member, &found);
+  if (!s.ok()) return s;
+  if (!found) return Status(Code::kInternal, "reply has no result");
+  *field = member.number;
+  *payload = member.payload;
+  return Status::Ok();
+}
+
 Status EncodeReply(const Value& v, bool is_error, Codec codec, std::string* out) {
   return is_error ? PutValue(v, 3, 4, codec, out) : PutValue(v, 1, 2, codec, out);
 }

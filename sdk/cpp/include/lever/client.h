@@ -134,6 +134,13 @@ class Client {
   // Calls by URL, absolute (lever://env/service[/resource]/method) or
   // relative to the own env (/service[/resource]/method).
   Result InvokeUrl(std::string_view url, Array args, const CallOptions& options = {});
+  // InvokeUrl with msgpack in and out, for bindings that speak msgpack: the
+  // arguments are one encoded msgpack array, and a kValue result comes back
+  // as an encoded msgpack value in `*result_msgpack` (`value` stays null).
+  // With the msgpack codec and one of our servers both pass through without
+  // being decoded into Values. Errors come back as from InvokeUrl.
+  Result InvokeUrlMsgpack(std::string_view url, std::string_view args_msgpack, const CallOptions& options,
+                          std::string* result_msgpack);
   // `done` runs once, on a gRPC thread (or inline for an immediate error).
   void InvokeUrlAsync(std::string_view url, Array args, const CallOptions& options,
                       std::function<void(Result)> done);

@@ -56,6 +56,10 @@ Status EncodeRpc(const Array& args, Codec codec, std::string* out);
 // set is INVALID_ARGUMENT ("RPC has no args"), as in the original.
 Status DecodeRpc(std::string_view in, Codec codec, Array* args, const DecodeLimits& limits = {});
 
+// Appends an RPC whose byte_args is `msgpack_array`, an already encoded
+// msgpack array (kMsgpack mode; the caller validated it).
+void EncodeRpcMsgpackArray(std::string_view msgpack_array, std::string* out);
+
 // ---- RPCReply --------------------------------------------------------------
 // Appends an RPCReply with `v` as the result (is_error false) or the error.
 Status EncodeReply(const Value& v, bool is_error, Codec codec, std::string* out);
@@ -63,6 +67,10 @@ Status EncodeReply(const Value& v, bool is_error, Codec codec, std::string* out)
 // result"), as the original clients treat it.
 Status DecodeReply(std::string_view in, Codec codec, Value* v, bool* is_error,
                    const DecodeLimits& limits = {});
+
+// The member an RPCReply sets (1 result, 2 byte_result, 3 error, 4
+// byte_error) and its undecoded payload, for pass-through.
+Status SplitReply(std::string_view in, uint32_t* field, std::string_view* payload);
 
 // ---- StreamMessage ---------------------------------------------------------
 enum class StreamKind : uint8_t {
