@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "lever/client.h"
@@ -88,6 +89,24 @@ struct Env {
         if (!st->Send(m.value).ok()) return;
       }
     });
+    // The same echo as callbacks (what the Node/Go bindings do): no handler
+    // thread wakes up per message.
+    (void)s->HandleStream(
+        "echoAsyncChan",
+        [](lever::ServerStreamPtr st) {
+          auto step = std::make_shared<std::function<void(lever::Result)>>();
+          *step = [st, step](lever::Result m) {
+            if (!m.ok()) {
+              st->Finish(lever::Result::End());
+              *step = nullptr;
+              return;
+            }
+            st->SendAsync(std::move(m.value), nullptr);
+            st->ReceiveAsync(*step);
+          };
+          st->ReceiveAsync(*step);
+        },
+        lever::HandlerOptions{.run_inline = true});
     (void)s->Start();
     return s;
   }
@@ -125,13 +144,13 @@ void BM_LeverUnary(benchmark::State& state, bool tcp, lever::wire::Codec codec, 
   }
 }
 
-void BM_LeverStream(benchmark::State& state, bool tcp, lever::wire::Codec codec) {
+void BM_LeverStream(benchmark::State& state, bool tcp, lever::wire::Codec codec, const char* method) {
   lever::ClientOptions o;
   o.force_host = LeverTarget(tcp);
   o.codec = codec;
   lever::Client client(o);
   lever::ClientStreamPtr s;
-  lever::Status st = client.Service("dev.lever", "bench").InvokeStream(&s, "echoChan", {});
+  lever::Status st = client.Service("dev.lever", "bench").InvokeStream(&s, method, {});
   if (!st.ok()) {
     state.SkipWithError(st.ToString().c_str());
     return;
@@ -190,10 +209,11 @@ BENCHMARK_CAPTURE(BM_GrpcUnary, tcp, true)->UseRealTime();
 BENCHMARK_CAPTURE(BM_LeverUnary, tcp_msgpack, true, Codec::kMsgpack, "echo")->UseRealTime();
 BENCHMARK_CAPTURE(BM_LeverUnary, tcp_msgpack_inline, true, Codec::kMsgpack, "echoInline")->UseRealTime();
 BENCHMARK_CAPTURE(BM_GrpcStream, unix, false)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LeverStream, unix_msgpack, false, Codec::kMsgpack)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LeverStream, unix_protojson, false, Codec::kProtoJson)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LeverStream, unix_msgpack, false, Codec::kMsgpack, "echoChan")->UseRealTime();
+BENCHMARK_CAPTURE(BM_LeverStream, unix_msgpack_callbacks, false, Codec::kMsgpack, "echoAsyncChan")->UseRealTime();
+BENCHMARK_CAPTURE(BM_LeverStream, unix_protojson, false, Codec::kProtoJson, "echoChan")->UseRealTime();
 BENCHMARK_CAPTURE(BM_GrpcStream, tcp, true)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LeverStream, tcp_msgpack, true, Codec::kMsgpack)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LeverStream, tcp_msgpack, true, Codec::kMsgpack, "echoChan")->UseRealTime();
 
 }  // namespace
 
