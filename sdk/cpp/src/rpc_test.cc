@@ -438,6 +438,12 @@ class RpcControlTest : public RpcTest {
                                    HandlerOptions{.run_inline = true})
                     .ok());
     ASSERT_TRUE(server_
+                    ->Handle("throws",
+                             [](const CallContext&, Array& args) {
+                               return Result::Of(args[0].as_string());  // throws on a number
+                             })
+                    .ok());
+    ASSERT_TRUE(server_
                     ->HandleStream("floodChan",
                                    [this](ServerStreamPtr s) {
                                      int sent = 0;
@@ -537,6 +543,15 @@ TEST_P(RpcControlTest, GracefulShutdownFinishesInFlightCalls) {
   EXPECT_EQ(r.value, Value("finished"));
   stopper.get();
   EXPECT_FALSE(Svc().Invoke("echo", {1}).ok());
+}
+
+TEST_P(RpcControlTest, ThrowingHandlerFailsTheCallNotTheServer) {
+  Result r = Svc().Invoke("throws", {1});
+  ASSERT_TRUE(r.is_platform_error());
+  EXPECT_EQ(r.status.code(), Code::kUnknown);
+  r = Svc().Invoke("throws", {"fine"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value, Value("fine"));
 }
 
 TEST_P(RpcControlTest, NonBlockingServerStream) {

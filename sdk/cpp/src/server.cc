@@ -141,11 +141,20 @@ class Server::Impl {
   }
 
   // Runs a unary handler for `call` (any thread that may block).
+  // Runs a unary handler. An exception escaping user code (say
+  // std::bad_variant_access from Value::as_string on the wrong type) fails
+  // the call with UNKNOWN instead of ending the process.
   static void Invoke(const HandlerEntry& h, const UnaryCallPtr& call) {
-    if (h.sync) {
-      call->Reply(h.sync(call->context(), call->args()));
-    } else {
-      h.async(call);
+    try {
+      if (h.sync) {
+        call->Reply(h.sync(call->context(), call->args()));
+      } else {
+        h.async(call);
+      }
+    } catch (const std::exception& e) {
+      call->Reply(Result::Failed(Status(Code::kUnknown, std::string("handler threw: ") + e.what())));
+    } catch (...) {
+      call->Reply(Result::Failed(Status(Code::kUnknown, "handler threw")));
     }
   }
 
@@ -568,7 +577,14 @@ void ServerStreamCore::HandleFirstRead(Lock& lock, bool ok) {
           return;
         }
       }
-      h->stream(std::move(handle));
+      std::weak_ptr<ServerStream> weak = handle;
+      try {
+        h->stream(std::move(handle));
+      } catch (const std::exception& e) {
+        if (auto st = weak.lock()) st->Finish(Result::Failed(Status(Code::kUnknown, std::string("handler threw: ") + e.what())));
+      } catch (...) {
+        if (auto st = weak.lock()) st->Finish(Result::Failed(Status(Code::kUnknown, "handler threw")));
+      }
     };
     if (h->options.run_inline && !need_resource) {
       run();
