@@ -1,7 +1,8 @@
 // The gateway relay benchmark (docs/BENCHMARKS.md, "Gateway relay").
 //
 //   gateway_relay_bench [--runs 5] [--seconds 2] [--workers 1] [--json]
-//       Starts the echo instance (gateway_echo_server, next to this binary),
+//       Starts the echo instance (gateway_echo_server --callback, next to this
+//       binary: gRPC's callback API, unary echo),
 //       the gateway (this binary, `serve`) and nghttpx, then measures 64 B
 //       unary calls at 1, 16 and 64 in flight over one client connection:
 //       direct to the instance, through the gateway, through nghttpx. Runs are
@@ -194,12 +195,13 @@ std::vector<std::string> StatFields(pid_t pid) {
 
 // utime+stime of a process and its children (nghttpx forks its workers), in
 // microseconds.
-double CpuMicros(pid_t pid) {
+double CpuMicros(pid_t pid, bool with_children = true) {
   std::vector<std::string> fields = StatFields(pid);
   if (fields.size() < 13) return 0;
   // fields[0] is state (field 3); utime is field 14, stime field 15.
   double ticks = std::stod(fields[11]) + std::stod(fields[12]);
   double us = ticks * 1e6 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  if (!with_children) return us;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     std::string name = entry.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -213,7 +215,7 @@ double CpuMicros(pid_t pid) {
 // --- load ------------------------------------------------------------------------
 
 struct Result {
-  double p50_us = 0, p99_us = 0, calls_per_s = 0, proxy_cpu_us = 0, server_cpu_us = 0;
+  double p50_us = 0, p99_us = 0, calls_per_s = 0, proxy_cpu_us = 0, server_cpu_us = 0, client_cpu_us = 0;
 };
 
 struct Load {
@@ -298,7 +300,7 @@ int RunAll(int runs, double seconds, int workers) {
   std::string sock = tmpl + "/echo.sock";
 
   Child echo, gw, nghttpx;
-  if (!Spawn({echo_bin.string(), "unix:" + sock}, &echo) || ReadLine(echo.out, 10000) != "ready") {
+  if (!Spawn({echo_bin.string(), "unix:" + sock, "--callback"}, &echo) || ReadLine(echo.out, 10000) != "ready") {
     std::fprintf(stderr, "echo server did not start (%s)\n", echo_bin.c_str());
     return 1;
   }
@@ -344,10 +346,12 @@ int RunAll(int runs, double seconds, int workers) {
         Load& load = *loads[t.name];
         load.Run(inflight, 0.2, &errors);  // settle
         double proxy0 = t.proxy > 0 ? CpuMicros(t.proxy) : 0, server0 = CpuMicros(echo.pid);
+        double client0 = CpuMicros(::getpid(), false);
         auto t0 = Clock::now();
         std::vector<double> lat = load.Run(inflight, seconds, &errors);
         double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
         double proxy1 = t.proxy > 0 ? CpuMicros(t.proxy) : 0, server1 = CpuMicros(echo.pid);
+        double client1 = CpuMicros(::getpid(), false);
         Result r;
         double n = static_cast<double>(lat.size());
         r.calls_per_s = n / elapsed;
@@ -355,14 +359,15 @@ int RunAll(int runs, double seconds, int workers) {
         r.p99_us = Percentile(lat, 0.99);
         r.proxy_cpu_us = t.proxy > 0 ? (proxy1 - proxy0) / n : 0;
         r.server_cpu_us = (server1 - server0) / n;
+        r.client_cpu_us = (client1 - client0) / n;
         samples[t.name][inflight].push_back(r);
         std::fprintf(stderr, "run %d %-12s %2d in flight: p50 %6.1f us p99 %7.1f us %8.0f calls/s proxy %5.1f us/call\n",
                      run + 1, t.name.c_str(), inflight, r.p50_us, r.p99_us, r.calls_per_s, r.proxy_cpu_us);
       }
     }
   }
-  std::printf("| target | in flight | p50 µs | p99 µs | calls/s | vs direct | proxy CPU µs/call | instance CPU µs/call |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf("| target | in flight | p50 µs | p99 µs | calls/s | vs direct | proxy CPU µs/call | instance CPU µs/call | client CPU µs/call |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (int inflight : inflights) {
     double direct_tput = 0;
     for (auto& t : targets) {
@@ -376,9 +381,10 @@ int RunAll(int runs, double seconds, int workers) {
       if (t.name == "direct") direct_tput = tput;
       char cpu[32] = "–";
       if (t.proxy > 0) std::snprintf(cpu, sizeof cpu, "%.1f", pick([](const Result& r) { return r.proxy_cpu_us; }));
-      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.2f× | %s | %.1f |\n", t.name.c_str(), inflight,
+      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.2f× | %s | %.1f | %.1f |\n", t.name.c_str(), inflight,
                   pick([](const Result& r) { return r.p50_us; }), pick([](const Result& r) { return r.p99_us; }), tput,
-                  direct_tput > 0 ? tput / direct_tput : 0, cpu, pick([](const Result& r) { return r.server_cpu_us; }));
+                  direct_tput > 0 ? tput / direct_tput : 0, cpu, pick([](const Result& r) { return r.server_cpu_us; }),
+                  pick([](const Result& r) { return r.client_cpu_us; }));
     }
   }
   std::printf("\nerrors: %d\n", errors);

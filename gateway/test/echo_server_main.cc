@@ -1,17 +1,19 @@
-// gateway_echo_server <address>: serves the test EchoService (echo_service.h)
-// until killed; prints "ready" on stdout once it listens.
+// gateway_echo_server <address> [--callback]: serves the test EchoService
+// (echo_service.h; with --callback the unary-only CallbackEchoService) until
+// killed; prints "ready" on stdout once it listens.
 #include <cstdio>
 #include <string>
 
 #include "echo_service.h"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s unix:/path.sock | host:port\n", argv[0]);
+  bool callback = argc == 3 && std::string(argv[2]) == "--callback";
+  if (argc != 2 && !callback) {
+    std::fprintf(stderr, "usage: %s unix:/path.sock | host:port [--callback]\n", argv[0]);
     return 2;
   }
   lever::gateway::testing::EchoServer server;
-  if (!server.Start(argv[1])) {
+  if (!server.Start(argv[1], callback)) {
     std::fprintf(stderr, "cannot listen on %s\n", argv[1]);
     return 1;
   }

@@ -91,12 +91,41 @@ grpc::Status EchoService::HandleStreamingRPC(
   return grpc::Status(grpc::StatusCode::UNKNOWN, "Method not found");
 }
 
-bool EchoServer::Start(const std::string& address) {
+grpc::ServerUnaryReactor* CallbackEchoService::HandleRPC(grpc::CallbackServerContext* ctx,
+                                                         const core::RPC* request, core::RPCReply* reply) {
+  auto* reactor = ctx->DefaultReactor();
+  auto it = ctx->client_metadata().find("lever-url");
+  UrlView url;
+  std::string text = it == ctx->client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
+  if (ParseUrl(text, &url).ok() && url.method == "echo") {
+    reply->set_byte_result(request->byte_args());
+    reactor->Finish(grpc::Status::OK);
+  } else {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "only echo"));
+  }
+  return reactor;
+}
+
+grpc::ServerBidiReactor<core::StreamMessage, core::StreamMessage>* CallbackEchoService::HandleStreamingRPC(
+    grpc::CallbackServerContext*) {
+  class Unimplemented : public grpc::ServerBidiReactor<core::StreamMessage, core::StreamMessage> {
+   public:
+    Unimplemented() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "only unary echo")); }
+    void OnDone() override { delete this; }
+  };
+  return new Unimplemented;
+}
+
+bool EchoServer::Start(const std::string& address, bool callback) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials());
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
-  builder.RegisterService(&service);
+  if (callback) {
+    builder.RegisterService(&callback_service);
+  } else {
+    builder.RegisterService(&service);
+  }
   // Sync-server pollers wake this often; the default (10 s) bounds how long
   // Shutdown can take.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);

@@ -39,11 +39,24 @@ class EchoService final : public core::LeverRPC::Service {
   }
 };
 
-// A gRPC server with an EchoService on `address` (e.g. "unix:/tmp/x.sock").
+// The unary `echo` alone on gRPC's callback API: no thread hand-off and no
+// thread churn, the fairer instance for the benchmark. Other methods and
+// streams answer UNIMPLEMENTED.
+class CallbackEchoService final : public core::LeverRPC::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* HandleRPC(grpc::CallbackServerContext* ctx, const core::RPC* request,
+                                      core::RPCReply* reply) override;
+  grpc::ServerBidiReactor<core::StreamMessage, core::StreamMessage>* HandleStreamingRPC(
+      grpc::CallbackServerContext* ctx) override;
+};
+
+// A gRPC server with an EchoService (or, with `callback`, a
+// CallbackEchoService) on `address` (e.g. "unix:/tmp/x.sock").
 struct EchoServer {
   EchoService service;
+  CallbackEchoService callback_service;
   std::unique_ptr<grpc::Server> server;
-  bool Start(const std::string& address);
+  bool Start(const std::string& address, bool callback = false);
   ~EchoServer();
 };
 
