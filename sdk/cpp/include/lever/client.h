@@ -9,9 +9,10 @@
 //   else platform_error(r.status);                       // gRPC code + text
 //
 // Thread safety: Client, Endpoint and ClientStream are safe to use from any
-// number of threads. Callbacks (InvokeAsync, OpenStreamAsync,
-// ClientStream::ReceiveAsync/SendAsync) run on gRPC's callback threads: they
-// must not block; bounce to your own thread for long work.
+// number of threads. Callbacks (InvokeAsync, InvokeUrlAsync,
+// InvokeStreamUrlAsync, ClientStream::ReceiveAsync/SendAsync) run on gRPC's
+// callback threads, or inline in the caller when the outcome is already
+// known: they must not block; bounce to your own thread for long work.
 #pragma once
 
 #include <chrono>
@@ -76,8 +77,8 @@ class ClientStream {
   // flow control. Fails when the stream has ended; a queued message that
   // cannot be written fails a later send.
   virtual Status Send(const Value& msg) = 0;
-  // Same without blocking: `done` runs on a gRPC thread when the message is
-  // written or failed.
+  // Same without blocking: `done` (may be null) runs on a gRPC thread when
+  // the message is written or failed.
   virtual void SendAsync(Value msg, std::function<void(Status)> done) = 0;
   // Half-closes: no more sends; the server sees the end of its input.
   virtual void CloseSend() = 0;
