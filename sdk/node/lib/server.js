@@ -12,6 +12,10 @@
 //   - return a Promise (async functions): its value is the result, a rejection
 //     the error; or
 //   - return any other value except undefined: that is the result.
+//   Whatever comes first answers. A function that declares a parameter in the
+//   callback's position (fn.length > number of arguments) answers through the
+//   callback: its return value is ignored, and so is a Promise resolving to
+//   undefined (`(n, cb) => setTimeout(...)` must not answer with the timer).
 //   The resource name is prepended when the call's URL has one (the
 //   original's rule). NewResource/CloseResource get (resource, cb).
 // Streaming: fn(stream, [resource,] ...args). The call ends with
@@ -25,6 +29,7 @@ const { isChanMethod } = require('./url');
 const RESOURCE_HOOKS = new Set(['NewResource', 'CloseResource']);
 const INTERNAL = 13;
 const NOT_FOUND = 5;
+const CANCELLED = 1;
 
 function methodNames(handler) {
   const names = [];
@@ -59,7 +64,7 @@ function replyTo(call, err, result) {
   }
 }
 
-function unaryDispatcher(handler, name) {
+function unaryDispatcher(handler, name, open) {
   const prepend = !RESOURCE_HOOKS.has(name);
   return (call, args, resource) => {
     const fn = handler[name];
@@ -68,9 +73,11 @@ function unaryDispatcher(handler, name) {
       return;
     }
     let answered = false;
+    open.add(call);
     const cb = (err, result) => {
       if (answered) return;
       answered = true;
+      if (!open.delete(call)) return; // failed by stop() meanwhile
       replyTo(call, err, result);
     };
     const callArgs = resource && prepend ? [resource, ...args, cb] : [...args, cb];
@@ -81,19 +88,26 @@ function unaryDispatcher(handler, name) {
       cb(err || new Error('handler threw'));
       return;
     }
+    // A function that declares a parameter where the callback goes answers
+    // through it: what it returns (a timer, a request, ...) is not the result.
+    const usesCallback = fn.length >= callArgs.length;
     if (isThenable(ret)) {
       ret.then(
-        (v) => cb(null, v),
+        (v) => {
+          if (v !== undefined || !usesCallback) cb(null, v);
+        },
         (err) => cb(err || new Error('handler rejected')));
-    } else if (ret !== undefined) {
+    } else if (ret !== undefined && !usesCallback) {
       cb(null, ret);
     }
   };
 }
 
-function streamDispatcher(handler, name) {
+function streamDispatcher(handler, name, open) {
   return (nativeStream, args, resource) => {
     const stream = new LeverStream(nativeStream, { server: true });
+    open.add(stream);
+    stream.on('close', () => open.delete(stream));
     const fn = handler[name];
     if (typeof fn !== 'function') {
       stream.destroy(new Error('Invalid method'));
@@ -140,9 +154,11 @@ class Server {
     this.handler = handler;
     this.methods = methodNames(handler);
     this._native = new native.Server(options.listenAddr || undefined, options.maxWorkers || 4);
+    // Calls and streams not answered yet: stop() ends them after its grace.
+    this._open = new Set();
     for (const name of this.methods) {
-      if (isChanMethod(name)) this._native.handle(name, true, streamDispatcher(handler, name));
-      else this._native.handle(name, false, unaryDispatcher(handler, name));
+      if (isChanMethod(name)) this._native.handle(name, true, streamDispatcher(handler, name, this._open));
+      else this._native.handle(name, false, unaryDispatcher(handler, name, this._open));
     }
     this.port = 0;
     this._running = false;
@@ -157,10 +173,19 @@ class Server {
     return this.port;
   }
 
-  // Stops accepting calls, gives calls in flight `graceMs`, then cancels them.
+  // Stops accepting calls, gives calls in flight `graceMs`, then cancels them
+  // (also those whose handler never answers).
   stop(graceMs = 5000, cb) {
     const p = new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        for (const c of this._open) {
+          if (c instanceof LeverStream) c.destroy();
+          else c.fail(CANCELLED, 'the service is stopping');
+        }
+        this._open.clear();
+      }, graceMs);
       this._native.stop(graceMs, () => {
+        clearTimeout(timer);
         this._running = false;
         running.delete(this);
         resolve();

@@ -37,6 +37,8 @@ test('handler shapes: async, sync return, this, varargs, no result', async () =>
   assert.deepEqual(await ep.invoke('echo', 1, 'two', null, { three: [3] }), [1, 'two', null, { three: [3] }]);
   assert.deepEqual(await ep.invoke('echo'), []);
   assert.equal(await ep.invoke('nothing'), null);
+  assert.equal(await ep.invoke('later', 1), 'later 1');
+  assert.equal(await ep.invoke('asyncWithCallback', 2), 'cb 2');
 });
 
 test('values round trip', async () => {
