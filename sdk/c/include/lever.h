@@ -304,9 +304,10 @@ LEVER_EXTERN(int) lever_server_port(const lever_server *server);
 /* Blocks until the server has stopped. */
 LEVER_EXTERN(int) lever_server_wait(lever_server *server);
 /* Stops accepting calls, lets calls in flight finish for grace_ms, then
- * cancels them; returns when stopped. Not from a handler thread. */
+ * cancels them; returns when stopped. Called from a handler it only starts
+ * the shutdown and returns at once (lever_server_wait tells when it is done). */
 LEVER_EXTERN(int) lever_server_stop(lever_server *server, unsigned int grace_ms);
-/* Stops (no grace) if needed and frees. */
+/* Stops (no grace) if needed and frees. Not from a handler thread. */
 LEVER_EXTERN(void) lever_server_free(lever_server *server);
 
 /* The call's arguments (an array) and context, borrowed until it is finished. */
