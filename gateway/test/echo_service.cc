@@ -126,9 +126,6 @@ bool EchoServer::Start(const std::string& address, bool callback) {
   } else {
     builder.RegisterService(&service);
   }
-  // Sync-server pollers wake this often; the default (10 s) bounds how long
-  // Shutdown can take.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 100);
   server = builder.BuildAndStart();
   return server != nullptr;
 }
