@@ -305,6 +305,9 @@ class Client : public Napi::ObjectWrap<Client> {
 
 // ---- Stream (client or server side) ---------------------------------------
 
+// Stream handles held by wrappers and not yet freed (tests check for leaks).
+std::atomic<int64_t> g_live_streams{0};
+
 class Stream : public Napi::ObjectWrap<Stream> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -320,8 +323,11 @@ class Stream : public Napi::ObjectWrap<Stream> {
   explicit Stream(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Stream>(info) {
     if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "lever: Stream is created by the library");
     stream_ = info[0].As<Napi::External<lever_stream>>().Data();
+    g_live_streams++;
   }
-  ~Stream() override { lever_stream_free(stream_); }
+  ~Stream() override {
+    if (stream_) DoFree();
+  }
 
   static Napi::Object Wrap(Napi::Env env, lever_stream* s) {
     return GetAddon(env)->stream_ctor.New({Napi::External<lever_stream>::New(env, s)});
@@ -464,8 +470,10 @@ class Stream : public Napi::ObjectWrap<Stream> {
     if (free_pending_ && !recv_in_flight_ && sends_in_flight_ == 0) DoFree();
   }
   void DoFree() {
+    if (stream_ == nullptr) return;
     lever_stream_free(stream_);
     stream_ = nullptr;
+    g_live_streams--;
   }
 
   Napi::Value Args(const Napi::CallbackInfo& info) {
@@ -747,6 +755,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Stream", stream);
   exports.Set("Call", call);
   exports.Set("version", Napi::String::New(env, LEVER_VERSION));
+  exports.Set("liveStreams", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                return Napi::Number::New(info.Env(), static_cast<double>(g_live_streams.load()));
+              }));
   return exports;
 }
 
