@@ -5,7 +5,8 @@
 //       binary: gRPC's callback API, unary echo),
 //       the gateway (this binary, `serve`) and nghttpx, then measures 64 B
 //       unary calls at 1, 16 and 64 in flight over one client connection:
-//       direct to the instance, through the gateway, through nghttpx. Runs are
+//       direct to the instance, through the gateway (public TCP port, internal
+//       unix listener, and TCP with busy_poll = 100 µs), through nghttpx. Runs are
 //       interleaved; the table shows medians over runs of p50, p99,
 //       throughput, and the CPU per call of the proxy and of the instance
 //       (utime+stime from /proc/<pid>/stat).
@@ -78,6 +79,9 @@ class FixedRouter final : public lever::host::Router {
 
 int Serve(const std::string& backend, int workers, const std::string& internal_socket) {
   lever::gateway::GatewayOptions options;
+  if (const char* busy = std::getenv("LEVER_GATEWAY_BUSY_POLL_US")) {
+    options.busy_poll = std::chrono::microseconds(std::atoi(busy));
+  }
   options.listen = "127.0.0.1:0";
   options.workers = workers;
   lever::gateway::Gateway gateway(options, std::make_shared<FixedRouter>(backend));
@@ -312,6 +316,16 @@ int RunAll(int runs, double seconds, int workers) {
     return 1;
   }
   std::string gw_port = port_line.substr(5);
+  // The same gateway with its workers polling 100 µs before they sleep.
+  Child gw_busy;
+  ::setenv("LEVER_GATEWAY_BUSY_POLL_US", "100", 1);
+  bool busy_ok = Spawn({self.string(), "serve", "unix:" + sock, std::to_string(workers)}, &gw_busy);
+  ::unsetenv("LEVER_GATEWAY_BUSY_POLL_US");
+  std::string busy_line = busy_ok ? ReadLine(gw_busy.out, 10000) : "";
+  if (!busy_line.starts_with("port ")) {
+    std::fprintf(stderr, "busy-poll gateway did not start\n");
+    return 1;
+  }
   uint16_t nx_port = FreePort();
   std::string nghttpx_bin = "/usr/sbin/nghttpx";
   bool have_nghttpx = fs::exists(nghttpx_bin);
@@ -330,7 +344,8 @@ int RunAll(int runs, double seconds, int workers) {
   // is an internal listener (what instances use), which takes the TCP hop out.
   std::vector<Target> targets = {{"direct", "unix:" + sock, -1},
                                  {"gateway", "127.0.0.1:" + gw_port, gw.pid},
-                                 {"gateway-unix", "unix:" + gw_sock, gw.pid}};
+                                 {"gateway-unix", "unix:" + gw_sock, gw.pid},
+                                 {"gateway-busy100", "127.0.0.1:" + busy_line.substr(5), gw_busy.pid}};
   if (have_nghttpx) targets.push_back({"nghttpx", "127.0.0.1:" + std::to_string(nx_port), nghttpx.pid});
   std::vector<int> inflights = {1, 16, 64};
 
@@ -361,7 +376,7 @@ int RunAll(int runs, double seconds, int workers) {
         r.server_cpu_us = (server1 - server0) / n;
         r.client_cpu_us = (client1 - client0) / n;
         samples[t.name][inflight].push_back(r);
-        std::fprintf(stderr, "run %d %-12s %2d in flight: p50 %6.1f us p99 %7.1f us %8.0f calls/s proxy %5.1f us/call\n",
+        std::fprintf(stderr, "run %d %-15s %2d in flight: p50 %6.1f us p99 %7.1f us %8.0f calls/s proxy %5.1f us/call\n",
                      run + 1, t.name.c_str(), inflight, r.p50_us, r.p99_us, r.calls_per_s, r.proxy_cpu_us);
       }
     }
@@ -390,6 +405,7 @@ int RunAll(int runs, double seconds, int workers) {
   std::printf("\nerrors: %d\n", errors);
   loads.clear();
   nghttpx.Stop();
+  gw_busy.Stop();
   gw.Stop();
   echo.Stop();
   std::error_code ec;

@@ -239,7 +239,7 @@ Status Gateway::Start() {
     return Status(Code::kInvalidArgument, "bad listen address \"" + o.listen + "\" (want ip:port)");
 
   int n = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  RelayConfig config{o.stream_window, o.connection_window, o.max_concurrent_streams, o.connect_timeout};
+  RelayConfig config{o.stream_window, o.connection_window, o.max_concurrent_streams, o.connect_timeout, o.busy_poll};
   for (int i = 0; i < n; ++i) {
     m.workers.push_back(std::make_shared<WorkerImpl>(static_cast<size_t>(i), config, m.router.get()));
     m.workers.back()->Register();

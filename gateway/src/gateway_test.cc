@@ -454,6 +454,39 @@ TEST(GatewayHttp1Hook, HookGetsSocketAndSniffedBytes) {
   gateway.Stop(0ms);
 }
 
+TEST(GatewayBusyPoll, RelaysAndStops) {
+  std::string dir = TempDir();
+  EchoServer echo;
+  ASSERT_TRUE(echo.Start("unix:" + dir + "/echo.sock"));
+  auto router = std::make_shared<TestRouter>();
+  router->echo = std::make_shared<TestBackend>("unix:" + dir + "/echo.sock");
+  GatewayOptions options;
+  options.listen = "127.0.0.1:0";
+  options.workers = 1;
+  options.busy_poll = std::chrono::microseconds(50);
+  Gateway gateway(options, router);
+  ASSERT_TRUE(gateway.Start().ok());
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  auto stub = core::LeverRPC::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(gateway.port()), grpc::InsecureChannelCredentials(), args));
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+    ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echo");
+    core::RPC rpc;
+    rpc.set_byte_args("b" + std::to_string(i));
+    core::RPCReply reply;
+    ASSERT_TRUE(stub->HandleRPC(&ctx, rpc, &reply).ok());
+    EXPECT_EQ(reply.byte_result(), "b" + std::to_string(i));
+  }
+  auto start = std::chrono::steady_clock::now();
+  gateway.Stop(1s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 TEST(GatewaySniff, SilentConnectionIsClosedAfterTheTimeout) {
   GatewayOptions options;
   options.listen = "127.0.0.1:0";

@@ -780,7 +780,24 @@ void WorkerImpl::Register() {
 
 void WorkerImpl::RunThread() {
   current_worker = this;
-  io_.run();
+  if (config_.busy_poll.count() <= 0) {
+    io_.run();
+  } else {
+    // Spin on the reactor for a while after each burst of work before
+    // sleeping in epoll: trades CPU for the wake-up latency.
+    while (!io_.stopped()) {
+      if (io_.poll() > 0) continue;
+      auto until = std::chrono::steady_clock::now() + config_.busy_poll;
+      bool ran = false;
+      while (!io_.stopped() && std::chrono::steady_clock::now() < until) {
+        if (io_.poll() > 0) {
+          ran = true;
+          break;
+        }
+      }
+      if (!ran) io_.run_one();
+    }
+  }
   current_worker = nullptr;
 }
 

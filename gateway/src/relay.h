@@ -173,6 +173,7 @@ struct RelayConfig {
   uint32_t connection_window = 16u << 20;
   uint32_t max_concurrent_streams = 10000;
   std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::microseconds busy_poll{0};
 };
 
 class WorkerImpl final : public Worker, public std::enable_shared_from_this<WorkerImpl> {

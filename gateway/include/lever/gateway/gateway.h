@@ -77,6 +77,10 @@ struct GatewayOptions {
   uint32_t max_concurrent_streams = 10000;
   // Bound on connecting to an instance. Default 5 s.
   std::chrono::milliseconds connect_timeout{5000};
+  // After each burst of work a worker keeps polling its sockets this long
+  // before it sleeps in epoll: lower latency at low load for CPU. Default 0
+  // (off). See docs/BENCHMARKS.md, "Gateway relay".
+  std::chrono::microseconds busy_poll{0};
   // HTTP/1.1 hook. Default (empty): answer `501 Not Implemented` and close.
   Http1Handler http1;
 };
