@@ -9,7 +9,8 @@
 // Looked up in this order:
 //   1. LEVER_INCLUDE_DIR / LEVER_LIB_DIR, when set;
 //   2. LEVER_BUILD_DIR (a CMake build dir of this repository; default
-//      <repo>/build/main): liblever.so anywhere below it (sdk/c/ first),
+//      <repo>/build/main; a relative path is looked up from INIT_CWD, the
+//      current dir, then the repository root): liblever.so below it (sdk/c/ first),
 //      lever.h from <repo>/sdk/c/include;
 //   3. pkg-config lever (set PKG_CONFIG_PATH to the dir with lever.pc).
 const fs = require('fs');
@@ -26,6 +27,17 @@ function fail(msg) {
       'addon build at it: LEVER_BUILD_DIR=<build-dir> npm install, or set\n' +
       'LEVER_LIB_DIR and LEVER_INCLUDE_DIR, or PKG_CONFIG_PATH to the dir of lever.pc.\n');
   process.exit(1);
+}
+
+// A relative LEVER_BUILD_DIR is taken from where npm was started (INIT_CWD),
+// the current directory, or the repository root, whichever has it.
+function buildDirFromEnv() {
+  const dir = process.env.LEVER_BUILD_DIR;
+  if (!dir) return path.join(repoDir, 'build', 'main');
+  if (path.isAbsolute(dir)) return dir;
+  const bases = [process.env.INIT_CWD, process.cwd(), repoDir].filter(Boolean);
+  const found = bases.map((b) => path.resolve(b, dir)).find((p) => fs.existsSync(p));
+  return found || path.resolve(dir);
 }
 
 function pkgConfig(flag) {
@@ -67,7 +79,7 @@ function includeDir() {
 
 function libDir() {
   if (process.env.LEVER_LIB_DIR) return path.resolve(process.env.LEVER_LIB_DIR);
-  const buildDir = path.resolve(process.env.LEVER_BUILD_DIR || path.join(repoDir, 'build', 'main'));
+  const buildDir = buildDirFromEnv();
   const found = fs.existsSync(buildDir) ? findLib(buildDir, 3) : null;
   if (found) return found;
   const pc = pkgConfig('--variable=libdir');

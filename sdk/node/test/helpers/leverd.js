@@ -9,7 +9,15 @@ const path = require('path');
 
 const pkgDir = path.resolve(__dirname, '..', '..');
 const repoDir = path.resolve(pkgDir, '..', '..');
-const buildDir = path.resolve(process.env.LEVER_BUILD_DIR || path.join(repoDir, 'build', 'main'));
+// A relative LEVER_BUILD_DIR: from where npm was started, here, or the repo root.
+function buildDirFromEnv() {
+  const dir = process.env.LEVER_BUILD_DIR;
+  if (!dir) return path.join(repoDir, 'build', 'main');
+  if (path.isAbsolute(dir)) return dir;
+  const bases = [process.env.INIT_CWD, process.cwd(), repoDir].filter(Boolean);
+  return bases.map((b) => path.resolve(b, dir)).find((p) => fs.existsSync(p)) || path.resolve(dir);
+}
+const buildDir = buildDirFromEnv();
 const leverdPath = process.env.LEVERD || path.join(buildDir, 'cli', 'leverd');
 const leverPath = process.env.LEVER_CLI || path.join(buildDir, 'cli', 'lever');
 const leverServe = path.join(pkgDir, 'bin', 'lever-serve');
