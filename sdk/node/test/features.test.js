@@ -107,6 +107,14 @@ test('wrong call style and missing environment', async () => {
   }
 });
 
+test('deadlines: a call past its timeout fails DEADLINE_EXCEEDED', async () => {
+  const c = new Client({ forceHost: leverd.address, timeout: 300, waitForReady: true });
+  const e = c.service('dev.lever', 'basictestservice');
+  await assert.rejects(e.invoke('slow', 5000), { code: 'DEADLINE_EXCEEDED', status: 4 });
+  c.timeout = 10000;
+  assert.equal(await e.invoke('slow', 1), 'slow');
+});
+
 test('bytes are Buffers both ways (unary, errors, streams)', async () => {
   const r = await ep.invoke('reverseBytes', Buffer.from([1, 2, 3, 0, 255]));
   assert.ok(Buffer.isBuffer(r));
