@@ -1,0 +1,3 @@
+module github.com/leveros/lever/sdk/go
+
+go 1.24
