@@ -822,6 +822,55 @@ TEST_F(GatewayTest, ColdStartBuffersTheRequestUntilTheRouterAnswers) {
   EXPECT_EQ(router_->echo->starts.load(), 1);
 }
 
+TEST_F(GatewayTest, ManyColdCallsOnBothWorkersReleasedFromAnotherThread) {
+  // Router answers for streams on two workers arrive together from one host
+  // thread; each lands on the worker that owns its stream.
+  constexpr int kChannels = 4, kPerChannel = 50;
+  std::vector<std::unique_ptr<core::LeverRPC::Stub>> stubs;
+  for (int i = 0; i < kChannels; ++i) stubs.push_back(core::LeverRPC::NewStub(Channel()));
+  grpc::CompletionQueue cq;
+  struct Pending {
+    grpc::ClientContext ctx;
+    core::RPCReply reply;
+    grpc::Status status;
+    std::string payload;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<core::RPCReply>> reader;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  for (int c = 0; c < kChannels; ++c) {
+    for (int i = 0; i < kPerChannel; ++i) {
+      auto p = std::make_unique<Pending>();
+      p->ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+      p->ctx.AddMetadata("lever-url", "lever://dev.lever/cold//echo");
+      p->payload = std::to_string(c) + "/" + std::to_string(i);
+      core::RPC rpc;
+      rpc.set_byte_args(p->payload);
+      p->reader = stubs[c]->AsyncHandleRPC(&p->ctx, rpc, &cq);
+      p->reader->Finish(&p->reply, &p->status, p.get());
+      calls.push_back(std::move(p));
+    }
+  }
+  ASSERT_TRUE(router_->WaitCold(kChannels * kPerChannel));
+  std::thread host([&] { router_->ReleaseCold(); });
+  int ok = 0;
+  for (int n = 0; n < kChannels * kPerChannel; ++n) {
+    void* tag;
+    bool got;
+    ASSERT_EQ(cq.AsyncNext(&tag, &got, std::chrono::system_clock::now() + kWait), grpc::CompletionQueue::GOT_EVENT);
+    auto* p = static_cast<Pending*>(tag);
+    if (p->status.ok() && p->reply.byte_result() == p->payload) ++ok;
+  }
+  host.join();
+  EXPECT_EQ(ok, kChannels * kPerChannel);
+  EXPECT_EQ(gateway_->StatsForTest().backend_connections, 2);
+  EXPECT_TRUE(WaitFor([&] { return router_->echo->ends.load() == kChannels * kPerChannel; }));
+  cq.Shutdown();
+  void* tag;
+  bool got;
+  while (cq.Next(&tag, &got)) {
+  }
+}
+
 TEST_F(GatewayTest, ColdStartAnsweredAfterTheClientLeftIsDropped) {
   auto stub = core::LeverRPC::NewStub(Channel());
   grpc::ClientContext ctx;
