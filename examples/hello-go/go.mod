@@ -1,0 +1,7 @@
+module github.com/leveros/lever/examples/hello-go
+
+go 1.24
+
+require github.com/leveros/lever/sdk/go v0.0.0
+
+replace github.com/leveros/lever/sdk/go => ../../sdk/go
