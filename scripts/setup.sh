@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config ccache
+  build-essential cmake ninja-build pkg-config ccache python3
   # core libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libmsgpack-cxx-dev libsimdjson-dev nlohmann-json3-dev
@@ -36,10 +36,12 @@ fi
 # npm packages of the compatibility tests (a client Lever did not write),
 # installed once from the lock file.
 root=$(cd "$(dirname "$0")/.." && pwd)
-for pkg in tests/compat/node; do
+# The Node SDK's dependencies too; its addon is compiled by scripts/test.sh
+# once liblever is built (--ignore-scripts here).
+for pkg in tests/compat/node sdk/node; do
   if [ -f "$root/$pkg/package.json" ] && [ ! -d "$root/$pkg/node_modules" ]; then
-    echo "setup: npm install in $pkg" >&2
-    (cd "$root/$pkg" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "setup: npm ci in $pkg" >&2
+    (cd "$root/$pkg" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 done
 

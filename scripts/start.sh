@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds Lever, starts leverd on 127.0.0.1:8080 and
-# serves the hello example: it deploys examples/hello-cpp and calls it once.
+# serves the hello example: it deploys examples/hello-js (the original's
+# quick start, on the Node SDK) and calls it once.
 # leverd stays in the foreground; Ctrl-C stops it (SIGTERM drains calls).
 #   LEVER_LISTEN=127.0.0.1:8080 LEVER_DATA_DIR=~/.lever scripts/start.sh
 set -euo pipefail
@@ -12,7 +13,10 @@ build=${LEVER_BUILD_DIR:-build/main}
 listen=${LEVER_LISTEN:-127.0.0.1:8080}
 data=${LEVER_DATA_DIR:-$HOME/.lever}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target leverd lever hello_cpp_serve
+cmake --build "$build" -j"$(nproc)" --target leverd lever_cli lever
+abs_build=$(cd "$build" && pwd)
+# The Node SDK (its addon links liblever); leverd finds its lever-serve.
+(cd sdk/node && LEVER_BUILD_DIR="$abs_build" npm install --no-audit --no-fund --loglevel=error >/dev/null)
 
 bin="$build/cli"
 "$bin/leverd" --listen "$listen" --data-dir "$data" &
@@ -25,7 +29,7 @@ for _ in $(seq 1 200); do
   if ! kill -0 $leverd 2>/dev/null; then echo "start: leverd exited" >&2; exit 1; fi
   sleep 0.05
 done
-"$bin/lever" -H "$listen" deploy "$build/examples/hello-cpp"
+"$bin/lever" -H "$listen" deploy examples/hello-js
 printf 'lever invoke /helloService/sayHello %s  →  ' "'\"world\"'"
 "$bin/lever" -H "$listen" invoke /helloService/sayHello '"world"'
 cat <<MSG

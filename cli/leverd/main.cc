@@ -107,6 +107,28 @@ class ForwardingRouter final : public host::Router {
   host::RouterPtr target_;
 };
 
+// The program that runs jsEntry services: --js-runner, else $LEVER_JS_RUNNER,
+// else lever-serve on PATH, else the Node SDK of the source tree this leverd
+// was built from (build/<dir>/cli/leverd → sdk/node/bin/lever-serve).
+std::string FindJsRunner(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* e = std::getenv("LEVER_JS_RUNNER"); e && *e) return e;
+  std::error_code ec;
+  if (const char* path = std::getenv("PATH")) {
+    std::string_view rest(path);
+    while (!rest.empty()) {
+      size_t colon = rest.find(':');
+      fs::path candidate = fs::path(std::string(rest.substr(0, colon))) / "lever-serve";
+      if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    }
+  }
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  fs::path tree = self.parent_path().parent_path().parent_path().parent_path() / "sdk/node/bin/lever-serve";
+  if (!ec && access(tree.c_str(), X_OK) == 0) return tree.string();
+  return "";
+}
+
 // A unix socket path for an environment's internal listener, short enough
 // for sun_path whatever the env name.
 std::string InternalSocketPath(const std::string& run_dir, std::string_view env) {
@@ -163,7 +185,10 @@ int Run(const Flags& f) {
   ho.max_instances_per_service = f.max_instances;
   ho.deploy.max_compressed_bytes = uint64_t{f.max_upload_mib} << 20;
   ho.deploy.max_uncompressed_bytes = uint64_t{f.max_unpacked_mib} << 20;
-  if (!f.js_runner.empty()) ho.process.lever_serve = f.js_runner;
+  ho.process.lever_serve = FindJsRunner(f.js_runner);
+  if (ho.process.lever_serve.empty()) {
+    LogWarn("no lever-serve found (--js-runner, $LEVER_JS_RUNNER, PATH): jsEntry services cannot start");
+  }
   ho.admin_address = "unix:" + run_dir + "/admin.sock";
   ho.log_sink = [](std::string_view line) { Log(LogLevel::kInfo, "instance", line); };
   gateway::Gateway* gw_ptr = gw.get();
@@ -229,7 +254,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-instances", f.max_instances, "Instances per service")->capture_default_str();
   app.add_option("--max-upload-mib", f.max_upload_mib, "Largest deploy upload (compressed)")->capture_default_str();
   app.add_option("--max-unpacked-mib", f.max_unpacked_mib, "Largest deploy once unpacked")->capture_default_str();
-  app.add_option("--js-runner", f.js_runner, "Program that runs jsEntry services (the Node SDK's lever-serve)");
+  app.add_option("--js-runner", f.js_runner, "Program that runs jsEntry services (default: $LEVER_JS_RUNNER, lever-serve on PATH, or the source tree's)");
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
