@@ -2,7 +2,7 @@ package lever
 
 import (
 	"context"
-	"errors"
+	"io"
 	"math"
 	"runtime"
 	"strings"
@@ -160,17 +160,17 @@ func timeoutMs(ctx context.Context, def time.Duration) (uint32, error) {
 	return uint32(ms), nil
 }
 
-// ctxError prefers ctx's error for a call that failed because ctx ended.
+// ctxError prefers ctx's error for a call that failed once ctx had ended:
+// liblever's deadline (ctx's, rounded up) or the remote handler's (the same
+// deadline, on the server's clock) may fire before ctx's own timer.
 func ctxError(ctx context.Context, err error) error {
-	var pe *Error
-	if err == nil || !errors.As(err, &pe) {
+	if err == nil || err == io.EOF {
 		return err
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	// liblever's deadline (ctx's, rounded up) may fire before ctx's timer.
-	if dl, ok := ctx.Deadline(); ok && pe.Code == DeadlineExceeded && !time.Now().Before(dl) {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		return context.DeadlineExceeded
 	}
 	return err
