@@ -235,6 +235,10 @@ struct BackendCallbacks {
       conn->OnGoaway();
       return 0;
     }
+    if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+      conn->OnPeerSettings();
+      return 0;
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     Stream* s = StreamOf(session, frame->hd.stream_id);
     if (s == nullptr) return 0;
@@ -609,12 +613,19 @@ void BackendConn::OnConnected() {
   connected_ = true;
   ready_ = true;
   fail_message_ = "connection to instance " + backend_->address() + " lost";
+  // What queued while connecting is submitted on the instance's SETTINGS.
+  StartRead();
+  w_->MarkDirty(this);
+}
+
+void BackendConn::OnPeerSettings() {
+  if (peer_ready_) return;
+  peer_ready_ = true;
   // Submit what queued while connecting (the list may shrink as we go).
   std::vector<Stream*> queued = streams_;
   for (Stream* s : queued) {
     if (s->bconn == this && s->bsid < 0) SubmitNow(s);
   }
-  StartRead();
   w_->MarkDirty(this);
 }
 
@@ -622,7 +633,7 @@ void BackendConn::Submit(Stream* s) {
   s->bconn = this;
   s->backend_index = streams_.size();
   streams_.push_back(s);
-  if (connected_) SubmitNow(s);
+  if (peer_ready_) SubmitNow(s);
 }
 
 bool BackendConn::SubmitNow(Stream* s) {
@@ -683,6 +694,16 @@ void BackendConn::OnClose() {
   streams.swap(streams_);
   for (Stream* s : streams) {
     s->backend_index = SIZE_MAX;
+    if (!peer_ready_ && s->bsid < 0 && !s->rerouted && s->client != nullptr && s->bconn == this) {
+      // The instance never spoke HTTP/2 here, so it saw nothing of this call:
+      // place it again, once (the host no longer offers a backend whose
+      // connection failed until it has checked it).
+      s->rerouted = true;
+      s->bconn = nullptr;
+      s->backend.reset();
+      w_->Route(s, s->client->src_env());
+      continue;
+    }
     w_->OnBackendStreamClosed(s, NGHTTP2_INTERNAL_ERROR, fail_message_.empty() ? "connection to instance lost" : fail_message_);
   }
 }

@@ -121,6 +121,7 @@ struct Stream {
   host::BackendPtr backend;
   bool call_started = false;  // OnCallStart called, OnCallEnd owed
   bool routing = false;       // a Router answer is outstanding
+  bool rerouted = false;      // placed again once after a dead instance connection
 
   // Request (client -> backend).
   HeaderBlock req;
@@ -147,7 +148,7 @@ struct Stream {
     bconn = nullptr;
     bsid = -1;
     backend.reset();
-    call_started = routing = false;
+    call_started = routing = rerouted = false;
     req.Clear();
     url.clear();
     up.Release();
@@ -326,6 +327,8 @@ class BackendConn final : public H2Conn {
   void Submit(Stream* s);
   void RemoveStream(Stream* s);  // s->bconn cleared by caller
   void OnGoaway();
+  // The instance's first SETTINGS frame: it speaks HTTP/2 on this connection.
+  void OnPeerSettings();
   HeaderBlock& scratch() { return scratch_; }
 
  private:
@@ -334,6 +337,11 @@ class BackendConn final : public H2Conn {
   bool SubmitNow(Stream* s);
   host::BackendPtr backend_;
   bool connected_ = false;
+  // Streams are submitted only once the instance sent its SETTINGS: until
+  // then nothing of a call has reached it, so a connection that dies first
+  // (an instance that just crashed, still accepting in the kernel) lets the
+  // relay place its calls again instead of failing them.
+  bool peer_ready_ = false;
   bool goaway_ = false;
   bool failed_reported_ = false;
   std::string fail_message_;
