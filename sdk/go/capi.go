@@ -367,6 +367,12 @@ func serverWait(s cServer)               { C.lever_server_wait(s) }
 func serverStop(s cServer, grace uint32) { C.lever_server_stop(s, C.uint(grace)) }
 func serverFree(s cServer)               { C.lever_server_free(s) }
 
+// callCancelled / streamCancelled: the caller cancelled or the deadline passed.
+func callCancelled(c cCall) bool { return C.lever_context_cancelled(C.lever_call_context(c)) != 0 }
+func streamCancelled(s cStream) bool {
+	return C.lever_context_cancelled(C.lever_stream_context(s)) != 0
+}
+
 func callArgs(c cCall, fn func([]byte) error) error { return withMsgpack(C.lever_call_args(c), fn) }
 func callInfo(c cCall) *CallInfo                    { return contextInfo(C.lever_call_context(c)) }
 

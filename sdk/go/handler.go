@@ -151,48 +151,62 @@ func (m *method) serveUnary(call cCall) {
 	info := callInfo(call)
 	ctx, cancel := m.srv.callContext(info)
 	defer cancel()
+	id := m.srv.track(func() bool { return callCancelled(call) }, cancel)
+	o := m.runUnary(ctx, info, call)
+	m.srv.untrack(id) // before finishing: the watcher never sees a finished call
+	if o.fail {
+		callFail(call, o.code, o.msg)
+	} else {
+		callReply(call, o.value, o.isError)
+	}
+}
+
+// unaryOutcome is how a unary call ends.
+type unaryOutcome struct {
+	fail    bool // a platform error: code and msg
+	code    Code
+	msg     string
+	value   []byte // msgpack result or application error
+	isError bool
+}
+
+func failed(code Code, msg string) unaryOutcome {
+	return unaryOutcome{fail: true, code: code, msg: msg}
+}
+
+func (m *method) runUnary(ctx context.Context, info *CallInfo, call cCall) (o unaryOutcome) {
 	var in []reflect.Value
 	err := callArgs(call, func(b []byte) (err error) {
 		in, err = m.decodeArgs(ctx, info, nil, b)
 		return err
 	})
 	if err != nil {
-		code := InvalidArgument
 		if e, ok := err.(*Error); ok {
-			code = e.Code
-			err = fmt.Errorf("%s", e.Message)
+			return failed(e.Code, e.Message)
 		}
-		callFail(call, code, err.Error())
-		return
+		return failed(InvalidArgument, err.Error())
 	}
-	var out []reflect.Value
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				callFail(call, Unknown, panicMessage(m.name, r))
-				call = nil
-			}
-		}()
-		out = m.fn.Call(in)
+	defer func() {
+		if r := recover(); r != nil {
+			o = failed(Unknown, panicMessage(m.name, r))
+		}
 	}()
-	if call == nil {
-		return
-	}
+	out := m.fn.Call(in)
 	ev := out[len(out)-1]
+	var errVal any
 	if ev.Kind() == reflect.Slice { // a []byte error
 		if !ev.IsNil() {
-			b, _ := marshal(ev.Bytes())
-			callReply(call, b, true)
-			return
+			errVal = ev.Bytes()
 		}
 	} else if !ev.IsNil() {
-		b, err := marshal(errorValue(ev.Interface().(error)))
+		errVal = errorValue(ev.Interface().(error))
+	}
+	if errVal != nil {
+		b, err := marshal(errVal)
 		if err != nil {
-			callFail(call, Internal, "cannot encode the error of "+m.name+": "+err.Error())
-			return
+			return failed(Internal, "cannot encode the error of "+m.name+": "+err.Error())
 		}
-		callReply(call, b, true)
-		return
+		return unaryOutcome{value: b, isError: true}
 	}
 	var result any
 	if m.hasResult {
@@ -200,10 +214,9 @@ func (m *method) serveUnary(call cCall) {
 	}
 	b, err := marshal(result)
 	if err != nil {
-		callFail(call, Internal, "cannot encode the result of "+m.name+": "+err.Error())
-		return
+		return failed(Internal, "cannot encode the result of "+m.name+": "+err.Error())
 	}
-	callReply(call, b, false)
+	return unaryOutcome{value: b}
 }
 
 // serveStream runs on its own goroutine and frees p when the handler is done.
@@ -214,6 +227,15 @@ func (m *method) serveStream(p cStream) {
 	defer cancel()
 	s := newServerStream(ctx, cancel, p)
 	defer s.h.finish()
+	id := m.srv.track(func() bool {
+		q := s.h.acquire()
+		if q == nil {
+			return false
+		}
+		defer s.h.release()
+		return streamCancelled(q)
+	}, cancel)
+	defer m.srv.untrack(id)
 	var in []reflect.Value
 	err := streamArgs(p, func(b []byte) (err error) {
 		in, err = m.decodeArgs(ctx, info, s, b)

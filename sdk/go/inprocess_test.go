@@ -22,7 +22,8 @@ type Person struct {
 }
 
 type testHandler struct {
-	release chan struct{}
+	release  chan struct{}
+	canceled chan error // WaitChan reports its context's end here
 }
 
 func (testHandler) BasicHello(name string) (string, error) { return "hello " + name, nil }
@@ -108,14 +109,16 @@ func (testHandler) CountChan(r Resource, s Stream, n int) error {
 }
 func (h testHandler) WaitChan(s Stream) error {
 	<-s.Context().Done()
+	h.canceled <- s.Context().Err()
 	return nil
 }
 
 type inProcess struct {
-	srv     *Server
-	client  *Client
-	svc     *Endpoint
-	release chan struct{}
+	srv      *Server
+	client   *Client
+	svc      *Endpoint
+	release  chan struct{}
+	canceled chan error
 }
 
 func startInProcess(t *testing.T) *inProcess {
@@ -124,7 +127,8 @@ func startInProcess(t *testing.T) *inProcess {
 	srv.ListenAddr = "127.0.0.1:0"
 	srv.GracePeriod = 2 * time.Second
 	release := make(chan struct{})
-	if err := srv.RegisterHandlerObject(testHandler{release: release}); err != nil {
+	canceled := make(chan error, 10)
+	if err := srv.RegisterHandlerObject(testHandler{release: release, canceled: canceled}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.RegisterHandler("plainFunc", func(a, b string) (string, error) { return a + b, nil }); err != nil {
@@ -136,7 +140,7 @@ func startInProcess(t *testing.T) *inProcess {
 	c := NewClient()
 	c.ForceHost = "127.0.0.1:" + itoaTest(srv.Port())
 	c.Timeout = 20 * time.Second
-	p := &inProcess{srv: srv, client: c, svc: c.Service("dev.lever", "svc"), release: release}
+	p := &inProcess{srv: srv, client: c, svc: c.Service("dev.lever", "svc"), release: release, canceled: canceled}
 	t.Cleanup(func() {
 		c.Close()
 		srv.Stop()
@@ -309,6 +313,15 @@ func TestInProcessCancel(t *testing.T) {
 	}
 	if err := s.Send("x"); err == nil {
 		t.Fatal("Send after cancel succeeded")
+	}
+	// The server handler's context ends too (the watcher polls liblever).
+	select {
+	case err := <-p.canceled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("handler context: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream handler's context was not cancelled")
 	}
 	close(p.release)
 	var str string
