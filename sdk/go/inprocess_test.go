@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -453,4 +454,55 @@ func TestHandlerShapes(t *testing.T) {
 	if err := NewServer().RegisterHandlerObject(struct{}{}); err == nil {
 		t.Error("an object with no methods registered")
 	}
+}
+
+func BenchmarkInvoke(b *testing.B) {
+	srv := NewServer()
+	srv.ListenAddr = "127.0.0.1:0"
+	if err := srv.RegisterHandler("echo", func(s string) (string, error) { return s, nil }); err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { srv.Stop(); srv.Wait() }()
+	c := NewClient()
+	c.ForceHost = "127.0.0.1:" + itoaTest(srv.Port())
+	defer c.Close()
+	svc := c.Service("dev.lever", "svc")
+	for _, bc := range []struct {
+		name string
+		ctx  context.Context
+	}{{"blocking", context.Background()}, {"cancellable", b.Context()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var s string
+			for b.Loop() {
+				if err := svc.Invoke(bc.ctx, &s, "echo", "hello"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// A client stream dropped before its end is cancelled by the GC safety net.
+func TestDroppedStreamIsCancelled(t *testing.T) {
+	p := startInProcess(t)
+	func() {
+		if _, err := p.svc.InvokeChan(t.Context(), "WaitChan"); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for i := 0; i < 100; i++ {
+		runtime.GC()
+		select {
+		case err := <-p.canceled:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("handler context: %v", err)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatal("a dropped stream was not cancelled")
 }
