@@ -23,8 +23,9 @@ type Person struct {
 }
 
 type testHandler struct {
-	release  chan struct{}
-	canceled chan error // WaitChan reports its context's end here
+	resources chan string // NewResource reports here
+	release   chan struct{}
+	canceled  chan error // WaitChan reports its context's end here
 }
 
 func (testHandler) BasicHello(name string) (string, error) { return "hello " + name, nil }
@@ -58,6 +59,10 @@ func (testHandler) Sum(prefix string, xs ...int) (string, error) {
 func (testHandler) Who(ctx context.Context, r Resource, suffix string) (string, error) {
 	ci, _ := CallInfoFromContext(ctx)
 	return string(r) + "/" + ci.Method + suffix, nil
+}
+func (h testHandler) NewResource(ctx context.Context, r Resource) error {
+	h.resources <- string(r)
+	return nil
 }
 func (testHandler) Fail(msg string) (any, error) { return nil, errors.New("failed: " + msg) }
 func (testHandler) FailBytes() error             { return ByteError{0, 1, 0xfe} }
@@ -115,11 +120,12 @@ func (h testHandler) WaitChan(s Stream) error {
 }
 
 type inProcess struct {
-	srv      *Server
-	client   *Client
-	svc      *Endpoint
-	release  chan struct{}
-	canceled chan error
+	srv       *Server
+	client    *Client
+	svc       *Endpoint
+	release   chan struct{}
+	canceled  chan error
+	resources chan string
 }
 
 func startInProcess(t *testing.T) *inProcess {
@@ -129,7 +135,8 @@ func startInProcess(t *testing.T) *inProcess {
 	srv.GracePeriod = 2 * time.Second
 	release := make(chan struct{})
 	canceled := make(chan error, 10)
-	if err := srv.RegisterHandlerObject(testHandler{release: release, canceled: canceled}); err != nil {
+	resources := make(chan string, 100)
+	if err := srv.RegisterHandlerObject(testHandler{release: release, canceled: canceled, resources: resources}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.RegisterHandler("plainFunc", func(a, b string) (string, error) { return a + b, nil }); err != nil {
@@ -141,7 +148,7 @@ func startInProcess(t *testing.T) *inProcess {
 	c := NewClient()
 	c.ForceHost = "127.0.0.1:" + itoaTest(srv.Port())
 	c.Timeout = 20 * time.Second
-	p := &inProcess{srv: srv, client: c, svc: c.Service("dev.lever", "svc"), release: release, canceled: canceled}
+	p := &inProcess{srv: srv, client: c, svc: c.Service("dev.lever", "svc"), release: release, canceled: canceled, resources: resources}
 	t.Cleanup(func() {
 		c.Close()
 		srv.Stop()
@@ -212,8 +219,22 @@ func TestInProcessValues(t *testing.T) {
 	if err := p.svc.Invoke(ctx, &s, "Sum", "n"); err != nil || s != "n" {
 		t.Fatalf("Sum(no varargs): %q %v", s, err)
 	}
-	if err := p.client.Resource("dev.lever", "svc", "res1").Invoke(ctx, &s, "Who", "!"); err != nil || s != "res1/Who!" {
-		t.Fatalf("Who: %q %v", s, err)
+	for i := 0; i < 3; i++ {
+		if err := p.client.Resource("dev.lever", "svc", "res1").Invoke(ctx, &s, "Who", "!"); err != nil || s != "res1/Who!" {
+			t.Fatalf("Who: %q %v", s, err)
+		}
+	}
+	// The first call for a resource ran NewResource once, with the resource.
+	select {
+	case r := <-p.resources:
+		if r != "res1" {
+			t.Fatalf("NewResource(%q)", r)
+		}
+	default:
+		t.Fatal("NewResource was not called")
+	}
+	if len(p.resources) != 0 {
+		t.Fatalf("NewResource called again for %q", <-p.resources)
 	}
 	if err := p.svc.Invoke(ctx, &s, "plainFunc", "a", "b"); err != nil || s != "ab" {
 		t.Fatalf("plainFunc: %q %v", s, err)
@@ -232,6 +253,33 @@ func TestInProcessValues(t *testing.T) {
 	// The URL forms.
 	if err := p.client.InvokeURL(ctx, &s, "lever://dev.lever/svc//BasicHello", "url"); err != nil || s != "hello url" {
 		t.Fatalf("InvokeURL: %q %v", s, err)
+	}
+}
+
+// A client speaking proto-JSON like Lever OS 0.1: numbers arrive as doubles,
+// a sole bytes argument as byte_args.
+func TestInProcessProtoJSON(t *testing.T) {
+	p := startInProcess(t)
+	c := NewClient()
+	c.ForceHost = p.client.ForceHost
+	c.ProtoJSON = true
+	defer c.Close()
+	svc := c.Service("dev.lever", "svc")
+	var n int
+	if err := svc.Invoke(t.Context(), &n, "Add", 2, 40); err != nil || n != 42 {
+		t.Fatalf("Add: %d %v", n, err)
+	}
+	var out Person
+	if err := svc.Invoke(t.Context(), &out, "Older", Person{Name: "bo", Age: 1, Tags: []string{}}); err != nil || out.Age != 2 || out.Tags[0] != "older" {
+		t.Fatalf("Older: %+v %v", out, err)
+	}
+	var b []byte
+	if err := svc.Invoke(t.Context(), &b, "Echo", []byte{0, 1, 2}); err != nil || string(b) != "\x00\x01\x02" {
+		t.Fatalf("Echo: %v %v", b, err)
+	}
+	var re *RemoteError
+	if err := svc.Invoke(t.Context(), nil, "Fail", "x"); !errors.As(err, &re) || re.Error() != "failed: x" {
+		t.Fatalf("Fail: %#v", err)
 	}
 }
 
