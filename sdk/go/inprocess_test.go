@@ -554,3 +554,41 @@ func TestDroppedStreamIsCancelled(t *testing.T) {
 	}
 	t.Fatal("a dropped stream was not cancelled")
 }
+
+// A handler may stop its own server; Wait returns once the call is done.
+func TestStopFromHandler(t *testing.T) {
+	srv := NewServer()
+	srv.ListenAddr = "127.0.0.1:0"
+	if err := srv.RegisterHandler("quit", func() (string, error) { srv.Stop(); return "bye", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient()
+	c.ForceHost = "127.0.0.1:" + itoaTest(srv.Port())
+	defer c.Close()
+	var s string
+	if err := c.Service("dev.lever", "svc").Invoke(t.Context(), &s, "quit"); err != nil || s != "bye" {
+		t.Fatalf("quit: %q %v", s, err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- srv.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Wait did not return")
+	}
+	srv.Stop() // idempotent
+	if err := srv.Start(); err == nil {
+		t.Fatal("restarted a stopped server")
+	}
+	c.Close()
+	c.Close()
+	if err := c.Service("dev.lever", "svc").Invoke(t.Context(), nil, "quit"); err == nil {
+		t.Fatal("a closed client called")
+	}
+}

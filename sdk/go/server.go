@@ -36,6 +36,7 @@ type Server struct {
 	cancel   context.CancelFunc
 	inflight sync.WaitGroup
 	waitOnce sync.Once
+	stopped  chan struct{} // closed once lever_server_stop has returned
 	done     chan struct{}
 
 	liveMu sync.Mutex // calls whose handler runs, for the cancel watcher
@@ -94,7 +95,7 @@ func (s *Server) watch() {
 func NewServer() *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{methods: map[string]*method{}, base: ctx, cancel: cancel, done: make(chan struct{}),
-		live: map[uint64]liveCall{}}
+		stopped: make(chan struct{}), live: map[uint64]liveCall{}}
 }
 
 // RegisterHandler registers fn as the method name. See the package
@@ -218,6 +219,7 @@ func (s *Server) Stop() {
 		serverStop(p, uint32(grace/time.Millisecond))
 		t.Stop()
 		s.cancel()
+		close(s.stopped)
 	}()
 }
 
@@ -231,6 +233,7 @@ func (s *Server) Wait() error {
 	}
 	s.waitOnce.Do(func() {
 		serverWait(p)
+		<-s.stopped // only Stop stops a server; never free p under its call
 		s.cancel()
 		s.inflight.Wait()
 		serverFree(p)
