@@ -3,22 +3,20 @@
 #
 #   sdk/go/test.sh [BUILD_DIR]      # default: $LEVER_BUILD_DIR, else build/main
 #
-# BUILD_DIR must have liblever (target `lever` of sdk/c) and cli/leverd +
-# cli/lever built. The script installs liblever from it into
+# BUILD_DIR must have liblever (target `lever` of sdk/c), cli/leverd and
+# cli/lever (targets leverd, lever_cli) built. The script installs liblever from it into
 # BUILD_DIR/go-prefix (`cmake --install`: lever.h, liblever.so, lever.pc),
 # points pkg-config at that lever.pc, links with an rpath to its lib dir
 # (so test binaries and the services leverd starts with a clean environment
 # find liblever.so), then runs gofmt, go vet and `go test -race`.
-# LEVER_C_BUILD_DIR, if set, is the build to take liblever from instead.
 # Standard library only: nothing is downloaded.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-${LEVER_BUILD_DIR:-$repo/build/main}}" && pwd)
-cbuild=$(cd "${LEVER_C_BUILD_DIR:-$build}" && pwd)
 
-prefix=$cbuild/go-prefix
-cmake --install "$cbuild" --prefix "$prefix" >/dev/null
+prefix=$build/go-prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
 pc=$(find "$prefix" -name lever.pc -print -quit)
 [ -n "$pc" ] || { echo "sdk/go/test.sh: no lever.pc under $prefix" >&2; exit 1; }
 export PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
