@@ -16,3 +16,4 @@ ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300
 abs_build=$(cd "$build" && pwd)
 export LEVER_BUILD_DIR="$abs_build"
 (cd sdk/node && npm install --no-audit --no-fund --loglevel=error && npm test)
+sdk/go/test.sh "$abs_build"
