@@ -46,6 +46,8 @@ struct Flags {
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
   std::string js_runner;
+  size_t http_max_body_kib = 512;
+  std::string http_idle_timeout = "30s";
 };
 
 bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
@@ -138,9 +140,9 @@ std::string InternalSocketPath(const std::string& run_dir, std::string_view env)
 }
 
 int Run(const Flags& f) {
-  std::chrono::milliseconds idle, grace, cold;
+  std::chrono::milliseconds idle, grace, cold, http_idle;
   if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) ||
-      !ParseDuration(f.cold_start_wait, &cold)) {
+      !ParseDuration(f.cold_start_wait, &cold) || !ParseDuration(f.http_idle_timeout, &http_idle)) {
     LogError("bad duration flag (use 500ms, 30s, 5m, 1h)");
     return 2;
   }
@@ -170,6 +172,8 @@ int Run(const Flags& f) {
   gateway::GatewayOptions go;
   go.listen = f.listen;
   go.workers = f.workers;
+  go.http.max_body_bytes = f.http_max_body_kib << 10;  // the HTTP API (gateway/http_api.md)
+  go.http.idle_timeout = http_idle;
   auto gw = std::make_unique<gateway::Gateway>(go, router);
   if (Status s = gw->Start(); !s.ok()) {
     LogError("cannot listen on " + f.listen + ": " + s.message());
@@ -254,6 +258,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-instances", f.max_instances, "Instances per service")->capture_default_str();
   app.add_option("--max-upload-mib", f.max_upload_mib, "Largest deploy upload (compressed)")->capture_default_str();
   app.add_option("--max-unpacked-mib", f.max_unpacked_mib, "Largest deploy once unpacked")->capture_default_str();
+  app.add_option("--http-max-body-kib", f.http_max_body_kib, "Largest body of a non-streaming HTTP API call (413 beyond)")
+      ->capture_default_str();
+  app.add_option("--http-idle-timeout", f.http_idle_timeout,
+                 "HTTP API: a request's headers must arrive, and a stream or response must move, within this")
+      ->capture_default_str();
   app.add_option("--js-runner", f.js_runner, "Program that runs jsEntry services (default: $LEVER_JS_RUNNER, lever-serve on PATH, or the source tree's)");
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))

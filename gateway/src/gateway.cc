@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "http_api.h"
 #include "relay.h"
 
 namespace lever::gateway {
@@ -30,62 +31,6 @@ using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 static_assert(kPreface.size() == 24);
-
-// The default HTTP/1.1 answer until the HTTP API is plugged in: 501, then
-// close. Reads (and drops) what the client sent, bounded, so the close does
-// not turn into a reset that loses the answer.
-class Http1NotImplemented : public std::enable_shared_from_this<Http1NotImplemented> {
- public:
-  Http1NotImplemented(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
-
-  void Start() {
-    static constexpr std::string_view kResponse =
-        "HTTP/1.1 501 Not Implemented\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        "Content-Length: 53\r\n"
-        "Connection: close\r\n"
-        "\r\n"
-        "The HTTP API is not available on this port (yet).\r\n\r\n";
-    static_assert(std::string_view("The HTTP API is not available on this port (yet).\r\n\r\n").size() == 53);
-    timer_.expires_after(std::chrono::seconds(2));
-    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (!ec) {
-        boost::system::error_code ignored;
-        self->socket_.close(ignored);
-      }
-    });
-    asio::async_write(socket_, asio::buffer(kResponse.data(), kResponse.size()),
-                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                        if (ec) return self->Done();
-                        boost::system::error_code ignored;
-                        self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-                        self->Drain();
-                      });
-  }
-
- private:
-  void Drain() {
-    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-      self->drained_ += n;
-      if (ec || self->drained_ > (64u << 10)) return self->Done();
-      self->Drain();
-    });
-  }
-  void Done() {
-    timer_.cancel();
-    boost::system::error_code ignored;
-    socket_.close(ignored);
-  }
-
-  Socket socket_;
-  asio::steady_timer timer_;
-  std::array<char, 4096> buf_;
-  size_t drained_ = 0;
-};
-
-void DefaultHttp1(Socket&& socket, std::string, std::string_view, Worker&) {
-  std::make_shared<Http1NotImplemented>(std::move(socket))->Start();
-}
 
 // Reads the first bytes of a connection, bounded in size (the 24-byte
 // preface) and time, and hands the connection to the relay or the HTTP/1 hook.
@@ -207,7 +152,13 @@ struct Gateway::Impl {
 Gateway::Gateway(GatewayOptions options, host::RouterPtr router) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->router = std::move(router);
-  if (!impl_->options.http1) impl_->options.http1 = &DefaultHttp1;
+  if (!impl_->options.http1) {
+    const HttpApiOptions* http = &impl_->options.http;
+    impl_->options.http1 = [http](Socket&& socket, std::string already_read, std::string_view, Worker& w) {
+      // HTTP calls are external whichever listener they came in on.
+      StartHttpApi(static_cast<WorkerImpl*>(&w), std::move(socket), std::move(already_read), *http);
+    };
+  }
 }
 
 Gateway::~Gateway() { Stop(std::chrono::milliseconds(0)); }
@@ -258,6 +209,7 @@ Status Gateway::Start() {
     m.port = ntohs(reinterpret_cast<const sockaddr_in*>(local.data())->sin_port);  // same offset for in6
   }
   m.listeners.push_back(l);
+  for (auto& w : m.workers) w->siblings = &m.workers;
   for (auto& w : m.workers) {
     WorkerImpl* raw = w.get();
     w->thread = std::thread([raw] {
@@ -343,18 +295,6 @@ void Gateway::Stop(std::chrono::milliseconds grace) {
   m.listeners.clear();
 }
 
-GatewayStats Gateway::StatsForTest() const {
-  GatewayStats stats;
-  for (auto& w : impl_->workers) {
-    WorkerCounters& c = w->counters();
-    stats.buffered_bytes += c.buffered.load(std::memory_order_relaxed);
-    stats.peak_buffered_bytes += c.peak.load(std::memory_order_relaxed);
-    stats.active_streams += c.streams.load(std::memory_order_relaxed);
-    stats.client_connections += c.clients.load(std::memory_order_relaxed);
-    stats.backend_connections += c.backends.load(std::memory_order_relaxed);
-    stats.streams_total += c.streams_total.load(std::memory_order_relaxed);
-  }
-  return stats;
-}
+GatewayStats Gateway::StatsForTest() const { return SumStats(impl_->workers); }
 
 }  // namespace lever::gateway

@@ -413,14 +413,92 @@ std::string RawExchange(uint16_t port, const std::string& request) {
   return out;
 }
 
-TEST_F(GatewayTest, Http11GetsNotImplementedAndClose) {
-  std::string answer = RawExchange(gateway_->port(), "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n");
-  EXPECT_EQ(answer.rfind("HTTP/1.1 501 Not Implemented\r\n", 0), 0u) << answer;
+TEST_F(GatewayTest, Http11GetsTheHttpApi) {
+  std::string answer =
+      RawExchange(gateway_->port(), "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 405 Method Not Allowed\r\n", 0), 0u) << answer;
   EXPECT_NE(answer.find("Connection: close"), std::string::npos);
   EXPECT_EQ(answer.find("<timeout>"), std::string::npos);
   // A short prefix of the preface that then diverges is HTTP/1 too.
-  answer = RawExchange(gateway_->port(), "PRI * HTTP/1.1\r\n\r\n");
-  EXPECT_EQ(answer.rfind("HTTP/1.1 501", 0), 0u) << answer;
+  answer = RawExchange(gateway_->port(), "PRI * HTTP/1.1\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 405", 0), 0u) << answer;
+}
+
+// The HTTP API against the router double and the echo instance: statuses
+// from the Router, cold start, and the instance connection shared with gRPC.
+std::string HttpPost(const std::string& path, const std::string& body, const std::string& extra = "") {
+  return "POST " + path + " HTTP/1.1\r\nHost: dev.lever\r\nConnection: close\r\n" + extra +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+TEST_F(GatewayTest, HttpApiMapsRouterErrorsToStatuses) {
+  auto status_of = [&](const std::string& service) {
+    std::string a = RawExchange(gateway_->port(), HttpPost("/" + service + "/m", "x"));
+    return a.substr(0, 12);
+  };
+  EXPECT_EQ(status_of("private"), "HTTP/1.1 403");
+  EXPECT_EQ(status_of("nope"), "HTTP/1.1 404");
+  EXPECT_EQ(status_of("full"), "HTTP/1.1 429");
+  EXPECT_EQ(status_of("down"), "HTTP/1.1 503");
+  EXPECT_EQ(status_of("late"), "HTTP/1.1 504");
+  EXPECT_EQ(status_of("dead"), "HTTP/1.1 503");
+  std::string a = RawExchange(gateway_->port(), HttpPost("/full/m", "x"));
+  EXPECT_NE(a.find("\r\n\r\n\"queue full: 100% of 64 slots\\ntry later\""), std::string::npos) << a;
+}
+
+TEST_F(GatewayTest, HttpApiBytesThroughTheEchoInstance) {
+  std::string blob("\x00\x01\xff bytes", 9);
+  std::string a = RawExchange(gateway_->port(), HttpPost("/echo/res/echo", blob));
+  EXPECT_EQ(a.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << a;
+  EXPECT_NE(a.find("Content-Type: application/octet-stream\r\n"), std::string::npos) << a;
+  EXPECT_EQ(a.substr(a.size() - blob.size()), blob);
+  std::lock_guard<std::mutex> lock(router_->mu);
+  ASSERT_FALSE(router_->requests.empty());
+  EXPECT_EQ(router_->requests.back().resource, "res");
+  EXPECT_EQ(router_->requests.back().src_env, "");
+}
+
+TEST_F(GatewayTest, HttpApiWaitsForAColdStart) {
+  std::string answer;
+  std::thread t([&] { answer = RawExchange(gateway_->port(), HttpPost("/cold/echo", "warm")); });
+  ASSERT_TRUE(router_->WaitCold(1));
+  router_->ReleaseCold();
+  t.join();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << answer;
+  EXPECT_TRUE(answer.ends_with("\r\n\r\nwarm")) << answer;
+}
+
+TEST(GatewayHttpApi, SharesTheInstanceConnectionWithGrpc) {
+  std::string dir = TempDir();
+  EchoServer echo;
+  ASSERT_TRUE(echo.Start("unix:" + dir + "/echo.sock"));
+  auto router = std::make_shared<TestRouter>();
+  router->echo = std::make_shared<TestBackend>("unix:" + dir + "/echo.sock");
+  GatewayOptions options;
+  options.listen = "127.0.0.1:0";
+  options.workers = 1;
+  Gateway gateway(options, router);
+  ASSERT_TRUE(gateway.Start().ok());
+  for (int i = 0; i < 3; ++i) {
+    std::string a = RawExchange(gateway.port(), HttpPost("/echo/echo", "hi"));
+    EXPECT_TRUE(a.ends_with("hi")) << a;
+  }
+  auto stub = core::LeverRPC::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(gateway.port()),
+                                                          grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echo");
+  core::RPC rpc;
+  rpc.set_byte_args("grpc");
+  core::RPCReply reply;
+  ASSERT_TRUE(stub->HandleRPC(&ctx, rpc, &reply).ok());
+  GatewayStats st = gateway.StatsForTest();
+  EXPECT_EQ(st.backend_connections, 1);  // one h2c connection per (worker, instance), HTTP calls included
+  EXPECT_EQ(router->echo->starts.load(), 4);
+  EXPECT_TRUE(WaitFor([&] { return router->echo->ends.load() == 4 && gateway.StatsForTest().active_streams == 0; }));
+  EXPECT_EQ(gateway.StatsForTest().http_responses[2], 3);
+  gateway.Stop(0ms);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(GatewayHttp1Hook, HookGetsSocketAndSniffedBytes) {

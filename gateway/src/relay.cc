@@ -45,6 +45,8 @@ Stream* StreamOf(nghttp2_session* session, int32_t sid) {
 
 // --- shared pieces of the two directions ------------------------------------
 
+}  // namespace
+
 void SetTcpNoDelay(Socket& socket) {
   boost::system::error_code ec;
   auto local = socket.local_endpoint(ec);
@@ -82,8 +84,6 @@ std::string PeerAddress(Socket& socket) {
   }
   return "";
 }
-
-}  // namespace
 
 // --- callbacks of the server session (toward clients) -----------------------
 
@@ -243,6 +243,16 @@ struct BackendCallbacks {
     Stream* s = StreamOf(session, frame->hd.stream_id);
     if (s == nullptr) return 0;
     bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (s->ds != nullptr) {
+      if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+        if (s->resp_started) return 0;
+        s->resp_started = true;
+        s->ds->OnResponseHeaders(conn->scratch(), end);
+      }
+      if (end) s->down_eof = true;
+      s->ds->Wake();
+      return 0;
+    }
     if (s->client == nullptr) return 0;
     nghttp2_session* cs = s->client->session();
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
@@ -277,12 +287,16 @@ struct BackendCallbacks {
                          void* user) {
     auto* conn = static_cast<BackendConn*>(user);
     Stream* s = StreamOf(session, sid);
-    if (s == nullptr || s->client == nullptr || s->down_eof) {
+    if (s == nullptr || !s->attached() || s->down_eof) {
       nghttp2_session_consume(session, sid, len);
       return 0;
     }
     s->down.Append(data, len);
     conn->worker()->AddBuffered(static_cast<int64_t>(len));
+    if (s->ds != nullptr) {
+      s->ds->Wake();
+      return 0;
+    }
     if (s->resp_started && s->down_deferred) {
       s->down_deferred = false;
       nghttp2_session_resume_data(s->client->session(), s->csid);
@@ -323,6 +337,8 @@ struct BackendCallbacks {
       if (!s->up_consumed && s->client != nullptr) {
         nghttp2_session_consume(s->client->session(), s->csid, n);
         w->MarkDirty(s->client);
+      } else if (s->ds != nullptr) {
+        s->ds->Wake();  // room for more of the HTTP body
       }
     }
     if (s->up.empty()) {
@@ -646,6 +662,8 @@ bool BackendConn::SubmitNow(Stream* s) {
     // Where the call came from (the admin service asks off-machine callers
     // for a token); clients cannot set it, every x-* header of theirs is gone.
     if (!s->client->client_addr().empty()) nv.push_back(Nv(kClientAddr, s->client->client_addr()));
+  } else if (s->ds != nullptr && !s->ds->client_addr().empty()) {
+    nv.push_back(Nv(kClientAddr, s->ds->client_addr()));  // HTTP calls are always external
   }
   nghttp2_data_provider prd;
   prd.source.ptr = s;
@@ -694,14 +712,14 @@ void BackendConn::OnClose() {
   streams.swap(streams_);
   for (Stream* s : streams) {
     s->backend_index = SIZE_MAX;
-    if (!peer_ready_ && s->bsid < 0 && !s->rerouted && s->client != nullptr && s->bconn == this) {
+    if (!peer_ready_ && s->bsid < 0 && !s->rerouted && s->attached() && s->bconn == this) {
       // The instance never spoke HTTP/2 here, so it saw nothing of this call:
       // place it again, once (the host no longer offers a backend whose
       // connection failed until it has checked it).
       s->rerouted = true;
       s->bconn = nullptr;
       s->backend.reset();
-      w_->Route(s, s->client->src_env());
+      w_->Route(s, s->client != nullptr ? std::string_view(s->client->src_env()) : std::string_view());
       continue;
     }
     w_->OnBackendStreamClosed(s, NGHTTP2_INTERNAL_ERROR, fail_message_.empty() ? "connection to instance lost" : fail_message_);
@@ -750,7 +768,7 @@ Stream* WorkerImpl::NewStream() {
 }
 
 void WorkerImpl::MaybeRelease(Stream* s) {
-  if (s->client != nullptr || s->bconn != nullptr || s->routing) return;
+  if (s->attached() || s->bconn != nullptr || s->routing) return;
   AddBuffered(-static_cast<int64_t>(s->up.size() + s->down.size()));
   if (s->call_started) s->backend->OnCallEnd();
   s->Reset();
@@ -850,7 +868,7 @@ void WorkerImpl::OnTicket(RouteTicket ticket, host::RouteResult result) {
 
 void WorkerImpl::OnRouted(Stream* s, host::RouteResult result) {
   s->routing = false;
-  if (s->client == nullptr) {
+  if (!s->attached()) {
     MaybeRelease(s);
     return;
   }
@@ -935,10 +953,10 @@ void WorkerImpl::OnBackendStreamClosed(Stream* s, uint32_t error_code, std::stri
     s->call_started = false;
     s->backend->OnCallEnd();
   }
-  if (s->client != nullptr) {
+  if (s->attached()) {
     // What the instance did not take of the request is dropped.
     if (!s->up.empty()) {
-      if (!s->up_consumed) nghttp2_session_consume(s->client->session(), s->csid, s->up.size());
+      if (!s->up_consumed && s->client != nullptr) nghttp2_session_consume(s->client->session(), s->csid, s->up.size());
       AddBuffered(-static_cast<int64_t>(s->up.size()));
       s->up.Clear();
     }
@@ -948,6 +966,8 @@ void WorkerImpl::OnBackendStreamClosed(Stream* s, uint32_t error_code, std::stri
     } else if (!s->down_eof) {
       if (error_code == NGHTTP2_REFUSED_STREAM || error_code == NGHTTP2_NO_ERROR) {
         FailClient(s, Code::kUnavailable, "the instance refused the call (it is going away)");
+      } else if (s->resp_started && s->client == nullptr) {
+        FailClient(s, Code::kUnavailable, "the instance reset the call");
       } else if (s->resp_started) {
         // RST_STREAM maps through with its code.
         nghttp2_submit_rst_stream(s->client->session(), NGHTTP2_FLAG_NONE, s->csid, error_code);
@@ -963,7 +983,22 @@ void WorkerImpl::OnBackendStreamClosed(Stream* s, uint32_t error_code, std::stri
 }
 
 void WorkerImpl::FailClient(Stream* s, Code code, std::string_view message) {
-  if (s->client == nullptr) return;
+  if (s->client == nullptr) {
+    if (s->ds == nullptr) return;
+    AddBuffered(-static_cast<int64_t>(s->up.size()));
+    s->up.Clear();
+    s->discard_up = true;
+    if (s->bconn != nullptr && s->bsid > 0) {
+      nghttp2_submit_rst_stream(s->bconn->session(), NGHTTP2_FLAG_NONE, s->bsid, NGHTTP2_CANCEL);
+      MarkDirty(s->bconn);
+    }
+    if (!s->down_eof) {
+      s->down_eof = true;
+      s->ds->OnFail(code, message);
+      s->ds->Wake();
+    }
+    return;
+  }
   nghttp2_session* cs = s->client->session();
   if (!s->up.empty()) {
     if (!s->up_consumed) nghttp2_session_consume(cs, s->csid, s->up.size());
@@ -1013,7 +1048,18 @@ void WorkerImpl::MarkDirty(H2Conn* c) {
 void WorkerImpl::FlushDirty() {
   if (flushing_) return;
   flushing_ = true;
-  while (!dirty_.empty()) {
+  while (!dirty_.empty() || !ds_dirty_.empty()) {
+    if (!ds_dirty_.empty()) {
+      ds_list_.swap(ds_dirty_);
+      for (size_t i = 0; i < ds_list_.size(); ++i) {
+        Downstream* d = ds_list_[i];
+        if (d == nullptr) continue;  // closed meanwhile
+        d->scheduled = false;
+        d->Process();
+      }
+      ds_list_.clear();
+      continue;
+    }
     flush_list_.swap(dirty_);
     for (H2Conn* c : flush_list_) {
       c->dirty = false;
@@ -1054,10 +1100,14 @@ void WorkerImpl::OnConnClosed(H2Conn* c) {
 void WorkerImpl::Drain() {
   draining_ = true;
   for (auto& c : clients_) c->Goaway();
+  std::vector<Downstream*> http = http_;
+  for (Downstream* d : http) d->Drain();
   FlushDirty();
 }
 
 void WorkerImpl::CloseAll() {
+  std::vector<Downstream*> http = http_;
+  for (Downstream* d : http) d->Close();
   std::vector<std::shared_ptr<ClientConn>> clients = clients_;
   for (auto& c : clients) c->Close();
   std::vector<std::shared_ptr<BackendConn>> backends;
@@ -1065,6 +1115,90 @@ void WorkerImpl::CloseAll() {
   for (auto& c : retired_) backends.push_back(c);
   for (auto& c : backends) c->Close();
   FlushDirty();
+}
+
+// --- downstreams ----------------------------------------------------------------
+
+void WorkerImpl::Schedule(Downstream* d) {
+  if (d->scheduled) return;
+  d->scheduled = true;
+  ds_dirty_.push_back(d);
+}
+
+void WorkerImpl::PushUp(Stream* s, std::string_view data, bool eof) {
+  if (s->discard_up || s->up_eof) return;
+  if (!data.empty()) {
+    s->up.Append(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    AddBuffered(static_cast<int64_t>(data.size()));
+  }
+  if (eof) s->up_eof = true;
+  if (s->bconn != nullptr && s->bsid > 0 && s->up_deferred) {
+    s->up_deferred = false;
+    nghttp2_session_resume_data(s->bconn->session(), s->bsid);
+    MarkDirty(s->bconn);
+  }
+}
+
+size_t WorkerImpl::TakeDown(Stream* s, std::string* out, size_t max) {
+  size_t n = std::min(max, s->down.size());
+  if (n == 0) return 0;
+  size_t old = out->size();
+  out->resize(old + n);
+  s->down.Read(reinterpret_cast<uint8_t*>(out->data() + old), n);
+  AddBuffered(-static_cast<int64_t>(n));
+  if (!s->down_consumed && s->bconn != nullptr && s->bsid > 0) {
+    nghttp2_session_consume(s->bconn->session(), s->bsid, n);
+    MarkDirty(s->bconn);
+  }
+  return n;
+}
+
+void WorkerImpl::DetachDownstream(Stream* s, bool cancel) {
+  if (s->ds == nullptr) return;
+  s->ds = nullptr;
+  AddBuffered(-static_cast<int64_t>(s->up.size()));
+  s->up.Clear();
+  s->up_consumed = true;
+  if (s->bconn != nullptr) {
+    if (s->bsid > 0) {
+      if (!s->down_consumed) {
+        if (!s->down.empty()) nghttp2_session_consume_connection(s->bconn->session(), s->down.size());
+        s->down_consumed = true;
+      }
+      nghttp2_submit_rst_stream(s->bconn->session(), NGHTTP2_FLAG_NONE, s->bsid,
+                                cancel ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
+      MarkDirty(s->bconn);
+    } else {
+      s->bconn->RemoveStream(s);  // still queued on a connecting BackendConn
+      s->bconn = nullptr;
+    }
+  }
+  AddBuffered(-static_cast<int64_t>(s->down.size()));
+  s->down.Clear();
+  MaybeRelease(s);
+}
+
+void WorkerImpl::AddHttp(Downstream* d) {
+  http_.push_back(d);
+  counters_.http_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+void WorkerImpl::RemoveHttp(Downstream* d) {
+  for (auto it = http_.begin(); it != http_.end(); ++it) {
+    if (*it == d) {
+      *it = http_.back();
+      http_.pop_back();
+      counters_.http_connections.fetch_sub(1, std::memory_order_relaxed);
+      break;
+    }
+  }
+  // A closed connection must not be processed after it is gone.
+  for (auto& p : ds_dirty_) {
+    if (p == d) p = nullptr;
+  }
+  for (auto& p : ds_list_) {
+    if (p == d) p = nullptr;
+  }
 }
 
 }  // namespace lever::gateway

@@ -32,6 +32,33 @@ class WorkerImpl;
 class H2Conn;
 class ClientConn;
 class BackendConn;
+class HeaderBlock;
+
+// The response side of a Stream when it is not an h2 client stream: an
+// HTTP/1.1 exchange of the HTTP API (http_api.cc). The relay calls these from
+// inside its own callbacks, so they must only record what happened and
+// Wake(): the worker then calls Process() at the top of its next FlushDirty,
+// where the downstream may call the WorkerImpl's downstream functions
+// (PushUp, TakeDown, DetachDownstream) and Route.
+class Downstream {
+ public:
+  // The instance's response HEADERS (`end`: trailers-only). Copy what you need.
+  virtual void OnResponseHeaders(const HeaderBlock& headers, bool end) = 0;
+  // The relay failed the call (routing, connection, reset); once per stream.
+  virtual void OnFail(Code code, std::string_view message) = 0;
+  // Something changed (response data, end, request buffer drained).
+  virtual void Wake() = 0;
+  // Called by the worker for a scheduled downstream (see WorkerImpl::Schedule).
+  virtual void Process() = 0;
+  // Gateway stop: Drain (finish the exchange in flight, then close) or Close.
+  virtual void Drain() = 0;
+  virtual void Close() = 0;
+  virtual const std::string& client_addr() const = 0;
+  bool scheduled = false;
+
+ protected:
+  ~Downstream() = default;
+};
 
 // A FIFO of bytes that keeps its storage between uses.
 class ByteBuf {
@@ -82,6 +109,16 @@ class HeaderBlock {
     arena_.append(name);
     arena_.append(value);
   }
+  // The first value of `name`, or null.
+  bool Find(std::string_view name, std::string_view* value) const {
+    for (const Ref& r : refs_) {
+      if (std::string_view(arena_.data() + r.name_off, r.name_len) == name) {
+        *value = std::string_view(arena_.data() + r.value_off, r.value_len);
+        return true;
+      }
+    }
+    return false;
+  }
   // Fills `nv` (cleared first); the pointers are valid until the next Add/Clear.
   void ToNv(std::vector<nghttp2_nv>* nv) const {
     nv->clear();
@@ -112,6 +149,8 @@ struct Stream {
   // Client side. `client` is null once that stream is closed.
   ClientConn* client = nullptr;
   int32_t csid = -1;
+  // Or an HTTP API exchange (then `client` stays null).
+  Downstream* ds = nullptr;
   size_t client_index = 0;  // position in client->streams_
   // Backend side. `bconn` is non-null while the backend stream is open or
   // queued on a connecting BackendConn.
@@ -142,8 +181,10 @@ struct Stream {
   bool down_consumed = false;
   HeaderBlock trailers;
 
+  bool attached() const { return client != nullptr || ds != nullptr; }
   void Reset() {
     client = nullptr;
+    ds = nullptr;
     csid = -1;
     bconn = nullptr;
     bsid = -1;
@@ -167,6 +208,8 @@ struct WorkerCounters {
   std::atomic<int64_t> clients{0};
   std::atomic<int64_t> backends{0};
   std::atomic<int64_t> streams_total{0};
+  std::atomic<int64_t> http_connections{0};
+  std::atomic<int64_t> http_responses[6] = {};  // by status class: [1] 1xx .. [5] 5xx
 };
 
 struct RelayConfig {
@@ -176,6 +219,11 @@ struct RelayConfig {
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::microseconds busy_poll{0};
 };
+
+// TCP_NODELAY on TCP sockets.
+void SetTcpNoDelay(Socket& socket);
+// "ip:port", "[ip6]:port", or "unix:<path of the listener>".
+std::string PeerAddress(Socket& socket);
 
 class WorkerImpl final : public Worker, public std::enable_shared_from_this<WorkerImpl> {
  public:
@@ -228,6 +276,23 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   void Drain();
   void CloseAll();
 
+  // --- downstreams (HTTP API exchanges) ---
+  // Process() `d` at the next FlushDirty (the caller keeps it alive until then).
+  void Schedule(Downstream* d);
+  // Appends request bytes (gRPC frames) for the instance; `eof` ends the request.
+  void PushUp(Stream* s, std::string_view data, bool eof);
+  // Moves up to `max` response bytes into `out`, returning the instance that
+  // much flow-control window.
+  size_t TakeDown(Stream* s, std::string* out, size_t max);
+  // The downstream is done with `s` (`cancel`: the instance's handler sees a
+  // cancellation if the call is still open). `s` may be released.
+  void DetachDownstream(Stream* s, bool cancel);
+  // HTTP connections, for stop and /metrics.
+  void AddHttp(Downstream* d);
+  void RemoveHttp(Downstream* d);
+  // Every worker of this gateway (for /metrics); set by Gateway::Start.
+  const std::vector<std::shared_ptr<WorkerImpl>>* siblings = nullptr;
+
  private:
   friend class BackendConn;
   BackendConn* GetBackendConn(const host::BackendPtr& backend);
@@ -248,6 +313,9 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   std::vector<std::shared_ptr<H2Conn>> graveyard_;      // closed this event
   std::vector<H2Conn*> dirty_;
   std::vector<H2Conn*> flush_list_;
+  std::vector<Downstream*> ds_dirty_;
+  std::vector<Downstream*> ds_list_;
+  std::vector<Downstream*> http_;
   bool flushing_ = false;
   bool draining_ = false;
   std::vector<nghttp2_nv> nv_scratch_;

@@ -57,6 +57,27 @@ class Worker {
 using Http1Handler =
     std::function<void(Socket&& socket, std::string already_read, std::string_view src_env, Worker& worker)>;
 
+// The HTTP/1.1 API (gateway/http_api.md, docs/http-api.md): the default
+// Http1Handler.
+struct HttpApiOptions {
+  // Request line plus headers. Default 16 KiB (431 beyond).
+  size_t max_header_bytes = 16u << 10;
+  // Request target. Default 8 KiB (414 beyond).
+  size_t max_url_bytes = 8u << 10;
+  // Body of a non-streaming call. Default 512 KiB, as the original (413 beyond).
+  size_t max_body_bytes = 512u << 10;
+  // One line of a streaming request body (a JSON message). Default 1 MiB.
+  size_t max_line_bytes = 1u << 20;
+  // A request's headers (counted from when the connection is ready for it,
+  // so also the keep-alive idle time) and a non-streaming body must each
+  // arrive within this; a streaming exchange is closed after this long with
+  // no bytes moving either way; a response the client does not read is
+  // dropped after this long. Default 30 s.
+  std::chrono::milliseconds idle_timeout{30000};
+  // Requests per connection before it is closed. Default 0 (unlimited).
+  uint32_t max_requests_per_connection = 0;
+};
+
 struct GatewayOptions {
   // Public listen address "host:port" (numeric host or "localhost"). Port 0
   // picks a free port (see Gateway::port()). Default 127.0.0.1:8080.
@@ -81,8 +102,9 @@ struct GatewayOptions {
   // before it sleeps in epoll: lower latency at low load for CPU. Default 0
   // (off). See docs/BENCHMARKS.md, "Gateway relay".
   std::chrono::microseconds busy_poll{0};
-  // HTTP/1.1 hook. Default (empty): answer `501 Not Implemented` and close.
+  // HTTP/1.1 hook. Default (empty): the HTTP API with `http` below.
   Http1Handler http1;
+  HttpApiOptions http;
 };
 
 // Counters for tests and the benchmark (sums over workers).
@@ -93,6 +115,8 @@ struct GatewayStats {
   int64_t client_connections = 0;   // open h2 client connections
   int64_t backend_connections = 0;  // open h2c connections to instances
   int64_t streams_total = 0;        // streams accepted since Start
+  int64_t http_connections = 0;     // open HTTP/1.1 connections
+  int64_t http_responses[6] = {};   // HTTP responses by status class ([2] = 2xx)
 };
 
 class Gateway {

@@ -1,0 +1,757 @@
+// The HTTP/1.1 API on Boost.Beast. See gateway/http_api.md.
+//
+// One HttpConn per connection, on the worker that owns the socket. Each POST
+// becomes a gRPC call on a relay Stream (HEADERS + gRPC frames in `up`), routed
+// and submitted to the worker's instance connection exactly as an h2 client
+// stream is; the HttpConn is the Stream's Downstream: it turns the instance's
+// gRPC frames into the HTTP response as they arrive.
+#include "http_api.h"
+
+#include <algorithm>
+#include <limits>
+#include <optional>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "http_parse.h"
+#include "lever/json.h"
+#include "lever/url.h"
+#include "lever/wire.h"
+#include "relay.h"
+
+namespace lever::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxReplyMessage = size_t{64} << 20;  // one gRPC message from an instance
+constexpr size_t kUpHighWater = 256u << 10;            // request bytes queued for the instance
+constexpr size_t kOutHighWater = 64u << 10;            // response bytes queued for the client
+constexpr std::string_view kCorsHeaders =
+    "Access-Control-Allow-Headers: Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token, "
+    "Authorization\r\n";
+
+std::string_view SV(beast::string_view v) { return {v.data(), v.size()}; }
+
+class HttpConn final : public Downstream, public std::enable_shared_from_this<HttpConn> {
+ public:
+  HttpConn(WorkerImpl* w, Socket socket, const HttpApiOptions& o)
+      : w_(w), o_(o), socket_(std::move(socket)), timer_(w->io_context()) {}
+
+  void Start(const std::string& already_read) {
+    SetTcpNoDelay(socket_);
+    addr_ = PeerAddress(socket_);
+    w_->AddHttp(this);
+    auto b = buf_.prepare(already_read.size());
+    std::memcpy(b.data(), already_read.data(), already_read.size());
+    buf_.commit(already_read.size());
+    ReadHeader();
+  }
+
+  // --- Downstream ---
+  void OnResponseHeaders(const HeaderBlock& h, bool end) override {
+    std::string_view v;
+    if (h.Find(":status", &v) && v != "200") {
+      fail_ = true;
+      fail_code_ = Code::kUnavailable;
+      fail_msg_ = "the instance answered HTTP status " + std::string(v);
+    }
+    if (end && h.Find("grpc-status", &v)) {
+      grpc_status_ = v;
+      if (h.Find("grpc-message", &v)) grpc_message_ = http::DecodeGrpcMessage(v);
+    }
+  }
+  void OnFail(Code code, std::string_view message) override {
+    if (fail_) return;
+    fail_ = true;
+    fail_code_ = code;
+    fail_msg_.assign(message);
+  }
+  void Wake() override {
+    if (closed_ || scheduled) return;
+    hold_ = shared_from_this();
+    w_->Schedule(this);
+  }
+  void Process() override {
+    auto self = std::move(hold_);
+    if (closed_ || s_ == nullptr) return;
+    if (fail_) return FailCall(http::HttpStatusFor(fail_code_), fail_msg_, false);
+    if (streaming_ && !body_done_ && !reading_) ReadBody();
+    if (s_ == nullptr || closed_) return;
+    while (out_.size() < kOutHighWater && s_ != nullptr) {
+      if (w_->TakeDown(s_, &frames_, 64u << 10) == 0) break;
+      if (!ParseFrames()) return;
+    }
+    if (s_ != nullptr && s_->down_eof && s_->down.empty() && !closed_) Finish();
+    Flush();
+  }
+  void Drain() override {
+    draining_ = true;
+    keep_alive_ = false;
+    if (waiting_header_ && buf_.size() == 0) Close();
+  }
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    timer_.cancel();
+    if (s_ != nullptr) {
+      Stream* s = s_;
+      s_ = nullptr;
+      w_->DetachDownstream(s, true);
+    }
+    w_->RemoveHttp(this);
+    scheduled = false;
+    auto keep = std::move(hold_);  // may be the last reference: nothing after this
+  }
+  const std::string& client_addr() const override { return addr_; }
+
+ private:
+  // --- request ---
+  void ResetRequest() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(o_.max_header_bytes, UINT32_MAX)));
+    parser_->body_limit((std::numeric_limits<std::uint64_t>::max)());
+    body_.clear();
+    frames_.clear();
+    reply_.clear();
+    got_reply_ = handshake_ = first_line_done_ = body_done_ = resp_done_ = head_sent_ = false;
+    app_error_ = false;
+    app_error_value_ = Value();
+    fail_ = false;
+    grpc_status_.clear();
+    grpc_message_.clear();
+    out_mode_ = 0;
+    abort_after_write_ = false;
+    call_deadline_ = Clock::time_point::max();
+  }
+
+  void ReadHeader() {
+    ResetRequest();
+    if (draining_ && buf_.size() == 0) return Close();
+    waiting_header_ = true;
+    SetDeadline(Clock::now() + o_.idle_timeout);
+    reading_ = true;
+    bhttp::async_read_header(socket_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->reading_ = false;
+      self->waiting_header_ = false;
+      if (!self->closed_) self->OnHeader(ec);
+      self->w_->FlushDirty();
+    });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec == bhttp::error::header_limit) return Reply(431, "request headers exceed the limit");
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || (buf_.size() == 0 && ec == bhttp::error::partial_message)) {
+      return Close();
+    }
+    if (ec) {
+      keep_alive_ = false;
+      origin_.clear();
+      return Reply(400, "malformed HTTP request");
+    }
+    ++requests_;
+    auto& req = parser_->get();
+    http10_ = req.version() < 11;
+    keep_alive_ = req.keep_alive() && !draining_ &&
+                  (o_.max_requests_per_connection == 0 || requests_ < o_.max_requests_per_connection);
+    origin_.assign(SV(req[bhttp::field::origin]));
+    std::string_view target = SV(req.target());
+    if (target.size() > o_.max_url_bytes) return Reply(414, "the URL exceeds the limit");
+    std::string_view path = target.substr(0, target.find('?'));
+    if (req.method() == bhttp::verb::options) {
+      body_done_ = parser_->is_done();
+      return Respond(200, "", "", "Access-Control-Allow-Methods: POST, OPTIONS\r\n");
+    }
+    if ((req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) && path == "/metrics") {
+      body_done_ = parser_->is_done();
+      return Respond(200, "text/plain; version=0.0.4; charset=utf-8", Metrics(), "");
+    }
+    if (req.method() != bhttp::verb::post) {
+      return Reply(405, "method not allowed: use POST (or OPTIONS)", "Allow: POST, OPTIONS\r\n");
+    }
+    std::string error;
+    if (int status = http::ParseTarget(target, SV(req[bhttp::field::host]), &target_, &error); status != 0) {
+      return Reply(status, error);
+    }
+    streaming_ = target_.streaming;
+    json_in_ = http::IsJsonBody(SV(req[bhttp::field::content_type]), streaming_);
+    timeout_ms_ = 0;
+    if (auto t = req.find("Lever-Timeout"); t != req.end()) {
+      if (!http::ParseTimeout(SV(t->value()), &timeout_ms_)) {
+        return Reply(400, "Lever-Timeout must be a duration such as 250ms, 2s or 1m");
+      }
+    }
+    if (!streaming_ && parser_->content_length() && *parser_->content_length() > o_.max_body_bytes) {
+      return Reply(413, "Exceeded maximum request size");
+    }
+    if (beast::iequals(req[bhttp::field::expect], "100-continue") && !parser_->is_done()) {
+      out_.append(http10_ ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n");
+      Flush();
+    }
+    SetDeadline(Clock::now() + o_.idle_timeout);
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (reading_ || closed_ || body_done_) return;
+    if (parser_->is_done()) return OnBody({}, 0, true);
+    if (streaming_ && s_ != nullptr && s_->up.size() >= kUpHighWater) return;  // resumed by Process
+    auto& body = parser_->get().body();
+    body.data = rbuf_.data();
+    body.size = rbuf_.size();
+    reading_ = true;
+    bhttp::async_read_some(socket_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->reading_ = false;
+      if (!self->closed_) {
+        if (ec == bhttp::error::need_buffer) ec = {};
+        size_t got = self->rbuf_.size() - self->parser_->get().body().size;
+        if (ec) {
+          self->OnBodyError(ec);
+        } else {
+          self->OnBody(std::string_view(self->rbuf_.data(), got), got, self->parser_->is_done());
+        }
+      }
+      self->w_->FlushDirty();
+    });
+  }
+
+  void OnBodyError(beast::error_code ec) {
+    if (ec == asio::error::eof || ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+        ec == bhttp::error::partial_message) {
+      return Close();  // the client went away mid-body: cancel the call
+    }
+    keep_alive_ = false;
+    if (s_ == nullptr && !head_sent_) return Reply(400, "malformed HTTP request body");
+    Close();
+  }
+
+  void OnBody(std::string_view data, size_t, bool done) {
+    if (streaming_) {
+      SetDeadline(Clock::now() + o_.idle_timeout);
+      OnStreamBytes(data, done);
+      if (!done && !closed_) ReadBody();
+      return;
+    }
+    if (body_.size() + data.size() > o_.max_body_bytes) return Reply(413, "Exceeded maximum request size");
+    body_.append(data);
+    if (!done) return ReadBody();
+    body_done_ = true;
+    Array args;
+    if (json_in_) {
+      std::string error;
+      if (http::ParseArgs(body_, &args, &error) != 0) return Reply(400, error);
+    } else {
+      args.push_back(Value::FromBytes(std::move(body_)));
+    }
+    std::string msg, frame;
+    if (Status s = wire::EncodeRpc(args, wire::Codec::kProtoJson, &msg); !s.ok()) return Reply(400, s.message());
+    http::AppendGrpcFrame(msg, &frame);
+    body_.clear();
+    SetDeadline(Clock::time_point::max());  // the call may take its time (Lever-Timeout bounds it)
+    OpenCall(wire::kUnaryMethod, frame, true);
+  }
+
+  // Streaming request body: the first line is the argument array; then JSON
+  // lines or raw chunks, each one StreamMessage.
+  void OnStreamBytes(std::string_view data, bool done) {
+    std::string frames;
+    if (!first_line_done_) {
+      size_t nl = data.find('\n');
+      std::string_view part = data.substr(0, nl);
+      if (body_.size() + part.size() > o_.max_line_bytes) return ClientStreamError(413, "the first line exceeds the line limit");
+      body_.append(part);
+      if (nl == std::string_view::npos && !done) return;
+      data = nl == std::string_view::npos ? std::string_view() : data.substr(nl + 1);
+      first_line_done_ = true;
+      std::string_view line(body_);
+      if (line.ends_with('\r')) line.remove_suffix(1);
+      Array args;
+      std::string error, msg;
+      if (http::ParseArgs(line, &args, &error) != 0) return ClientStreamError(400, "first line: " + error);
+      if (Status s = wire::EncodeStreamRpc(args, wire::Codec::kProtoJson, &msg); !s.ok()) {
+        return ClientStreamError(400, s.message());
+      }
+      http::AppendGrpcFrame(msg, &frames);
+      body_.clear();
+      OpenCall(wire::kStreamMethod, frames, false);
+      frames.clear();
+      if (closed_) return;
+    }
+    if (s_ == nullptr) return;  // answered already; the rest is dropped
+    std::string msg;
+    if (json_in_) {
+      while (!data.empty()) {
+        size_t nl = data.find('\n');
+        std::string_view part = data.substr(0, nl);
+        if (body_.size() + part.size() > o_.max_line_bytes) return ClientStreamError(413, "a line exceeds the line limit");
+        body_.append(part);
+        if (nl == std::string_view::npos) break;
+        data.remove_prefix(nl + 1);
+        if (!AppendLine(&frames)) return;
+      }
+      if (done && !body_.empty() && !AppendLine(&frames)) return;
+    } else if (!data.empty()) {
+      msg.clear();
+      (void)wire::EncodeStreamValue(Value::FromBytes(std::string(data)), false, wire::Codec::kProtoJson, &msg);
+      http::AppendGrpcFrame(msg, &frames);
+    }
+    if (done) body_done_ = true;
+    w_->PushUp(s_, frames, done);
+  }
+
+  // One complete JSON line in body_ -> a frame; false when the exchange ended.
+  bool AppendLine(std::string* frames) {
+    std::string_view line(body_);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
+    if (!blank) {
+      DecodeLimits limits;
+      limits.max_depth = 64;
+      Value v;
+      std::string msg;
+      Status s = ParseJson(line, &v, limits);
+      if (s.ok()) s = wire::EncodeStreamValue(v, false, wire::Codec::kProtoJson, &msg);
+      if (!s.ok()) {
+        ClientStreamError(400, "invalid JSON line: " + s.message());
+        return false;
+      }
+      http::AppendGrpcFrame(msg, frames);
+    }
+    body_.clear();
+    return true;
+  }
+
+  void ClientStreamError(int status, const std::string& message) {
+    keep_alive_ = false;
+    if (s_ != nullptr) {
+      Stream* s = s_;
+      s_ = nullptr;
+      w_->DetachDownstream(s, true);
+    }
+    if (head_sent_) return AbortResponse();
+    Reply(status, message);
+  }
+
+  void OpenCall(const char* grpc_path, std::string_view initial, bool eof) {
+    Stream* s = w_->NewStream();
+    s_ = s;
+    s->ds = this;
+    FormatUrl(UrlView{target_.env, target_.service, target_.resource, target_.method}, &s->url);
+    s->req.Add(":method", "POST");
+    s->req.Add(":scheme", "http");
+    s->req.Add(":path", grpc_path);
+    s->req.Add(":authority", target_.env);
+    s->req.Add("content-type", "application/grpc");
+    s->req.Add("te", "trailers");
+    s->req.Add(wire::kUrlKey, s->url);
+    if (timeout_ms_ > 0) {
+      s->req.Add("grpc-timeout", std::to_string(timeout_ms_) + "m");
+      call_deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms_);
+      Arm();
+    }
+    w_->PushUp(s, initial, eof);
+    w_->Route(s, {});  // HTTP calls are external: private services are refused
+  }
+
+  // --- response ---
+  bool ParseFrames() {
+    int64_t used = http::ForEachGrpcFrame(frames_, kMaxReplyMessage,
+                                          [this](std::string_view m) { return OnMessage(m); });
+    if (closed_ || s_ == nullptr) return false;
+    if (used < 0) {
+      FailCall(502, "the instance sent a malformed reply", true);
+      return false;
+    }
+    frames_.erase(0, static_cast<size_t>(used));
+    return true;
+  }
+
+  bool OnMessage(std::string_view m) {
+    if (!streaming_) {
+      if (got_reply_) return false;
+      got_reply_ = true;
+      reply_.assign(m);
+      return true;
+    }
+    if (!handshake_) {
+      handshake_ = true;
+      return m.empty();
+    }
+    if (app_error_) return true;  // nothing after an error counts
+    wire::StreamKind kind;
+    Value v;
+    Array args;
+    if (!wire::DecodeStreamMessage(m, wire::Codec::kProtoJson, &kind, &v, &args).ok()) return false;
+    if (kind == wire::StreamKind::kError) {
+      app_error_ = true;
+      app_error_value_ = std::move(v);
+      return true;
+    }
+    if (kind != wire::StreamKind::kMessage) return false;
+    if (out_mode_ == 0) {
+      out_mode_ = v.is_bytes() ? 2 : 1;
+      WriteHead(200, out_mode_ == 2 ? "application/octet-stream" : "application/x-ndjson", -1);
+    }
+    text_.clear();
+    if (out_mode_ == 2 && v.is_bytes()) {
+      text_.assign(v.as_bytes().view());
+    } else {
+      JsonWriteOptions jo;
+      jo.nonfinite_as_null = true;
+      jo.bytes_as_base64 = true;
+      if (!WriteJson(v, &text_, jo).ok()) return false;
+      text_.push_back('\n');
+    }
+    WriteChunk(text_);
+    return true;
+  }
+
+  // The instance ended the call (all its frames are parsed).
+  void Finish() {
+    if (!frames_.empty()) return FailCall(502, "the instance's reply ended inside a message", true);
+    if (grpc_status_.empty()) {
+      std::string_view v;
+      if (s_->trailers.Find("grpc-status", &v)) grpc_status_.assign(v);
+      if (s_->trailers.Find("grpc-message", &v)) grpc_message_ = http::DecodeGrpcMessage(v);
+    }
+    int code = -1;
+    if (!grpc_status_.empty()) code = std::atoi(grpc_status_.c_str());
+    if (code != 0) {
+      std::string message = grpc_message_.empty() ? "the call failed (grpc-status " + grpc_status_ + ")" : grpc_message_;
+      if (code < 0) message = "the instance ended the call without a status";
+      return FailCall(code < 0 ? 502 : http::HttpStatusFor(static_cast<Code>(code)), message, false);
+    }
+    Stream* s = s_;
+    s_ = nullptr;
+    w_->DetachDownstream(s, false);
+    if (!streaming_) {
+      Value v;
+      bool is_error = false;
+      if (!got_reply_ || !wire::DecodeReply(reply_, wire::Codec::kProtoJson, &v, &is_error).ok()) {
+        return Reply(502, "the instance sent a malformed reply");
+      }
+      return RespondValue(is_error ? 500 : 200, v);
+    }
+    if (!body_done_) keep_alive_ = false;  // the server ended first: the rest of the body is not read
+    if (app_error_) {
+      if (!head_sent_) return RespondValue(500, app_error_value_);
+      text_.clear();
+      JsonWriteOptions jo;
+      jo.nonfinite_as_null = true;
+      jo.bytes_as_base64 = true;
+      Value wrapped(Map{{"error", std::move(app_error_value_)}});
+      (void)WriteJson(wrapped, &text_, jo);
+      text_.push_back('\n');
+      WriteChunk(text_);
+    }
+    if (!head_sent_) WriteHead(200, "application/x-ndjson", -1);
+    if (!http10_) out_.append("0\r\n\r\n");
+    resp_done_ = true;
+    Flush();
+  }
+
+  // The call failed: an HTTP error if nothing was sent yet, else the
+  // response is cut off (no final chunk) and the connection closed.
+  void FailCall(int status, const std::string& message, bool cancel) {
+    if (s_ != nullptr) {
+      Stream* s = s_;
+      s_ = nullptr;
+      w_->DetachDownstream(s, cancel);
+    }
+    if (streaming_ && !body_done_) keep_alive_ = false;
+    if (head_sent_) return AbortResponse();
+    Reply(status, message);
+  }
+
+  void AbortResponse() {
+    keep_alive_ = false;
+    abort_after_write_ = true;
+    resp_done_ = true;
+    Flush();
+  }
+
+  void RespondValue(int status, const Value& v) {
+    if (v.is_bytes()) return Respond(status, "application/octet-stream", v.as_bytes().view(), "");
+    std::string text;
+    JsonWriteOptions jo;
+    jo.nonfinite_as_null = true;
+    jo.bytes_as_base64 = true;
+    if (!WriteJson(v, &text, jo).ok()) return Reply(502, "the reply has no JSON form");
+    Respond(status, "application/json", text, "");
+  }
+
+  // An error: a JSON string saying what went wrong.
+  void Reply(int status, const std::string& message, std::string_view extra = {}) {
+    if (s_ != nullptr) {
+      Stream* s = s_;
+      s_ = nullptr;
+      w_->DetachDownstream(s, true);
+    }
+    Respond(status, "application/json", http::JsonString(message), extra);
+  }
+
+  void Respond(int status, std::string_view content_type, std::string_view body, std::string_view extra) {
+    if (!parser_ || !parser_->is_done()) keep_alive_ = false;  // the body was not read
+    body_done_ = true;
+    if (head_sent_) return AbortResponse();
+    WriteHead(status, content_type, static_cast<int64_t>(body.size()), extra);
+    bool head = parser_ && parser_->get().method() == bhttp::verb::head;
+    if (!head) out_.append(body);
+    resp_done_ = true;
+    Flush();
+  }
+
+  // `length` -1: chunked (close-delimited for HTTP/1.0).
+  void WriteHead(int status, std::string_view content_type, int64_t length, std::string_view extra = {}) {
+    head_sent_ = true;
+    if (length < 0 && http10_) keep_alive_ = false;
+    out_.append("HTTP/1.1 ");
+    out_.append(std::to_string(status));
+    out_.push_back(' ');
+    out_.append(http::Reason(status));
+    out_.append("\r\n");
+    if (!content_type.empty()) {
+      out_.append("Content-Type: ");
+      out_.append(content_type);
+      out_.append("\r\n");
+    }
+    if (!origin_.empty()) {
+      out_.append("Access-Control-Allow-Origin: ");
+      out_.append(origin_);
+      out_.append("\r\nVary: Origin\r\n");
+      out_.append(kCorsHeaders);
+    }
+    out_.append(extra);
+    if (length >= 0) {
+      out_.append("Content-Length: ");
+      out_.append(std::to_string(length));
+      out_.append("\r\n");
+    } else if (!http10_) {
+      out_.append("Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n");
+    }
+    if (!keep_alive_) {
+      out_.append("Connection: close\r\n");
+    } else if (http10_) {
+      out_.append("Connection: keep-alive\r\n");
+    }
+    out_.append("\r\n");
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5) w_->counters().http_responses[cls].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void WriteChunk(std::string_view data) {
+    if (data.empty()) return;
+    if (!http10_) {
+      char hex[20];
+      int n = std::snprintf(hex, sizeof hex, "%zx\r\n", data.size());
+      out_.append(hex, static_cast<size_t>(n));
+    }
+    out_.append(data);
+    if (!http10_) out_.append("\r\n");
+  }
+
+  void Flush() {
+    if (writing_ || closed_) return;
+    if (out_.empty()) return AfterWrite();
+    wbuf_.swap(out_);
+    out_.clear();
+    writing_ = true;
+    if (s_ != nullptr || resp_done_) SetDeadline(Clock::now() + o_.idle_timeout);
+    asio::async_write(socket_, asio::buffer(wbuf_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      if (self->closed_) return;
+      if (ec) {
+        self->Close();
+      } else if (!self->out_.empty()) {
+        self->Flush();
+      } else {
+        self->AfterWrite();
+        if (self->s_ != nullptr) self->Wake();  // room for more of the response
+      }
+      self->w_->FlushDirty();
+    });
+  }
+
+  // Everything queued is written.
+  void AfterWrite() {
+    if (!resp_done_ || closed_ || writing_) return;
+    if (abort_after_write_) return Close();
+    if (s_ != nullptr) return;
+    if (keep_alive_ && body_done_) {
+      if (reading_) return;
+      return ReadHeader();
+    }
+    // Close gracefully: half-close, then read (and drop) what the client
+    // still sends for a short while, so the close is not a reset that eats
+    // the answer.
+    resp_done_ = false;
+    closing_ = true;
+    boost::system::error_code ignored;
+    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    SetDeadline(Clock::now() + std::min<std::chrono::milliseconds>(o_.idle_timeout, std::chrono::seconds(2)));
+    DrainInput();
+  }
+
+  void DrainInput() {
+    if (reading_) return;
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(rbuf_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->reading_ = false;
+      if (self->closed_) return;
+      self->drained_ += n;
+      if (ec || self->drained_ > (64u << 10)) return self->Close();
+      self->DrainInput();
+    });
+  }
+
+  // --- timers ---
+  void SetDeadline(Clock::time_point t) {
+    deadline_ = t;
+    Arm();
+  }
+  void Arm() {
+    Clock::time_point t = std::min(deadline_, call_deadline_);
+    if (t == Clock::time_point::max() || closed_) return;
+    if (armed_ && armed_at_ <= t) return;
+    armed_ = true;
+    armed_at_ = t;
+    uint64_t gen = ++timer_gen_;
+    timer_.expires_at(t);
+    timer_.async_wait([self = shared_from_this(), gen](beast::error_code) {
+      if (gen != self->timer_gen_ || self->closed_) return;
+      self->armed_ = false;
+      self->OnTimer();
+      self->w_->FlushDirty();
+    });
+  }
+  void OnTimer() {
+    auto now = Clock::now();
+    if (now >= call_deadline_ && s_ != nullptr) {
+      call_deadline_ = Clock::time_point::max();
+      FailCall(504, "deadline exceeded (Lever-Timeout " + std::to_string(timeout_ms_) + "ms)", true);
+    } else if (now >= deadline_) {
+      return Close();  // idle, slow, or not reading its response
+    }
+    Arm();
+  }
+
+  std::string Metrics() {
+    GatewayStats st = w_->siblings != nullptr ? SumStats(*w_->siblings) : GatewayStats{};
+    std::string m;
+    auto metric = [&m](const char* name, const char* type, const char* help, int64_t v) {
+      m += "# HELP ";
+      m += name;
+      m += ' ';
+      m += help;
+      m += "\n# TYPE ";
+      m += name;
+      m += ' ';
+      m += type;
+      m += '\n';
+      m += name;
+      m += ' ';
+      m += std::to_string(v);
+      m += '\n';
+    };
+    metric("lever_gateway_calls_total", "counter", "Calls (gRPC streams and HTTP calls) accepted since start.",
+           st.streams_total);
+    metric("lever_gateway_active_calls", "gauge", "Calls in flight.", st.active_streams);
+    metric("lever_gateway_grpc_connections", "gauge", "Open HTTP/2 (gRPC) client connections.",
+           st.client_connections);
+    metric("lever_gateway_http_connections", "gauge", "Open HTTP/1.1 connections.", st.http_connections);
+    metric("lever_gateway_instance_connections", "gauge", "Open connections to instances.", st.backend_connections);
+    metric("lever_gateway_buffered_bytes", "gauge", "Call data held by the gateway.", st.buffered_bytes);
+    metric("lever_gateway_peak_buffered_bytes", "gauge", "Most call data held at once since start.",
+           st.peak_buffered_bytes);
+    m += "# HELP lever_http_responses_total HTTP API responses by status class.\n";
+    m += "# TYPE lever_http_responses_total counter\n";
+    for (int c = 1; c <= 5; ++c) {
+      m += "lever_http_responses_total{code=\"" + std::to_string(c) + "xx\"} " + std::to_string(st.http_responses[c]) +
+           "\n";
+    }
+    return m;
+  }
+
+  WorkerImpl* w_;
+  const HttpApiOptions& o_;
+  Socket socket_;
+  asio::steady_timer timer_;
+  std::string addr_;
+  beast::flat_buffer buf_{o_.max_header_bytes + 4096};
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
+  std::array<char, 65536> rbuf_;
+  std::shared_ptr<HttpConn> hold_;  // while scheduled
+
+  bool closed_ = false, draining_ = false, reading_ = false, writing_ = false, waiting_header_ = false;
+  bool closing_ = false;
+  size_t drained_ = 0;
+  uint32_t requests_ = 0;
+
+  // The request in progress.
+  http::Target target_;
+  bool streaming_ = false, json_in_ = false, http10_ = false, keep_alive_ = true;
+  std::string origin_;
+  int64_t timeout_ms_ = 0;
+  std::string body_;  // unary body, or the current line of a streaming body
+  bool first_line_done_ = false, body_done_ = false;
+
+  // The call.
+  Stream* s_ = nullptr;
+  std::string frames_;  // gRPC frames from the instance, not yet parsed
+  std::string reply_;
+  bool got_reply_ = false, handshake_ = false;
+  bool app_error_ = false;
+  Value app_error_value_;
+  bool fail_ = false;
+  Code fail_code_ = Code::kOk;
+  std::string fail_msg_;
+  std::string grpc_status_, grpc_message_;
+  int out_mode_ = 0;  // streaming response: 0 undecided, 1 NDJSON, 2 raw bytes
+  std::string text_;
+
+  // The response.
+  bool head_sent_ = false, resp_done_ = false, abort_after_write_ = false;
+  std::string out_, wbuf_;
+
+  // Timers: `deadline_` for I/O (idle), `call_deadline_` for Lever-Timeout.
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point call_deadline_ = Clock::time_point::max();
+  bool armed_ = false;
+  Clock::time_point armed_at_{};
+  uint64_t timer_gen_ = 0;
+};
+
+}  // namespace
+
+void StartHttpApi(WorkerImpl* w, Socket socket, std::string already_read, const HttpApiOptions& options) {
+  auto conn = std::make_shared<HttpConn>(w, std::move(socket), options);
+  conn->Start(already_read);
+  w->FlushDirty();
+}
+
+GatewayStats SumStats(const std::vector<std::shared_ptr<WorkerImpl>>& workers) {
+  GatewayStats stats;
+  for (auto& w : workers) {
+    WorkerCounters& c = w->counters();
+    stats.buffered_bytes += c.buffered.load(std::memory_order_relaxed);
+    stats.peak_buffered_bytes += c.peak.load(std::memory_order_relaxed);
+    stats.active_streams += c.streams.load(std::memory_order_relaxed);
+    stats.client_connections += c.clients.load(std::memory_order_relaxed);
+    stats.backend_connections += c.backends.load(std::memory_order_relaxed);
+    stats.streams_total += c.streams_total.load(std::memory_order_relaxed);
+    stats.http_connections += c.http_connections.load(std::memory_order_relaxed);
+    for (int i = 0; i < 6; ++i) stats.http_responses[i] += c.http_responses[i].load(std::memory_order_relaxed);
+  }
+  return stats;
+}
+
+}  // namespace lever::gateway
