@@ -10,8 +10,10 @@
 //       interleaved; the table shows medians over runs of p50, p99,
 //       throughput, and the CPU per call of the proxy and of the instance
 //       (utime+stime from /proc/<pid>/stat).
-//   gateway_relay_bench load <target> <in flight> <seconds>
-//       One measurement against one target (for profiling).
+//   gateway_relay_bench load <target> <in flight> <seconds> [<lever-url> <string>]
+//       One measurement against one target (for profiling); with a lever-url,
+//       calls it with one JSON string argument instead of the 64 B echo
+//       (the HTTP API benchmark's gRPC row: the hello call through leverd).
 //   gateway_relay_bench serve <backend address> <workers> [<unix socket>]
 //       Hosts a Gateway on 127.0.0.1:0 (and an internal listener on the unix
 //       socket) whose Router sends every call to the backend; prints "port N"
@@ -224,6 +226,8 @@ struct Result {
 
 struct Load {
   std::unique_ptr<core::LeverRPC::Stub> stub;
+  std::string url = "lever://bench.lever/echo//echo";
+  std::string json_arg;  // non-empty: args = [json_arg] instead of 64 B byte_args
   explicit Load(const std::string& target) {
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);
@@ -242,10 +246,14 @@ struct Load {
   std::vector<double> Run(int inflight, double seconds, int* errors) {
     grpc::CompletionQueue cq;
     core::RPC rpc;
-    rpc.set_byte_args(std::string(64, 'x'));
+    if (json_arg.empty()) {
+      rpc.set_byte_args(std::string(64, 'x'));
+    } else {
+      rpc.mutable_args()->add_element()->set_json_string(json_arg);
+    }
     auto start_call = [&] {
       auto* c = new Call;
-      c->ctx.AddMetadata("lever-url", "lever://bench.lever/echo//echo");
+      c->ctx.AddMetadata("lever-url", url);
       c->start = Clock::now();
       c->reader = stub->AsyncHandleRPC(&c->ctx, rpc, &cq);
       c->reader->Finish(&c->reply, &c->status, c);
@@ -421,9 +429,13 @@ int main(int argc, char** argv) {
     if (args.size() < 3) return 2;
     return Serve(args[1], std::atoi(args[2].c_str()), args.size() > 3 ? args[3] : "");
   }
-  if (!args.empty() && args[0] == "load") {  // load <target> <inflight> <seconds>
-    if (args.size() != 4) return 2;
+  if (!args.empty() && args[0] == "load") {  // load <target> <inflight> <seconds> [<url> <string>]
+    if (args.size() != 4 && args.size() != 6) return 2;
     Load load(args[1]);
+    if (args.size() == 6) {
+      load.url = args[4];
+      load.json_arg = args[5];
+    }
     int errors = 0;
     load.Run(8, 0.3, &errors);
     auto t0 = Clock::now();
