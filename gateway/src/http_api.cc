@@ -258,6 +258,33 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     body_.clear();
     SetDeadline(Clock::time_point::max());  // the call may take its time (Lever-Timeout bounds it)
     OpenCall(wire::kUnaryMethod, frame, true);
+    WatchPeer();
+  }
+
+  // While a unary call runs nothing else is read: watch the socket so that a
+  // client that goes away cancels its call (bytes that arrive, a pipelined
+  // request, are kept in buf_ for the next head).
+  void WatchPeer() {
+    if (reading_ || closed_ || s_ == nullptr || buf_.size() >= buf_.max_size()) return;
+    reading_ = watching_ = true;
+    size_t room = std::min<size_t>(4096, buf_.max_size() - buf_.size());
+    socket_.async_read_some(buf_.prepare(room), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->reading_ = self->watching_ = false;
+      if (self->closed_) return;
+      if (ec == asio::error::operation_aborted) {
+        self->AfterWrite();  // cancelled by AfterWrite: go on with the next request
+      } else if (ec) {
+        self->Close();  // the client went away: cancel the call
+      } else {
+        self->buf_.commit(n);
+        if (self->s_ != nullptr) {
+          self->WatchPeer();
+        } else {
+          self->AfterWrite();
+        }
+      }
+      self->w_->FlushDirty();
+    });
   }
 
   // Streaming request body: the first line is the argument array; then JSON
@@ -584,6 +611,11 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   // Everything queued is written.
   void AfterWrite() {
     if (!resp_done_ || closed_ || writing_) return;
+    if (watching_) {
+      boost::system::error_code ignored;
+      socket_.cancel(ignored);  // the watch read ends with operation_aborted and comes back here
+      return;
+    }
     if (abort_after_write_) return Close();
     if (s_ != nullptr) return;
     if (keep_alive_ && body_done_) {
@@ -692,7 +724,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   std::shared_ptr<HttpConn> hold_;  // while scheduled
 
   bool closed_ = false, draining_ = false, reading_ = false, writing_ = false, waiting_header_ = false;
-  bool closing_ = false;
+  bool closing_ = false, watching_ = false;
   size_t drained_ = 0;
   uint32_t requests_ = 0;
 

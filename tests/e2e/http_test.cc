@@ -445,6 +445,44 @@ TEST_F(HttpTest, TwoHundredKeepAliveConnections) {
   }
 }
 
+int64_t Metric(int port, const std::string& name) {
+  Conn c(port);
+  c.Send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  Response r;
+  if (!c.ReadResponse(&r)) return -1;
+  size_t at = r.body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::atoll(r.body.c_str() + at + name.size() + 2);
+}
+
+// A client that goes away cancels its call: the handler sees the
+// cancellation (unary), the stream is released (streaming).
+TEST_F(HttpTest, ClientDisconnectCancelsTheCall) {
+  TempDir dir;
+  std::string started = dir.path() + "/started", cancelled = dir.path() + "/cancelled";
+  {
+    Conn c(leverd_->port());
+    ASSERT_TRUE(c.Send(Post("/httpsvc/MarkThenWaitForCancel", "[\"" + started + "\",\"" + cancelled + "\"]",
+                            "application/json")));
+    ASSERT_TRUE(WaitUntil([&] { return fs::exists(started); }, std::chrono::seconds(10)));
+  }
+  EXPECT_TRUE(WaitUntil([&] { return fs::exists(cancelled); }, std::chrono::seconds(10)));
+  {
+    Conn c(leverd_->port());
+    ASSERT_TRUE(c.Send("POST /httpsvc/EchoChan HTTP/1.1\r\nHost: dev.lever\r\n"
+                       "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    c.SendChunk("[]\n\"x\"\n");
+    Response r;
+    ASSERT_TRUE(c.ReadHead(&r));
+    std::string chunk;
+    ASSERT_TRUE(c.ReadChunk(&chunk));
+    EXPECT_EQ(chunk, "\"x\"\n");
+    EXPECT_GE(Metric(leverd_->port(), "lever_gateway_active_calls"), 1);
+  }
+  EXPECT_TRUE(WaitUntil([&] { return Metric(leverd_->port(), "lever_gateway_active_calls") == 0; },
+                        std::chrono::seconds(10)));
+}
+
 // A short idle timeout: a client that trickles its headers is closed.
 TEST(HttpSlowClient, IsClosed) {
   Leverd leverd(Leverd::Options{"", {"--http-idle-timeout", "300ms"}});
@@ -465,6 +503,20 @@ TEST(HttpSlowClient, IsClosed) {
     if (!closed && slow.ClosedWithin(100)) closed = true;
   }
   EXPECT_TRUE(closed || slow.ClosedWithin(5000));
+
+  // A client that stops reading a streaming response is dropped, and its
+  // call with it; the gateway holds at most about one stream window meanwhile.
+  ASSERT_EQ(leverd.DeployTestService(kService).exit_code, 0);
+  {
+    Conn reader(leverd.port());
+    ASSERT_TRUE(reader.Send(Post("/httpsvc/SourceChan", "[1073741824, 65536]\n", "application/json")));
+    Response head;
+    ASSERT_TRUE(reader.ReadHead(&head));
+    EXPECT_EQ(head.status, 200);
+    EXPECT_TRUE(WaitUntil([&] { return Metric(leverd.port(), "lever_gateway_active_calls") == 0; },
+                          std::chrono::seconds(15)));
+    EXPECT_LE(Metric(leverd.port(), "lever_gateway_peak_buffered_bytes"), 4 << 20);
+  }
 }
 
 }  // namespace

@@ -57,6 +57,15 @@ int main() {
     if (ctx.cancelled() && !marker.empty()) std::ofstream(marker) << "cancelled";
     return Result::Of(Value("not cancelled"));
   });
+  // Like WaitForCancel, but first writes `started` (args: started, cancelled
+  // marker paths): a test knows the handler runs before it goes away.
+  (void)server.Handle("MarkThenWaitForCancel", [](const CallContext& ctx, Array& args) {
+    if (args.size() != 2 || !args[0].is_string() || !args[1].is_string()) return Result::AppError(Value("want 2 paths"));
+    std::ofstream(args[0].as_string()) << "started";
+    for (int i = 0; i < 60000 && !ctx.cancelled(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (ctx.cancelled()) std::ofstream(args[1].as_string()) << "cancelled";
+    return Result::Of(Value("not cancelled"));
+  });
   // Takes `ms` milliseconds, then answers "slept" (drain tests).
   (void)server.Handle("SleepMs", [](const CallContext&, Array& args) {
     int64_t ms = args.empty() || !args[0].is_int() ? 0 : args[0].as_int();
