@@ -417,6 +417,30 @@ TEST_F(HttpTest, StreamingWholeBodyAtOnce) {
   EXPECT_EQ(Call(Post("/nosuchsvc/EchoChan", "[]\n", "application/json")).status, 404);
 }
 
+TEST_F(HttpTest, StreamingErrors) {
+  // An application error before any message: 500 with the error, like unary.
+  Response r = Call(Post("/httpsvc/FailAfterChan", "[0, \"app\"]", "application/json"));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, "\"failed after 0\"");
+  // After messages: the last NDJSON line.
+  r = Call(Post("/httpsvc/FailAfterChan", "[2, \"app\"]", "application/json"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "\"m0\"\n\"m1\"\n{\"error\":\"failed after 2\"}\n");
+  // A platform error before any message has its status...
+  r = Call(Post("/httpsvc/FailAfterChan", "[0, \"platform\"]", "application/json"));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("broke"), std::string::npos) << r.body;
+  // ...after messages the response is cut off (no final chunk) and closed.
+  Conn c(leverd_->port());
+  ASSERT_TRUE(c.Send(Post("/httpsvc/FailAfterChan", "[2, \"platform\"]", "application/json")));
+  ASSERT_TRUE(c.ReadHead(&r));
+  EXPECT_EQ(r.status, 200);
+  std::string chunk, got;
+  while (c.ReadChunk(&chunk)) got += chunk;
+  EXPECT_EQ(got, "\"m0\"\n\"m1\"\n");
+  EXPECT_TRUE(c.ClosedWithin(5000));
+}
+
 TEST_F(HttpTest, Metrics) {
   Response r = Call("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(r.status, 200);

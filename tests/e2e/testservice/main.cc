@@ -99,6 +99,18 @@ int main() {
       if (!s->Send(m.value).ok()) return;
     }
   });
+  // Sends args[0] messages "m0".., then ends with an application error
+  // (args[1] "app") or a platform error (args[1] "platform").
+  (void)server.HandleStream("FailAfterChan", [](lever::ServerStreamPtr s) {
+    Array& a = s->args();
+    int64_t n = a.size() > 0 && a[0].is_int() ? a[0].as_int() : 0;
+    bool platform = a.size() > 1 && a[1].is_string() && a[1].as_string() == "platform";
+    for (int64_t i = 0; i < n; ++i) {
+      if (!s->Send(Value("m" + std::to_string(i))).ok()) return;
+    }
+    s->Finish(platform ? Result::Failed(lever::Status(lever::Code::kInternal, "broke"))
+                       : Result::AppError(Value("failed after " + std::to_string(n))));
+  });
   // Sends N bytes in chunks of `chunk` without reading (slow-reader tests).
   (void)server.HandleStream("SourceChan", [](lever::ServerStreamPtr s) {
     Array& a = s->args();
