@@ -11,9 +11,13 @@ build=${LEVER_BUILD_DIR:-build/main}
 jobs=$(nproc)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEVER_WERROR=ON >/dev/null
 cmake --build "$build" -j"$jobs"
-ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300
-
+# The Node SDK's addon links the fresh liblever; build it before CTest, whose
+# end-to-end tests run JavaScript services (lever-serve) and the README's
+# Node snippet.
 abs_build=$(cd "$build" && pwd)
 export LEVER_BUILD_DIR="$abs_build"
-(cd sdk/node && npm install --no-audit --no-fund --loglevel=error && npm test)
+(cd sdk/node && npm install --no-audit --no-fund --loglevel=error)
+
+ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300
+(cd sdk/node && npm test)
 sdk/go/test.sh "$abs_build"
