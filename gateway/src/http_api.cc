@@ -47,6 +47,9 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   void Start(const std::string& already_read) {
     SetTcpNoDelay(socket_);
     addr_ = PeerAddress(socket_);
+    // Alive until Close(), whatever is pending: the relay and the worker hold
+    // raw pointers to it (Stream::ds, the worker's HTTP list).
+    self_ = shared_from_this();
     w_->AddHttp(this);
     auto b = buf_.prepare(already_read.size());
     std::memcpy(b.data(), already_read.data(), already_read.size());
@@ -109,7 +112,8 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     }
     w_->RemoveHttp(this);
     scheduled = false;
-    auto keep = std::move(hold_);  // may be the last reference: nothing after this
+    auto keep = std::move(hold_);
+    auto keep_self = std::move(self_);  // may be the last reference: nothing after this
   }
   const std::string& client_addr() const override { return addr_; }
 
@@ -117,6 +121,8 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   // --- request ---
   void ResetRequest() {
     parser_.emplace();
+    origin_.clear();
+    http10_ = false;
     parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(o_.max_header_bytes, UINT32_MAX)));
     parser_->body_limit((std::numeric_limits<std::uint64_t>::max)());
     body_.clear();
@@ -722,6 +728,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
   std::array<char, 65536> rbuf_;
   std::shared_ptr<HttpConn> hold_;  // while scheduled
+  std::shared_ptr<HttpConn> self_;  // from Start until Close
 
   bool closed_ = false, draining_ = false, reading_ = false, writing_ = false, waiting_header_ = false;
   bool closing_ = false, watching_ = false;
