@@ -160,6 +160,16 @@ std::string Post(const std::string& target, const std::string& body, const std::
   return r;
 }
 
+int64_t Metric(int port, const std::string& name) {
+  Conn c(port);
+  c.Send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  Response r;
+  if (!c.ReadResponse(&r)) return -1;
+  size_t at = r.body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::atoll(r.body.c_str() + at + name.size() + 2);
+}
+
 class HttpTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -401,6 +411,27 @@ TEST_F(HttpTest, ByteStreamingBothWays) {
   EXPECT_FALSE(c.ReadChunk(&chunk));  // the end of the response
 }
 
+// 32 MiB up and back through one streaming call: nothing is buffered whole.
+TEST_F(HttpTest, LargeByteStreamFlowsThrough) {
+  std::string data(32 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+  Conn c(leverd_->port());
+  ASSERT_TRUE(c.Send("POST /httpsvc/EchoChan HTTP/1.1\r\nHost: dev.lever\r\n"
+                     "Content-Type: application/octet-stream\r\nContent-Length: " +
+                     std::to_string(data.size() + 3) + "\r\n\r\n[]\n"));
+  std::thread writer([&] { c.Send(data); });
+  Response r;
+  std::string got, chunk;
+  bool head = c.ReadHead(&r);
+  while (head && c.ReadChunk(&chunk)) got += chunk;
+  writer.join();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(got.size(), data.size());
+  EXPECT_TRUE(got == data);
+  EXPECT_LE(Metric(leverd_->port(), "lever_gateway_peak_buffered_bytes"), 8 << 20);
+}
+
 TEST_F(HttpTest, StreamingWholeBodyAtOnce) {
   // curl-style: Content-Length body with all lines; every reply comes back.
   std::string body = "[\"q\"]\n";
@@ -467,16 +498,6 @@ TEST_F(HttpTest, TwoHundredKeepAliveConnections) {
       EXPECT_EQ(r.body, "\"hello " + std::to_string(i) + "\"");
     }
   }
-}
-
-int64_t Metric(int port, const std::string& name) {
-  Conn c(port);
-  c.Send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  Response r;
-  if (!c.ReadResponse(&r)) return -1;
-  size_t at = r.body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::atoll(r.body.c_str() + at + name.size() + 2);
 }
 
 // A client that goes away cancels its call: the handler sees the
