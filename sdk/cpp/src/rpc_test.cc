@@ -453,6 +453,19 @@ class RpcControlTest : public RpcTest {
                                      cv_.notify_all();
                                    })
                     .ok());
+    // Queues many sends, waits for the caller to go away, then ends with an
+    // error: the writes fail, and the call must still finish.
+    ASSERT_TRUE(server_
+                    ->HandleStream("floodThenErrorChan",
+                                   [this](ServerStreamPtr s) {
+                                     for (int i = 0; i < 1000; ++i) s->SendAsync(Value(i), nullptr);
+                                     (void)s->Receive(kWait);
+                                     s->Finish(Result::AppError(Value("late error")));
+                                     std::lock_guard<std::mutex> lock(mu_);
+                                     flood_finished_ = true;
+                                     cv_.notify_all();
+                                   })
+                    .ok());
     ASSERT_TRUE(server_
                     ->HandleStream("waitChan",
                                    [this](ServerStreamPtr s) {
@@ -475,6 +488,7 @@ class RpcControlTest : public RpcTest {
   std::vector<UnaryCallPtr> parked_;
   std::optional<Result> stream_end_;
   int flood_sent_ = -1;
+  bool flood_finished_ = false;
 };
 
 INSTANTIATE_TEST_SUITE_P(All, RpcControlTest,
@@ -514,6 +528,19 @@ TEST_P(RpcControlTest, StreamCancelReachesServer) {
   ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return stream_end_.has_value(); }));
   EXPECT_TRUE(stream_end_->is_platform_error());
   EXPECT_EQ(stream_end_->status.code(), Code::kCancelled);
+}
+
+TEST_P(RpcControlTest, FinishAfterFailedWritesLetsShutdownComplete) {
+  ClientStreamPtr s;
+  ASSERT_TRUE(Svc().InvokeStream(&s, "floodThenErrorChan", {}).ok());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->Receive(kWait).ok());
+  s->Cancel();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return flood_finished_; }));
+  }
+  auto stopper = std::async(std::launch::async, [&] { server_->Shutdown(1s); });
+  ASSERT_EQ(stopper.wait_for(kWait), std::future_status::ready) << "Shutdown waits for a call that never finishes";
 }
 
 TEST_P(RpcControlTest, DroppingTheStreamCancelsIt) {

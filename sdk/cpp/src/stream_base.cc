@@ -119,8 +119,12 @@ void StreamBase::Pump(Lock& lock) {
       write_done_ = std::move(outbox_.front().done);
       outbox_.pop_front();
       StartWriteOp(&write_buffer_);
-    } else if (outbox_.empty()) {
-      HandleWritesDrained(lock);
+    } else {
+      // After a failed write nothing more goes out: fail what is still queued
+      // (such as the error message a later Finish queued) so that the call
+      // can finish instead of waiting for writes that will never start.
+      FailOutbox(lock);
+      if (!write_in_flight_ && CanStartOps()) HandleWritesDrained(lock);
     }
   }
 }
