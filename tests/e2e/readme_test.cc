@@ -1,7 +1,8 @@
 // The README's quick start, run as written against a real leverd, so that it
-// never rots: every `lever deploy` / `lever invoke` line of the quick-start
-// shell block must print what its comment says (N stands for a number), and
-// the Node snippet must print the reply.
+// never rots: every `lever deploy` / `lever invoke` / `curl` line of the
+// quick-start shell block must print what its comment says (N stands for a
+// number; 127.0.0.1:8080 becomes the test's leverd), and the Node snippet must
+// print the reply.
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -49,10 +50,13 @@ TEST(ReadmeTest, QuickStartCommandsPrintWhatTheReadmeSays) {
   int checked = 0;
   std::istringstream lines(shell);
   for (std::string line; std::getline(lines, line);) {
-    if (!line.starts_with("lever deploy") && !line.starts_with("lever invoke")) continue;
+    if (!line.starts_with("lever deploy") && !line.starts_with("lever invoke") && !line.starts_with("curl ")) {
+      continue;
+    }
     size_t hash = line.find("  #");
     ASSERT_NE(hash, std::string::npos) << "no expected output in: " << line;
-    std::string command = Trim(line.substr(0, hash));
+    std::string command = std::regex_replace(Trim(line.substr(0, hash)), std::regex("127\\.0\\.0\\.1:8080"),
+                                             leverd.address());
     std::string expected = Trim(line.substr(hash + 3));
     CommandResult r = RunCommand({"/bin/bash", "-c",
                                   "cd '" + std::string(LEVER_SOURCE_DIR) + "' && PATH='" + cli_dir +
@@ -64,7 +68,7 @@ TEST(ReadmeTest, QuickStartCommandsPrintWhatTheReadmeSays) {
                                                                     << " but the README says " << expected;
     ++checked;
   }
-  EXPECT_GE(checked, 2);
+  EXPECT_GE(checked, 3);
 
   // The Node snippet, with the real address, inside an async function.
   std::string js = Block(readme, "From Node", "js");
