@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/admin_api.h"
+#include "common/duration.h"
 #include "lever/client.h"
 #include "lever/json.h"
 #include "lever/url.h"
@@ -45,29 +46,6 @@ struct Globals {
   bool pretty = false;
   std::chrono::milliseconds timeout_ms{60000};
 };
-
-// Parses "250ms", "30s", "5m", "1h" or a bare number of seconds; "0" = none.
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
-  char* end = nullptr;
-  errno = 0;
-  double n = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || errno != 0 || n < 0) return false;
-  std::string unit(end);
-  double ms;
-  if (unit.empty() || unit == "s") {
-    ms = n * 1000;
-  } else if (unit == "ms") {
-    ms = n;
-  } else if (unit == "m") {
-    ms = n * 60000;
-  } else if (unit == "h") {
-    ms = n * 3600000;
-  } else {
-    return false;
-  }
-  *out = std::chrono::milliseconds(static_cast<int64_t>(ms));
-  return true;
-}
 
 std::string ToJson(const Value& v, bool pretty) {
   JsonWriteOptions o;

@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "admin_service.h"
+#include "common/duration.h"
 #include "lever/gateway/gateway.h"
 #include "lever/host/host.h"
 #include "log.h"
@@ -32,6 +33,7 @@ namespace lever::leverd {
 namespace {
 
 namespace fs = std::filesystem;
+using cli::ParseDuration;
 
 struct Flags {
   std::string listen = "127.0.0.1:8080";
@@ -49,17 +51,6 @@ struct Flags {
   size_t http_max_body_kib = 512;
   std::string http_idle_timeout = "30s";
 };
-
-bool ParseDuration(const std::string& text, std::chrono::milliseconds* out) {
-  char* end = nullptr;
-  double n = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || n < 0) return false;
-  std::string unit(end);
-  double scale = unit == "ms" ? 1 : unit == "s" || unit.empty() ? 1e3 : unit == "m" ? 6e4 : unit == "h" ? 3.6e6 : -1;
-  if (scale < 0) return false;
-  *out = std::chrono::milliseconds(static_cast<int64_t>(n * scale));
-  return true;
-}
 
 std::string DefaultDataDir() {
   if (const char* d = std::getenv("LEVER_DATA_DIR"); d && *d) return d;
