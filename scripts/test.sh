@@ -18,6 +18,20 @@ abs_build=$(cd "$build" && pwd)
 export LEVER_BUILD_DIR="$abs_build"
 (cd sdk/node && npm install --no-audit --no-fund --loglevel=error)
 
-ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300
-(cd sdk/node && npm test)
-sdk/go/test.sh "$abs_build"
+# Each suite's output is kept to add up one summary line at the end.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 | tee "$logs/ctest"
+(cd sdk/node && npm test) | tee "$logs/node"
+LEVER_GO_TEST_FLAGS=-v sdk/go/test.sh "$abs_build" | tee "$logs/go"
+
+cpp=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2 \1/p' "$logs/ctest")
+node_pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$logs/node")
+node_fail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$logs/node")
+go_pass=$(grep -c -- '--- PASS' "$logs/go" || true)
+go_fail=$(grep -c -- '--- FAIL' "$logs/go" || true)
+set -- $cpp
+passed=$(( ${1:-0} - ${2:-0} + ${node_pass:-0} + go_pass ))
+failed=$(( ${2:-0} + ${node_fail:-0} + go_fail ))
+echo "CTest ${1:-0}, node --test ${node_pass:-0}, go test ${go_pass} (subtests included)"
+echo "lever: $passed passed, $failed failed"
