@@ -87,6 +87,27 @@ std::string PeerAddress(Socket& socket) {
 
 // --- callbacks of the server session (toward clients) -----------------------
 
+// The end of a data source read, the same in both directions: once one side's
+// buffer is drained and that side has ended, EOF (with its trailers, if any);
+// while it waits for more, DEFERRED; otherwise the `n` bytes just copied.
+ssize_t EndOfRead(WorkerImpl* w, nghttp2_session* session, int32_t sid, size_t n, const ByteBuf& buffer, bool eof,
+                  const HeaderBlock& trailers, bool* deferred, uint32_t* flags) {
+  if (!buffer.empty()) return static_cast<ssize_t>(n);
+  if (eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!trailers.empty()) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      auto& nv = w->nv_scratch();
+      trailers.ToNv(&nv);
+      nghttp2_submit_trailer(session, sid, nv.data(), nv.size());
+    }
+  } else if (n == 0) {
+    *deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return static_cast<ssize_t>(n);
+}
+
 struct ClientCallbacks {
   static int OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
     auto* conn = static_cast<ClientConn*>(user);
@@ -187,21 +208,7 @@ struct ClientCallbacks {
         w->MarkDirty(s->bconn);
       }
     }
-    if (s->down.empty()) {
-      if (s->down_eof) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (!s->trailers.empty()) {
-          *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-          auto& nv = w->nv_scratch();
-          s->trailers.ToNv(&nv);
-          nghttp2_submit_trailer(session, sid, nv.data(), nv.size());
-        }
-      } else if (n == 0) {
-        s->down_deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-      }
-    }
-    return static_cast<ssize_t>(n);
+    return EndOfRead(w, session, sid, n, s->down, s->down_eof, s->trailers, &s->down_deferred, flags);
   }
 };
 
@@ -341,21 +348,7 @@ struct BackendCallbacks {
         s->ds->Wake();  // room for more of the HTTP body
       }
     }
-    if (s->up.empty()) {
-      if (s->up_eof) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (!s->up_trailers.empty()) {
-          *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-          auto& nv = w->nv_scratch();
-          s->up_trailers.ToNv(&nv);
-          nghttp2_submit_trailer(session, sid, nv.data(), nv.size());
-        }
-      } else if (n == 0) {
-        s->up_deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-      }
-    }
-    return static_cast<ssize_t>(n);
+    return EndOfRead(w, session, sid, n, s->up, s->up_eof, s->up_trailers, &s->up_deferred, flags);
   }
 };
 
