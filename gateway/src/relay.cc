@@ -911,19 +911,25 @@ void WorkerImpl::OnClientStreamClosed(Stream* s, uint32_t error_code) {
   AddBuffered(-static_cast<int64_t>(s->up.size()));
   s->up.Clear();
   s->client = nullptr;
+  ReleaseBackendSide(s, error_code != NGHTTP2_NO_ERROR);
+}
+
+// The downstream (h2 client or HTTP exchange) is gone: a cancel resets the
+// instance's stream (its handler sees the cancellation), a finished exchange
+// just releases it; a stream still queued on a connecting BackendConn leaves
+// the queue. Then the response bytes held for it are dropped.
+void WorkerImpl::ReleaseBackendSide(Stream* s, bool cancel) {
   if (s->bconn != nullptr) {
     if (s->bsid > 0) {
       if (!s->down_consumed) {
         if (!s->down.empty()) nghttp2_session_consume_connection(s->bconn->session(), s->down.size());
         s->down_consumed = true;
       }
-      // A client cancel resets the instance's stream (its handler sees the
-      // cancellation); a finished exchange just releases it.
       nghttp2_submit_rst_stream(s->bconn->session(), NGHTTP2_FLAG_NONE, s->bsid,
-                                error_code == NGHTTP2_NO_ERROR ? NGHTTP2_NO_ERROR : NGHTTP2_CANCEL);
+                                cancel ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
       MarkDirty(s->bconn);
     } else {
-      s->bconn->RemoveStream(s);  // still queued on a connecting BackendConn
+      s->bconn->RemoveStream(s);
       s->bconn = nullptr;
     }
   }
@@ -1152,23 +1158,7 @@ void WorkerImpl::DetachDownstream(Stream* s, bool cancel) {
   AddBuffered(-static_cast<int64_t>(s->up.size()));
   s->up.Clear();
   s->up_consumed = true;
-  if (s->bconn != nullptr) {
-    if (s->bsid > 0) {
-      if (!s->down_consumed) {
-        if (!s->down.empty()) nghttp2_session_consume_connection(s->bconn->session(), s->down.size());
-        s->down_consumed = true;
-      }
-      nghttp2_submit_rst_stream(s->bconn->session(), NGHTTP2_FLAG_NONE, s->bsid,
-                                cancel ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
-      MarkDirty(s->bconn);
-    } else {
-      s->bconn->RemoveStream(s);  // still queued on a connecting BackendConn
-      s->bconn = nullptr;
-    }
-  }
-  AddBuffered(-static_cast<int64_t>(s->down.size()));
-  s->down.Clear();
-  MaybeRelease(s);
+  ReleaseBackendSide(s, cancel);
 }
 
 void WorkerImpl::AddHttp(Downstream* d) {

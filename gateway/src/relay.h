@@ -261,6 +261,7 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   // One side of a stream closed (nghttp2 on_stream_close, or its connection
   // closed). `conn_lost` non-empty: the backend connection died.
   void OnClientStreamClosed(Stream* s, uint32_t error_code);
+  void ReleaseBackendSide(Stream* s, bool cancel);
   void OnBackendStreamClosed(Stream* s, uint32_t error_code, std::string_view conn_lost);
 
   // Buffered-bytes accounting.
