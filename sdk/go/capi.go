@@ -251,22 +251,20 @@ func deliver(payload unsafe.Pointer, r asyncResult) {
 }
 
 func clientInvokeAsync(c cClient, url string, args []byte, timeoutMs uint32) (*asyncCall, error) {
-	v, err := newValue(args)
-	if err != nil {
-		return nil, err
-	}
-	defer freeValue(v)
-	curl := C.CString(url)
-	defer C.free(unsafe.Pointer(curl))
-	a, h := newAsync()
-	if rc := int(C.go_invoke_async(c, curl, v, C.uint(timeoutMs), C.uintptr_t(h))); rc != rcOK {
-		h.Delete()
-		return nil, takeError(rc, nil)
-	}
-	return a, nil
+	return startAsync(url, args, func(curl *C.char, v cValue, h C.uintptr_t) C.int {
+		return C.go_invoke_async(c, curl, v, C.uint(timeoutMs), h)
+	})
 }
 
 func streamOpenAsync(c cClient, url string, args []byte, timeoutMs uint32) (*asyncCall, error) {
+	return startAsync(url, args, func(curl *C.char, v cValue, h C.uintptr_t) C.int {
+		return C.go_stream_open_async(c, curl, v, C.uint(timeoutMs), h)
+	})
+}
+
+// startAsync converts the URL and arguments for C, registers the asyncCall
+// the callback completes, and starts the call with `start`.
+func startAsync(url string, args []byte, start func(curl *C.char, v cValue, h C.uintptr_t) C.int) (*asyncCall, error) {
 	v, err := newValue(args)
 	if err != nil {
 		return nil, err
@@ -275,7 +273,7 @@ func streamOpenAsync(c cClient, url string, args []byte, timeoutMs uint32) (*asy
 	curl := C.CString(url)
 	defer C.free(unsafe.Pointer(curl))
 	a, h := newAsync()
-	if rc := int(C.go_stream_open_async(c, curl, v, C.uint(timeoutMs), C.uintptr_t(h))); rc != rcOK {
+	if rc := int(start(curl, v, C.uintptr_t(h))); rc != rcOK {
 		h.Delete()
 		return nil, takeError(rc, nil)
 	}
