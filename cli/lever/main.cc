@@ -19,8 +19,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "common/admin_api.h"
 #include "common/duration.h"
+#include "lever/admin/admin_api.h"
 #include "lever/client.h"
 #include "lever/json.h"
 #include "lever/url.h"

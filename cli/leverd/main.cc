@@ -19,8 +19,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "admin_service.h"
 #include "common/duration.h"
+#include "lever/admin/admin_service.h"
 #include "lever/gateway/gateway.h"
 #include "lever/host/host.h"
 #include "log.h"
@@ -202,12 +202,13 @@ int Run(const Flags& f) {
     gw->Stop(std::chrono::milliseconds(0));
     return 1;
   }
-  std::unique_ptr<AdminService> admin;
-  AdminOptions ao;
+  std::unique_ptr<admin::AdminService> admin;
+  admin::AdminOptions ao;
   ao.listen_addr = "unix:" + run_dir + "/admin.sock";
   unlink((run_dir + "/admin.sock").c_str());
   ao.token = token;
-  if (Status s = AdminService::Start(ao, host, &admin); !s.ok()) {
+  ao.log = [](std::string_view line) { LogInfo(line); };
+  if (Status s = admin::AdminService::Start(ao, host, &admin); !s.ok()) {
     LogError("cannot start the admin service: " + s.ToString());
     gw->Stop(std::chrono::milliseconds(0));
     return 1;

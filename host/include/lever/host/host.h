@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lever/host/clock.h"
 #include "lever/host/deploy.h"
 #include "lever/host/logs.h"
 #include "lever/host/placement.h"
@@ -46,6 +47,9 @@ struct HostOptions {
   DeployOptions deploy;
   // Placement policy. Default NewDefaultPlacement().
   PlacementPtr placement;
+  // Time for every timeout, window and lease of the host. Default
+  // RealClock(); tests inject a FakeClock.
+  ClockPtr clock;
 
   // Called (on the supervisor thread, no host lock held) before an env's
   // first instance starts; returns the path of the env's internal unix

@@ -1,11 +1,11 @@
-#include "admin_service.h"
+#include "lever/admin/admin_service.h"
 
 #include <chrono>
+#include <ctime>
 
-#include "common/admin_api.h"
-#include "log.h"
+#include "lever/admin/admin_api.h"
 
-namespace lever::leverd {
+namespace lever::admin {
 namespace {
 
 using host::Host;
@@ -32,6 +32,10 @@ bool StringArg(const Array& args, size_t i, std::string* out) {
   if (!args[i].is_string()) return false;
   *out = args[i].as_string();
   return true;
+}
+
+void Log(const AdminOptions& options, const std::string& line) {
+  if (options.log) options.log(line);
 }
 
 Value ServiceRow(const host::ServiceInfo& s) {
@@ -92,10 +96,10 @@ void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, Serv
   if (failed.ok()) failed = session->Finish(&result);
   session.reset();
   if (!failed.ok()) {
-    LogInfo("deploy to " + env + " failed: " + failed.message());
+    Log(options, "deploy to " + env + " failed: " + failed.message());
     return stream->Finish(AppError(failed));
   }
-  LogInfo("deployed lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version));
+  Log(options, "deployed lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version));
   if (report) {
     (void)stream->Send(Value(Map{{"service", result.service}, {"version", result.version}}));
   }
@@ -153,14 +157,14 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
       return fn(args);
     });
   };
-  Status s = server->HandleStream(std::string(admin::kDeploy),
+  Status s = server->HandleStream(std::string(kDeploy),
                                   [host, opts](ServerStreamPtr st) { Deploy(host, *opts, std::move(st)); });
   if (s.ok()) {
-    s = server->HandleStream(std::string(admin::kLogs),
+    s = server->HandleStream(std::string(kLogs),
                              [host, opts](ServerStreamPtr st) { Logs(host, *opts, std::move(st)); });
   }
   if (s.ok()) {
-    s = unary(admin::kListEnvironments, [host](const Array&) {
+    s = unary(kListEnvironments, [host](const Array&) {
       std::vector<host::EnvironmentInfo> envs;
       if (Status e = host->ListEnvironments(&envs); !e.ok()) return AppError(e);
       Array rows;
@@ -169,29 +173,29 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
     });
   }
   if (s.ok()) {
-    s = unary(admin::kCreateEnvironment, [host](const Array& args) {
+    s = unary(kCreateEnvironment, [host, opts](const Array& args) {
       std::string name, desc;
       if (args.empty() || !StringArg(args, 0, &name) || !StringArg(args, 1, &desc)) {
         return AppError(InvalidArgument("CreateEnvironment takes (name [, description])"));
       }
       if (Status e = host->CreateEnvironment(name, desc); !e.ok()) return AppError(e);
-      LogInfo("created environment " + name);
+      Log(*opts, "created environment " + name);
       return Result::Of(Value());
     });
   }
   if (s.ok()) {
-    s = unary(admin::kDeleteEnvironment, [host](const Array& args) {
+    s = unary(kDeleteEnvironment, [host, opts](const Array& args) {
       std::string name;
       if (args.size() != 1 || !StringArg(args, 0, &name)) {
         return AppError(InvalidArgument("DeleteEnvironment takes (name)"));
       }
       if (Status e = host->DeleteEnvironment(name); !e.ok()) return AppError(e);
-      LogInfo("deleted environment " + name);
+      Log(*opts, "deleted environment " + name);
       return Result::Of(Value());
     });
   }
   if (s.ok()) {
-    s = unary(admin::kListServices, [host](const Array& args) {
+    s = unary(kListServices, [host](const Array& args) {
       std::string env;
       if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("ListServices takes ([env])"));
       std::vector<std::string> envs;
@@ -212,7 +216,7 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
     });
   }
   if (s.ok()) {
-    s = unary(admin::kListInstances, [host](const Array& args) {
+    s = unary(kListInstances, [host](const Array& args) {
       std::string env;
       if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("ListInstances takes ([env])"));
       std::vector<host::InstanceInfo> instances;
@@ -244,4 +248,4 @@ AdminService::~AdminService() {
 
 void AdminService::Shutdown(std::chrono::milliseconds grace) { server_->Shutdown(grace); }
 
-}  // namespace lever::leverd
+}  // namespace lever::admin

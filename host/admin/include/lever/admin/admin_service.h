@@ -1,17 +1,20 @@
-// The admin service built into leverd (reference §5; cli/common/admin_api.h
-// lists its methods). It is a Lever service on the C++ server runtime,
+// The admin service built into leverd (reference §5; admin_api.h lists its
+// methods). It is a Lever service on the C++ server runtime,
 // listening on a unix socket in the data dir; the host routes
 // lever://admin.lever/admin//... there like any other call.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "lever/host/host.h"
 #include "lever/server.h"
 #include "lever/status.h"
 
-namespace lever::leverd {
+namespace lever::admin {
 
 struct AdminOptions {
   // "unix:/abs/path.sock" to listen on. Required.
@@ -23,6 +26,9 @@ struct AdminOptions {
   // its half-close, so the client sees the error (reference §5.3 second
   // reading) — but no more than this many bytes. Default 64 MiB.
   size_t max_discard_bytes = size_t{64} << 20;
+  // One line per deploy and environment change ("deployed lever://..."), for
+  // leverd's log. Default: none.
+  std::function<void(std::string_view line)> log;
 };
 
 class AdminService {
@@ -37,4 +43,4 @@ class AdminService {
   std::unique_ptr<Server> server_;
 };
 
-}  // namespace lever::leverd
+}  // namespace lever::admin

@@ -1,0 +1,138 @@
+// One instance of a service: the Backend the gateway holds, its state under
+// the service's lock, and what only the supervisor thread touches.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lever/host/clock.h"
+#include "lever/host/lever_json.h"
+#include "lever/host/router.h"
+#include "lever/host/runtime.h"
+
+namespace lever::host {
+
+struct ServiceState;
+
+// starting: spawned (or about to be), not yet accepting connections.
+// ready: accepts connections; takes calls while alive().
+// draining: takes no new call; stops once its calls in flight are done (or
+//   after the drain bound).
+// stopping: SIGTERM sent; SIGKILL at kill_deadline; gone when it exits.
+enum class InstanceState { kStarting, kReady, kDraining, kStopping };
+const char* InstanceStateName(InstanceState s);
+
+// The supervisor's eventfd; shared with Backends, which may outlive the host.
+struct Wakeup {
+  Wakeup();
+  ~Wakeup();
+  void Notify() const;
+  int fd = -1;
+};
+
+// Time-weighted load: calls in flight and their integral over time
+// (call-microseconds), updated without a lock from any thread. The integral
+// read while another thread updates may be off by one interval for one
+// reading; it is cumulative, so the next reading is exact again.
+class LoadMeter {
+ public:
+  void Add(int64_t delta, int64_t now_us);
+  int64_t in_flight() const { return static_cast<int64_t>(state_.load(std::memory_order_relaxed) >> kTimeBits); }
+  // Call-microseconds up to `now_us`.
+  uint64_t Area(int64_t now_us) const;
+
+ private:
+  static constexpr int kTimeBits = 44;  // µs since the meter's epoch: 200 days
+  static constexpr uint64_t kTimeMask = (uint64_t{1} << kTimeBits) - 1;
+  std::atomic<uint64_t> state_{0};  // in_flight << 44 | last change (µs)
+  std::atomic<uint64_t> area_{0};
+};
+
+// Outcome of a connection attempt to an instance's socket.
+enum class Probe { kAccepting, kBusy, kDead };
+// A non-blocking connect: accepted (or in progress) → kAccepting; a full
+// backlog (EAGAIN) → kBusy, which is alive; refused, missing → kDead.
+Probe ProbeSocket(const std::string& path);
+
+class Instance final : public Backend {
+ public:
+  Instance(std::string instance_id, std::string env, std::string service, int64_t version, std::string socket_path,
+           std::shared_ptr<const Wakeup> wakeup, ClockPtr clock);
+
+  // Backend: atomics only.
+  const std::string& address() const override { return address_; }
+  uint64_t id() const override { return backend_id; }
+  void OnCallStart() override;
+  void OnCallEnd() override;
+  void OnConnectionFailed() override;
+  bool alive() const override { return alive_.load(std::memory_order_acquire); }
+
+  void Touch();
+  int64_t in_flight() const { return load.in_flight(); }
+  SteadyTime last_active() const;
+  // The meter's time base: microseconds since the instance was created.
+  int64_t MeterUs(SteadyTime t) const;
+
+  const uint64_t backend_id;
+  const std::string instance_id;
+  const std::string env;
+  const std::string service;
+  const int64_t version;
+  const std::string socket_path;
+  const std::string address_;
+  const uint64_t placement_key;
+  const ClockPtr clock;
+  const SteadyTime created_;
+
+  LoadMeter load;
+  std::atomic<bool> alive_{false};
+  std::atomic<int64_t> last_active_ns{0};
+  std::atomic<bool> check_requested{false};
+
+  // Guarded by the service's mutex (written by the supervisor).
+  InstanceState state = InstanceState::kStarting;
+  int pid = 0;
+  bool spawned = false;
+  std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
+  SteadyTime start_deadline{};
+  SteadyTime kill_deadline{};
+  bool killed = false;
+  bool stop_intended = false;
+
+  std::weak_ptr<ServiceState> owner;  // set at creation
+
+  // Supervisor thread only.
+  LeverConfig config;
+  std::string code_dir;
+  std::unique_ptr<RunningInstance> proc;
+  SteadyTime next_attempt{};
+  SteadyDuration backoff{};
+  std::string out_partial, err_partial;
+  bool out_open = false, err_open = false;
+  std::string last_line;
+
+ private:
+  std::shared_ptr<const Wakeup> wakeup_;
+};
+
+// The built-in admin service, served in-process by leverd.
+class AdminBackend final : public Backend {
+ public:
+  explicit AdminBackend(std::string address);
+  const std::string& address() const override { return address_; }
+  uint64_t id() const override { return id_; }
+  void OnCallStart() override { in_flight.fetch_add(1, std::memory_order_relaxed); }
+  void OnCallEnd() override { in_flight.fetch_sub(1, std::memory_order_relaxed); }
+  void OnConnectionFailed() override {}
+  bool alive() const override { return true; }
+  std::atomic<int64_t> in_flight{0};
+
+ private:
+  const std::string address_;
+  const uint64_t id_;
+};
+
+}  // namespace lever::host

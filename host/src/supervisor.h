@@ -1,0 +1,100 @@
+// The supervisor: one thread that owns the instances' processes. It spawns
+// them through the runtime, reads their output, sees them exit (pidfds),
+// probes starting and suspect ones, and on every pass asks the lifecycle
+// (lifecycle.h) what to do for each service and does it. It sleeps in
+// epoll_wait until an fd or the next deadline (a Timer of the injected
+// clock) needs it; it never polls on a fixed period.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "catalog.h"
+#include "lever/host/clock.h"
+#include "lever/host/logs.h"
+#include "lever/host/runtime.h"
+#include "lifecycle.h"
+#include "routing.h"
+#include "service.h"
+
+namespace lever::host {
+
+struct SupervisorOptions {
+  std::string run_dir;  // <data>/run: instance sockets
+  LifecycleOptions lifecycle;
+  std::function<Status(std::string_view env, std::string* socket_path)> ensure_internal_listener;
+  std::function<void(std::string_view line)> log_sink;  // required
+};
+
+class Supervisor {
+ public:
+  Supervisor(SupervisorOptions options, Catalog& catalog, Routing& routing, LogStore& logs, RuntimePtr runtime,
+             ClockPtr clock);
+  ~Supervisor();  // Shutdown()
+
+  // Sets up epoll, inotify and the timer, then starts the thread (its first
+  // pass starts minInstances).
+  Status Start();
+  // Stops every instance (SIGTERM, SIGKILL after stop_grace), fails waiting
+  // calls, joins the thread. Idempotent.
+  void Shutdown();
+
+  // Any thread, service lock held: a new instance of the live version,
+  // "starting", spawned by the supervisor thread.
+  void StartLocked(ServiceState& svc);
+  // Any thread: run a pass soon.
+  void Wake() const { wakeup_->Notify(); }
+  // Answers and log lines, with no host lock held.
+  void Flush(Deferred* d);
+
+ private:
+  void Run();
+  void StartQueued();
+  void Spawn(const ServicePtr& svc, const std::shared_ptr<Instance>& inst);
+  void Tick();
+  void TickService(ServiceState& svc, SteadyTime now, Deferred* d);
+  void StopLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d);
+  void HandleExit(const std::shared_ptr<Instance>& inst);
+  void ReadOutput(Instance& inst, bool is_err, bool drain);
+  void EmitLine(Instance& inst, bool is_err, std::string_view line);
+  void HandleInotify();
+  void Watch(int fd, const std::shared_ptr<Instance>& inst, int kind);
+  void Unwatch(int fd);
+  void StopAll();
+  void WakeAt(SteadyTime t) { next_wake_ = std::min(next_wake_, t); }
+
+  const SupervisorOptions options_;
+  Catalog& catalog_;
+  Routing& routing_;
+  LogStore& logs_;
+  const RuntimePtr runtime_;
+  const ClockPtr clock_;
+  const std::shared_ptr<const Wakeup> wakeup_ = std::make_shared<Wakeup>();
+
+  std::mutex queue_mu_;
+  std::vector<std::pair<ServicePtr, std::shared_ptr<Instance>>> to_start_;  // guarded by queue_mu_
+
+  // Supervisor thread only.
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  int epoll_fd_ = -1;
+  int inotify_fd_ = -1;
+  std::unique_ptr<Timer> timer_;
+  struct FdRef {
+    std::shared_ptr<Instance> inst;
+    int kind;  // 0 exit, 1 stdout, 2 stderr
+  };
+  std::unordered_map<int, FdRef> fds_;
+  StringMap<std::shared_ptr<Instance>> by_socket_name_;
+  StringMap<std::string> listeners_;  // env -> internal socket path
+  SteadyTime next_wake_{};
+};
+
+}  // namespace lever::host
