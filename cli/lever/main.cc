@@ -24,6 +24,7 @@
 #include "lever/client.h"
 #include "lever/json.h"
 #include "lever/url.h"
+#include "raw_args.h"
 #include "tarball.h"
 
 #ifndef LEVER_VERSION
@@ -111,11 +112,13 @@ Status ResolveUrl(const Globals& g, const std::string& text, Url* out) {
   return Status::Ok();
 }
 
-Client MakeClient(const Globals& g) {
+ClientOptions ClientOptionsFor(const Globals& g) {
   ClientOptions o;
   o.force_host = g.host;
-  return Client(std::move(o));
+  return o;
 }
+
+Client MakeClient(const Globals& g) { return Client(ClientOptionsFor(g)); }
 
 CallOptions MakeCallOptions(const Globals& g) {
   CallOptions o;
@@ -175,15 +178,17 @@ int Stream(const Globals& g, const std::string& url_text, const std::vector<std:
   if (!IsChanMethod(url.method)) return Usage(g, "use `lever invoke` for non-streaming methods");
   Array args;
   if (s = ParseArgs(arg_texts, &args); !s.ok()) return Usage(g, s.message());
-  Client client = MakeClient(g);
+  // The sender below may outlive this function (it can block on stdin after
+  // the server has ended the call): it holds its own references.
+  auto client = std::make_shared<Client>(ClientOptionsFor(g));
   CallOptions options;  // a stream lives as long as it is used: no deadline unless --timeout is given
   if (g.timeout != "60s") options.timeout = g.timeout_ms;
   ClientStreamPtr stream;
-  s = client.InvokeStreamUrl(&stream, url.ToString(), std::move(args), options);
+  s = client->InvokeStreamUrl(&stream, url.ToString(), std::move(args), options);
   if (!s.ok()) return Fail(g, kExitPlatform, "platform", s);
 
   // stdin → messages on their own thread; replies → stdout here.
-  std::thread sender([&] {
+  std::thread sender([client, stream, bytes] {
     if (bytes) {
       std::vector<char> buf(admin::kChunkSize);
       size_t n;
@@ -410,13 +415,15 @@ int Main(int argc, char** argv) {
 
   auto* invoke = app.add_subcommand("invoke", "Call a method and print its result");
   invoke->add_option("url", url, "lever://env/service[/resource]/method, or /service/method in --env")->required();
-  invoke->add_option("args", args, "JSON arguments, e.g. '\"world\"' 42 '{\"a\":1}'");
+  // The JSON arguments (and leverd's flags after `up`) are taken as written
+  // by TakeRawArgs below; these declarations only document them in --help.
+  invoke->add_option("args", args, "JSON arguments, each one value as written, e.g. '\"world\"' 42 '[1,2]'");
   invoke->add_flag("--bytes", bytes, "Send stdin as one bytes argument");
   invoke->add_flag("--pretty", g.pretty, "Indent the JSON result");
 
   auto* stream = app.add_subcommand("stream", "Open a streaming call: stdin lines in, reply lines out");
   stream->add_option("url", url, "URL of a streaming method (name ending in Chan)")->required();
-  stream->add_option("args", args, "JSON arguments of the call");
+  stream->add_option("args", args, "JSON arguments of the call, each one value as written");
   stream->add_flag("--bytes", bytes, "Send stdin as raw byte messages instead of JSON lines");
   stream->add_flag("--pretty", g.pretty, "Indent JSON messages");
 
@@ -453,8 +460,11 @@ int Main(int argc, char** argv) {
   up->add_option("leverd-args", up_args, "Flags for leverd, e.g. -- --data-dir /tmp/lever");
   up->allow_extras();
 
+  RawArgs raw = TakeRawArgs(app, {{invoke, 1}, {stream, 1}, {up, 0, true}}, argc, argv);
+  std::vector<const char*> cli_argv;
+  for (const auto& a : raw.argv) cli_argv.push_back(a.c_str());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(cli_argv.size()), cli_argv.data());
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -467,13 +477,10 @@ int Main(int argc, char** argv) {
   }
   if (!ParseDuration(g.timeout, &g.timeout_ms)) return Usage(g, "bad --timeout " + g.timeout);
 
-  if (*invoke) return Invoke(g, url, args, bytes);
-  if (*stream) return Stream(g, url, args, bytes);
+  if (*invoke) return Invoke(g, url, raw.raw, bytes);
+  if (*stream) return Stream(g, url, raw.raw, bytes);
   if (*deploy) return Deploy(g, dir, admin_env);
-  if (*up) {
-    for (const auto& e : up->remaining()) up_args.push_back(e);
-    return Up(g, up_args);
-  }
+  if (*up) return Up(g, raw.raw);
   Value out;
   if (*env_create) {
     int rc = AdminCall(g, admin::kCreateEnvironment, Array{env_name, env_desc}, &out);

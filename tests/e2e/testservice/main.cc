@@ -38,6 +38,8 @@ int main() {
   (void)server.Handle("Echo", [](const CallContext&, Array& args) {
     return Result::Of(args.empty() ? Value() : std::move(args[0]));
   });
+  // All its arguments as one array: what a client sent, argument by argument.
+  (void)server.Handle("EchoArgs", [](const CallContext&, Array& args) { return Result::Of(Value(std::move(args))); });
   (void)server.Handle("ByteError", [](const CallContext&, Array&) {
     return Result::AppError(Value::FromBytes(std::string("\x00\x01\xfe", 3)));
   });
@@ -93,6 +95,8 @@ int main() {
       if (!s->Send(Value(prefix + ":" + text + " received")).ok()) return;
     }
   });
+  // Sends its call's arguments as one array, then ends.
+  (void)server.HandleStream("EchoArgsChan", [](lever::ServerStreamPtr s) { (void)s->Send(Value(s->args())); });
   // Echoes every message (JSON or bytes) back, in order.
   (void)server.HandleStream("EchoChan", [](lever::ServerStreamPtr s) {
     for (Result m = s->Receive(); m.ok(); m = s->Receive()) {
