@@ -48,6 +48,7 @@ struct Flags {
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
   std::string js_runner;
+  std::string py_runner;
   size_t http_max_body_kib = 512;
   std::string http_idle_timeout = "30s";
 };
@@ -100,25 +101,25 @@ class ForwardingRouter final : public host::Router {
   host::RouterPtr target_;
 };
 
-// The program that runs jsEntry services: --js-runner, else $LEVER_JS_RUNNER,
-// else lever-serve on PATH, else the Node SDK of the source tree this leverd
-// was built from (build/<dir>/cli/leverd → sdk/node/bin/lever-serve).
-std::string FindJsRunner(const std::string& flag) {
+// The program that runs a language's entry (jsEntry, pyEntry): the flag, else
+// the env var, else `exe` on PATH, else `tree` relative to the build dir this
+// leverd was built in (build/<dir>/cli/leverd → build/<dir>/<tree>).
+std::string FindRunner(const std::string& flag, const char* env_var, const char* exe, const char* tree) {
   if (!flag.empty()) return flag;
-  if (const char* e = std::getenv("LEVER_JS_RUNNER"); e && *e) return e;
+  if (const char* e = std::getenv(env_var); e && *e) return e;
   std::error_code ec;
   if (const char* path = std::getenv("PATH")) {
     std::string_view rest(path);
     while (!rest.empty()) {
       size_t colon = rest.find(':');
-      fs::path candidate = fs::path(std::string(rest.substr(0, colon))) / "lever-serve";
+      fs::path candidate = fs::path(std::string(rest.substr(0, colon))) / exe;
       if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
       rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
     }
   }
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  fs::path tree = self.parent_path().parent_path().parent_path().parent_path() / "sdk/node/bin/lever-serve";
-  if (!ec && access(tree.c_str(), X_OK) == 0) return tree.string();
+  fs::path candidate = self.parent_path().parent_path() / tree;
+  if (!ec && access(candidate.c_str(), X_OK) == 0) return candidate.string();
   return "";
 }
 
@@ -180,9 +181,15 @@ int Run(const Flags& f) {
   ho.max_instances_per_service = f.max_instances;
   ho.deploy.max_compressed_bytes = uint64_t{f.max_upload_mib} << 20;
   ho.deploy.max_uncompressed_bytes = uint64_t{f.max_unpacked_mib} << 20;
-  ho.process.lever_serve = FindJsRunner(f.js_runner);
+  // The source tree's Node SDK (sdk/node/bin/lever-serve), and the Python
+  // SDK in the virtual environment scripts/setup.sh makes in the build dir.
+  ho.process.lever_serve = FindRunner(f.js_runner, "LEVER_JS_RUNNER", "lever-serve", "../../sdk/node/bin/lever-serve");
   if (ho.process.lever_serve.empty()) {
     LogWarn("no lever-serve found (--js-runner, $LEVER_JS_RUNNER, PATH): jsEntry services cannot start");
+  }
+  ho.process.lever_serve_py = FindRunner(f.py_runner, "LEVER_PY_RUNNER", "lever-serve-py", "py-venv/bin/lever-serve-py");
+  if (ho.process.lever_serve_py.empty()) {
+    LogWarn("no lever-serve-py found (--py-runner, $LEVER_PY_RUNNER, PATH): pyEntry services cannot start");
   }
   ho.admin_address = "unix:" + run_dir + "/admin.sock";
   ho.log_sink = [](std::string_view line) { Log(LogLevel::kInfo, "instance", line); };
@@ -256,6 +263,7 @@ int main(int argc, char** argv) {
                  "HTTP API: a request's headers must arrive, and a stream or response must move, within this")
       ->capture_default_str();
   app.add_option("--js-runner", f.js_runner, "Program that runs jsEntry services (default: $LEVER_JS_RUNNER, lever-serve on PATH, or the source tree's)");
+  app.add_option("--py-runner", f.py_runner, "Program that runs pyEntry services (default: $LEVER_PY_RUNNER, lever-serve-py on PATH, or the build dir's py-venv)");
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();

@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lever::Status s =
       lever::host::ParseLeverConfig(std::string_view(reinterpret_cast<const char*>(data), size), &c);
   if (s.ok()) {
-    bool one_entry = c.entry.empty() != c.js_entry.empty();
+    int entries = int(!c.entry.empty()) + int(!c.js_entry.empty()) + int(!c.py_entry.empty());
+    bool one_entry = entries == 1;
     if (!one_entry || !lever::host::IsValidServiceName(c.name) || c.max_instance_load <= 0 || c.ram_mb <= 0 ||
         c.min_instances < 0) {
       abort();

@@ -656,6 +656,36 @@ TEST_F(HostTest, JsEntryRunsLeverServe) {
   EXPECT_EQ(lines[0].text, "lever://dev.lever/nodejs v1 serving lib/index.js with --max-old-space-size=90");
 }
 
+TEST_F(HostTest, PyEntryRunsLeverServePy) {
+  std::string serve = sandbox_.path() + "/lever-serve-py";
+  {
+    std::ofstream f(serve);
+    f << "#!/bin/sh\necho \"serving $1 unbuffered=$PYTHONUNBUFFERED\"\nexec " << kInstance << " --env-out " << out_
+      << "\n";
+  }
+  ASSERT_EQ(chmod(serve.c_str(), 0755), 0);
+  options_.process.lever_serve_py = serve;
+  StartHost();
+  DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"python","pyEntry":"app/server.py"})").Finish());
+  Routed r = Route("dev.lever", "python");
+  ASSERT_TRUE(r.result.status.ok()) << r.result.status.message();
+  std::vector<LogLine> lines;
+  ASSERT_TRUE(WaitFor([&] {
+    EXPECT_TRUE(host_->TailLogs("dev.lever", "python", 10, &lines).ok());
+    return !lines.empty();
+  }));
+  EXPECT_EQ(lines[0].text, "lever://dev.lever/python v1 serving app/server.py unbuffered=1");
+}
+
+TEST_F(HostTest, PyEntryWithoutRunnerFailsClearly) {
+  StartHost();
+  DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"python","pyEntry":"server.py"})").Finish());
+  Routed r = Route("dev.lever", "python");
+  EXPECT_FALSE(r.result.status.ok());
+  EXPECT_NE(r.result.status.message().find("no Python runtime is configured"), std::string::npos)
+      << r.result.status.message();
+}
+
 TEST_F(HostTest, InstancesCanRunAsAnotherUser) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root";
   ASSERT_EQ(chmod(sandbox_.path().c_str(), 0755), 0);

@@ -95,6 +95,7 @@ Status ParseLeverConfig(std::string_view text, LeverConfig* out) {
   LeverConfig config;
   std::vector<std::string> entry;
   std::string js_entry;
+  std::string py_entry;
   double max_load = 0;
   int64_t ram = 0;
   for (auto it = doc.begin(); it != doc.end(); ++it) {
@@ -115,6 +116,8 @@ Status ParseLeverConfig(std::string_view text, LeverConfig* out) {
       }
     } else if (EqualsIgnoreCase(key, "jsEntry")) {
       s = GetString(v, "jsEntry", &js_entry);
+    } else if (EqualsIgnoreCase(key, "pyEntry")) {
+      s = GetString(v, "pyEntry", &py_entry);
     } else if (EqualsIgnoreCase(key, "private")) {
       s = GetBool(v, "private", &config.is_private);
     } else if (EqualsIgnoreCase(key, "maxInstanceLoad")) {
@@ -128,13 +131,13 @@ Status ParseLeverConfig(std::string_view text, LeverConfig* out) {
   }
 
   if (!IsValidServiceName(config.name)) return InvalidArgument("Invalid service name");
-  if (!entry.empty() && !js_entry.empty()) {
+  if (int(!entry.empty()) + int(!js_entry.empty()) + int(!py_entry.empty()) > 1) {
     return InvalidArgument("More than one type of entry point specified");
   }
-  if (entry.empty() && js_entry.empty()) entry = {"./serve"};
+  if (entry.empty() && js_entry.empty() && py_entry.empty()) entry = {"./serve"};
   config.entry = std::move(entry);
   config.js_entry = std::move(js_entry);
-  if (!config.js_entry.empty()) config.entry.clear();
+  config.py_entry = std::move(py_entry);
   config.max_instance_load = max_load > 0 ? max_load : 10.0;
   if (config.min_instances < 0) config.min_instances = 0;
   config.ram_mb = ram > 0 ? ram : 50;

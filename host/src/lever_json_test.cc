@@ -11,6 +11,7 @@ TEST(LeverJson, DefaultsApplied) {
   EXPECT_EQ(c.name, "hello");
   EXPECT_EQ(c.entry, std::vector<std::string>{"./serve"});
   EXPECT_EQ(c.js_entry, "");
+  EXPECT_EQ(c.py_entry, "");
   EXPECT_FALSE(c.is_private);
   EXPECT_DOUBLE_EQ(c.max_instance_load, 10.0);
   EXPECT_EQ(c.min_instances, 0);
@@ -54,6 +55,22 @@ TEST(LeverJson, BothEntriesIsAnError) {
   Status s = ParseLeverConfig(R"({"name":"abc","entry":["./x"],"jsEntry":"a.js"})", &c);
   EXPECT_EQ(s.code(), Code::kInvalidArgument);
   EXPECT_EQ(s.message(), "More than one type of entry point specified");
+}
+
+TEST(LeverJson, PyEntry) {
+  LeverConfig c;
+  ASSERT_TRUE(ParseLeverConfig(R"({"name":"hello","PYENTRY":"server.py"})", &c).ok());
+  EXPECT_EQ(c.py_entry, "server.py");
+  EXPECT_TRUE(c.entry.empty());
+  EXPECT_EQ(c.js_entry, "");
+  for (const char* text : {R"({"name":"abc","entry":["./x"],"pyEntry":"a.py"})",
+                           R"({"name":"abc","jsEntry":"a.js","pyEntry":"a.py"})"}) {
+    Status s = ParseLeverConfig(text, &c);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << text;
+    EXPECT_EQ(s.message(), "More than one type of entry point specified") << text;
+  }
+  EXPECT_EQ(ParseLeverConfig(R"({"name":"abc","pyEntry":["a.py"]})", &c).message(),
+            "Error trying to read lever.json: pyEntry must be a string");
 }
 
 TEST(LeverJson, NameRequiredAndValidated) {

@@ -223,18 +223,25 @@ class ProcessRuntime final : public Runtime {
 
 Status ProcessRuntime::Resolve(const InstanceSpec& spec, std::vector<std::string>* argv,
                                std::string* exe) const {
-  if (!spec.config.js_entry.empty()) {
-    if (options_.lever_serve.empty()) {
-      return Status(Code::kFailedPrecondition,
-                    "service has a jsEntry but no Node runtime is configured (the lever-serve "
-                    "executable of the Node SDK; leverd --lever-serve)");
+  // A language entry runs as `<runner> <entry>` in the code dir.
+  struct Runner {
+    const std::string& entry;
+    const std::string& path;
+    const char* what;  // for messages
+  };
+  for (const Runner& r : {Runner{spec.config.js_entry, options_.lever_serve,
+                                 "a jsEntry but no Node runtime is configured (the lever-serve executable of "
+                                 "the Node SDK; leverd --js-runner)"},
+                          Runner{spec.config.py_entry, options_.lever_serve_py,
+                                 "a pyEntry but no Python runtime is configured (the lever-serve-py executable "
+                                 "of the Python SDK; leverd --py-runner)"}}) {
+    if (r.entry.empty()) continue;
+    if (r.path.empty()) return Status(Code::kFailedPrecondition, std::string("service has ") + r.what);
+    if (access(r.path.c_str(), X_OK) != 0) {
+      return Status(Code::kFailedPrecondition, "runner " + r.path + ": " + std::strerror(errno));
     }
-    if (access(options_.lever_serve.c_str(), X_OK) != 0) {
-      return Status(Code::kFailedPrecondition, "lever-serve executable " + options_.lever_serve + ": " +
-                                                   std::strerror(errno));
-    }
-    *argv = {options_.lever_serve, spec.config.js_entry};
-    *exe = options_.lever_serve;
+    *argv = {r.path, r.entry};
+    *exe = r.path;
     return Status::Ok();
   }
   if (spec.config.entry.empty() || spec.config.entry[0].empty()) {
@@ -283,6 +290,12 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
     // The original gave node --max_old_space_size=int(ram*0.9).
     env_s.push_back("NODE_OPTIONS=--max-old-space-size=" + std::to_string(spec.config.ram_mb * 9 / 10));
   }
+  if (!spec.config.py_entry.empty()) {
+    // Output reaches `lever logs` line by line; the code dir is not ours to
+    // litter with __pycache__ (and is read-only for another user).
+    env_s.push_back("PYTHONUNBUFFERED=1");
+    env_s.push_back("PYTHONDONTWRITEBYTECODE=1");
+  }
   std::vector<char*> argv, envp;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -300,7 +313,9 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   };
   int mem_procs = open_procs(mem_cg);
   int pids_procs = open_procs(pids_cg);
-  bool limit_as = mem_procs < 0 && spec.config.js_entry.empty();
+  // V8 and CPython's per-thread malloc arenas reserve far more address space
+  // than they use: language runtimes get no RLIMIT_AS.
+  bool limit_as = mem_procs < 0 && spec.config.js_entry.empty() && spec.config.py_entry.empty();
   bool limit_nproc = pids_procs < 0;
   struct rlimit as_limit = {ram_bytes, ram_bytes};
   struct rlimit nproc_limit = {static_cast<rlim_t>(options_.max_pids), static_cast<rlim_t>(options_.max_pids)};

@@ -15,10 +15,12 @@ namespace lever::host {
 struct LeverConfig {
   std::string name;         // required; IsValidServiceName
   std::string description;  // optional
-  // Exactly one of `entry` (argv, non-empty) and `js_entry` is set. Neither in
-  // the file means entry = {"./serve"}.
+  // Exactly one of `entry` (argv, non-empty), `js_entry` (run by the Node
+  // SDK's lever-serve) and `py_entry` (run by the Python SDK's
+  // lever-serve-py) is set. None in the file means entry = {"./serve"}.
   std::vector<std::string> entry;
   std::string js_entry;
+  std::string py_entry;
   bool is_private = false;          // "private"; default false (public)
   double max_instance_load = 10.0;  // "maxInstanceLoad"; 10.0 when <= 0
   int64_t min_instances = 0;        // "minInstances"; negative counts as 0

@@ -66,6 +66,9 @@ struct ProcessRuntimeOptions {
   // run as `<lever_serve> <jsEntry>` in the code dir. Empty: jsEntry services
   // fail to start with a clear error.
   std::string lever_serve;
+  // The same for a pyEntry service: the Python SDK's `lever-serve-py`, run as
+  // `<lever_serve_py> <pyEntry>`.
+  std::string lever_serve_py;
   // cgroup v1 parents, e.g. "/sys/fs/cgroup/memory/lever". Empty: a
   // "lever-<pid>" child of this process's own cgroup of that controller, used
   // only where writable. "none": never use cgroups (rlimits instead).
@@ -85,9 +88,10 @@ struct ProcessRuntimeOptions {
 // Creates the "process" runtime: the entry runs in the code dir with a clean
 // environment (the LEVEROS_* variables and PATH), its own process group,
 // stdin on /dev/null, stdout/stderr on pipes, memory limited to ram MB
-// (cgroup memory.limit_in_bytes, else RLIMIT_AS; jsEntry gets no RLIMIT_AS as
-// V8 reserves far more address space than it uses), pids limited (cgroup
-// pids.max, else RLIMIT_NPROC), and SIGKILL if the supervisor thread dies.
+// (cgroup memory.limit_in_bytes, else RLIMIT_AS; jsEntry and pyEntry get no
+// RLIMIT_AS, as their runtimes reserve far more address space than they use),
+// pids limited (cgroup pids.max, else RLIMIT_NPROC), and SIGKILL if the
+// supervisor thread dies.
 Status NewProcessRuntime(const ProcessRuntimeOptions& options, RuntimePtr* out);
 
 // Opens a runtime by name ("process"). Unknown: INVALID_ARGUMENT.
