@@ -1,0 +1,91 @@
+"""lever-serve-py <pyEntry>: what leverd runs for a service with a pyEntry.
+
+Loads <code dir>/<pyEntry> as a module, serves its functions (see
+leveros.server) on LEVEROS_LISTEN_ADDR (default 0.0.0.0:3837), runs async
+handlers on the main thread's event loop, and on SIGTERM/SIGINT stops
+gracefully: no new calls, 5 s for those in flight, then exit.
+"""
+import asyncio
+import importlib.util
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from .server import Server
+
+GRACE_SECONDS = 5.0
+# Whatever happens to the graceful stop, the process ends this long after
+# the signal (handlers that never return cannot hold it).
+HARD_EXIT_SECONDS = 8.0
+
+USAGE = "usage: lever-serve-py <pyEntry>   (run by leverd in the service's code dir)\n"
+
+
+def load_entry(entry):
+    """Imports the entry file as a module named after it, with its directory
+    and the code dir on sys.path (so the service imports its own modules)."""
+    path = os.path.abspath(entry)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pyEntry {entry} not found in {os.getcwd()}")
+    for d in (os.getcwd(), os.path.dirname(path)):
+        if d not in sys.path:
+            sys.path.insert(0, d)
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _exit(code):
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    # No interpreter teardown: liblever's threads may still be running
+    # handlers, and nothing is left to clean up that the kernel does not.
+    os._exit(code)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        sys.stderr.write(USAGE)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    for f in (sys.stdout, sys.stderr):
+        f.reconfigure(line_buffering=True)  # each line reaches `lever logs` as it is printed
+    try:
+        module = load_entry(argv[0])
+    except BaseException:
+        traceback.print_exc()
+        _exit(1)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = Server(module, listen_addr=os.environ.get("LEVEROS_LISTEN_ADDR") or None, loop=loop)
+    server.start()
+    stopping = []
+
+    def stop():
+        if stopping:
+            return
+        stopping.append(True)
+        t = threading.Timer(HARD_EXIT_SECONDS, _exit, (0,))
+        t.daemon = True
+        t.start()
+        # server.stop blocks until the calls in flight are done; the loop
+        # keeps running the async ones meanwhile.
+        loop.run_in_executor(None, server.stop, GRACE_SECONDS).add_done_callback(lambda _: loop.stop())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    loop.run_forever()
+    _exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
