@@ -8,6 +8,8 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake ninja-build pkg-config ccache python3
+  # the Python SDK (a virtual environment; its cffi extension needs Python.h)
+  python3-venv python3-dev
   # core libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libmsgpack-cxx-dev libsimdjson-dev nlohmann-json3-dev
@@ -44,6 +46,18 @@ for pkg in tests/compat/node sdk/node; do
     (cd "$root/$pkg" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 done
+
+# The Python SDK's virtual environment, under the build dir (never the system
+# Python): the build tools of its cffi extension and pytest, from PyPI, once.
+# scripts/test.sh installs the SDK itself into it once liblever is built.
+venv=$root/${LEVER_BUILD_DIR:-build/main}/py-venv
+case ${LEVER_BUILD_DIR:-} in /*) venv=$LEVER_BUILD_DIR/py-venv ;; esac
+if ! "$venv/bin/python" -c 'import cffi, pytest, setuptools as s; assert int(s.__version__.split(".")[0]) >= 77' \
+    2>/dev/null; then
+  echo "setup: Python virtual environment in $venv" >&2
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/sdk/python/requirements-dev.txt"
+fi
 
 # nginx-light and etcd-server start system services on install; Lever's tests
 # and benchmarks start their own instances on free ports.

@@ -44,6 +44,9 @@ from .values import from_lever, to_lever
 
 CANCELLED, INVALID_ARGUMENT, NOT_FOUND, INTERNAL = 1, 3, 5, 13
 RESOURCE_HOOKS = frozenset(("NewResource", "CloseResource"))
+_STOPPING = "the service is stopping"
+# How often open async calls are checked for a caller that went away.
+_WATCH_SECONDS = 0.1
 _free_value = lib.lever_value_free
 
 
@@ -146,6 +149,11 @@ class _Call:
             p, self.ptr = self.ptr, None
         return p
 
+    def cancelled(self):
+        """The caller cancelled or the deadline passed (False once finished)."""
+        with self.lock:
+            return self.ptr is not None and lib.lever_context_cancelled(lib.lever_call_context(self.ptr)) != 0
+
     def reply(self, result):
         try:
             v = to_lever(result)
@@ -244,7 +252,10 @@ class Server:
         self._loop = loop
         self._own_loop_thread = None
         self._lock = threading.Lock()
-        self._open = {}  # async work in flight: concurrent future -> what to end after the grace
+        # Async work in flight: concurrent future -> (what ends it after the
+        # grace, whether its caller went away).
+        self._open = {}
+        self._watching = False
         self.port = 0
         self._state = "new"
 
@@ -332,19 +343,44 @@ class Server:
         with self._lock:
             items = list(self._open.items())
             self._open.clear()
-        for cfut, end in items:
+        for cfut, (end, _) in items:
             cfut.cancel()
             _safe(end)
 
-    def _spawn(self, coro, end):
-        cfut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def _spawn(self, coro, end, cancelled):
+        """Runs an async handler on the loop. `end` finishes its call if it is
+        still open after the stop's grace; `cancelled` tells whether the
+        caller cancelled (or the deadline passed), which cancels the task."""
+        loop = self.loop
+        cfut = asyncio.run_coroutine_threadsafe(coro, loop)
         with self._lock:
-            self._open[cfut] = end
+            self._open[cfut] = (end, cancelled)
+            watch = not self._watching
+            self._watching = True
         cfut.add_done_callback(self._spawned_done)
+        if watch:
+            loop.call_soon_threadsafe(loop.call_later, _WATCH_SECONDS, self._watch)
 
     def _spawned_done(self, cfut):
         with self._lock:
             self._open.pop(cfut, None)
+
+    def _watch(self):
+        # On the loop, every _WATCH_SECONDS while async calls are open:
+        # liblever tells cancellation only when asked (as the Go SDK polls).
+        with self._lock:
+            items = list(self._open.items())
+            if not items:
+                self._watching = False
+        for cfut, (_, cancelled) in items:
+            try:
+                gone = cancelled()
+            except Exception:
+                gone = False
+            if gone:
+                cfut.cancel()
+        if items:
+            self.loop.call_later(_WATCH_SECONDS, self._watch)
 
     # -- dispatch (on liblever's worker threads) -----------------------
 
@@ -360,7 +396,7 @@ class Server:
                 c.fail(INVALID_ARGUMENT, why)
                 return
             if m.is_async:
-                self._spawn(self._await_unary(c, m.fn, args, ctx), lambda: c.fail(CANCELLED, "the service is stopping"))
+                self._spawn(self._await_unary(c, m.fn, args, ctx), lambda: c.fail(CANCELLED, _STOPPING), c.cancelled)
                 return
             token = _current.set(ctx)
             try:
@@ -368,7 +404,7 @@ class Server:
             finally:
                 _current.reset(token)
             if inspect.isawaitable(result):
-                self._spawn(self._await_unary(c, None, result, ctx), lambda: c.fail(CANCELLED, "the service is stopping"))
+                self._spawn(self._await_unary(c, None, result, ctx), lambda: c.fail(CANCELLED, _STOPPING), c.cancelled)
                 return
         except BaseException as e:
             c.error(e)
@@ -380,7 +416,7 @@ class Server:
         try:
             result = await (fn(*args_or_awaitable) if fn is not None else args_or_awaitable)
         except asyncio.CancelledError:
-            c.fail(CANCELLED, "the service is stopping")
+            c.fail(CANCELLED, _STOPPING)
             raise
         except BaseException as e:
             c.error(e)
@@ -407,7 +443,7 @@ class Server:
             s.release()
             return
         if m.is_async:
-            self._spawn(self._run_astream(m, s, args, ctx), s.cancel)
+            self._spawn(self._run_astream(m, s, args, ctx), s.cancel, s.caller_cancelled)
             return
         token = _current.set(ctx)
         try:

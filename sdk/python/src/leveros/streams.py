@@ -99,6 +99,17 @@ class _Base:
         finally:
             self._h.done()
 
+    def caller_cancelled(self):
+        """Server: the caller cancelled or the deadline passed."""
+        try:
+            p = self._h.acquire()
+        except LeverError:
+            return False
+        try:
+            return lib.lever_context_cancelled(lib.lever_stream_context(p)) != 0
+        finally:
+            self._h.done()
+
     def end_with_error(self, value):
         """Server: end the call with an application error carrying `value`."""
         v = to_lever(value)
