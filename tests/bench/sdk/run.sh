@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# SDK round trips on one leverd: the C++, Node and Go clients each call the C++
+# SDK round trips on one leverd: the C++, Node, Go and Python clients each call the C++
 # hello service (examples/hello-cpp) sequentially (p50/p99) and with 64 calls
 # in flight. Needs a build (scripts/test.sh or cmake --build build/main) and
-# the Node addon (sdk/node npm install).
+# the Node addon (sdk/node npm install) and the Python SDK in the build dir's
+# virtual environment (both as scripts/test.sh makes them).
 #   tests/bench/sdk/run.sh [calls, default 5000]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -24,3 +25,4 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 export PKG_CONFIG_PATH=$(dirname "$(find "$prefix" -name lever.pc -print -quit)")
 export CGO_LDFLAGS="-Wl,-rpath,$(pkg-config --variable=libdir lever)"
 (cd "$repo/tests/bench/sdk/go" && go run . "$addr" "$calls")
+"$build/py-venv/bin/python" "$repo/tests/bench/sdk/invoke_bench.py" "$addr" "$calls"

@@ -13,7 +13,7 @@ import weakref
 
 from ._native import ffi, lib
 
-_bridges = weakref.WeakKeyDictionary()
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Bridge]" = weakref.WeakKeyDictionary()
 _bridges_lock = threading.Lock()
 _tokens = itertools.count(1)
 

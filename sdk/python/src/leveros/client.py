@@ -1,11 +1,14 @@
 """The client: Client, Endpoint (reference §10.2, with asyncio forms)."""
+from __future__ import annotations
+
 import asyncio
 import math
 import os
 import threading
+from typing import Any, Optional
 
 from . import _bridge
-from ._native import ffi, lib
+from ._native import Shared, ffi, lib
 from .errors import OK, LeverError, from_native, take_error, usage
 from .streams import AsyncStream, Stream
 from .url import format_url, is_chan_method, parse_url
@@ -15,57 +18,21 @@ _free_value = lib.lever_value_free
 _DEFAULT = object()
 
 
-class _Native:
-    """One lever_client. Freed once the Python client let go of it and no
-    blocking call or stream open is using it (liblever lets asynchronous
-    calls and open streams finish by themselves)."""
-
-    def __init__(self, force_host, proto_json):
-        opts = ffi.new("lever_client_options *")
-        lib.lever_client_options_init(opts, lib.LEVER_CLIENT_OPTIONS_VERSION)
-        keep = []
-        if force_host:
-            keep.append(ffi.new("char[]", force_host.encode()))
-            opts.force_host = keep[-1]
-        opts.proto_json = 1 if proto_json else 0
-        out = ffi.new("lever_client **")
-        err = ffi.new("lever_error **")
-        rc = lib.lever_client_new(out, opts, err)
-        if rc != OK:
-            raise take_error(rc, err)
-        self.ptr = out[0]
-        self.lock = threading.Lock()
-        self.users = 0
-        self.closed = False
-
-    def acquire(self):
-        with self.lock:
-            self.users += 1
-
-    def release(self):
-        with self.lock:
-            self.users -= 1
-            free = self.closed and self.users == 0
-        if free:
-            self._free()
-
-    def close(self):
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            free = self.users == 0
-        if free:
-            self._free()
-
-    def _free(self):
-        ptr, self.ptr = self.ptr, None
-        if ptr is not None:
-            lib.lever_client_free(ptr)
-
-    def __del__(self):
-        if getattr(self, "ptr", None) is not None and self.users == 0:
-            self._free()
+def _new_client(force_host, proto_json):
+    """A lever_client in a Shared: freed once the Python client let go of it
+    and no blocking call or stream open is using it (liblever lets
+    asynchronous calls and open streams finish by themselves)."""
+    opts = ffi.new("lever_client_options *")
+    lib.lever_client_options_init(opts, lib.LEVER_CLIENT_OPTIONS_VERSION)
+    host = ffi.new("char[]", force_host.encode()) if force_host else ffi.NULL
+    opts.force_host = host
+    opts.proto_json = 1 if proto_json else 0
+    out = ffi.new("lever_client **")
+    err = ffi.new("lever_error **")
+    rc = lib.lever_client_new(out, opts, err)
+    if rc != OK:
+        raise take_error(rc, err)
+    return Shared(out[0], lib.lever_client_free)
 
 
 class Client:
@@ -86,7 +53,8 @@ class Client:
     All four are plain attributes that can be changed later.
     """
 
-    def __init__(self, force_host=None, *, timeout=None, wait_for_ready=False, proto_json=False):
+    def __init__(self, force_host: Optional[str] = None, *, timeout: Optional[float] = None,
+                 wait_for_ready: bool = False, proto_json: bool = False) -> None:
         self.force_host = force_host or ""
         self.timeout = timeout
         self.wait_for_ready = bool(wait_for_ready)
@@ -94,17 +62,17 @@ class Client:
         self._lock = threading.Lock()
         self._native = None
         self._native_key = None
-        self._opts = {}
+        self._opts: dict = {}
 
     # -- endpoints and URLs --------------------------------------------
 
-    def service(self, env, service):
+    def service(self, env: Optional[str], service: str) -> "Endpoint":
         """An Endpoint for `service` in `env` ("" or None: the own environment)."""
         if not isinstance(service, str) or not service:
             raise TypeError("service must be a non-empty str")
         return Endpoint(self, env or "", service, "")
 
-    def resource(self, env, service, resource):
+    def resource(self, env: Optional[str], service: str, resource: str) -> "Endpoint":
         """An Endpoint for one resource of `service`."""
         if not isinstance(service, str) or not service:
             raise TypeError("service must be a non-empty str")
@@ -112,35 +80,35 @@ class Client:
             raise TypeError("resource must be a str")
         return Endpoint(self, env or "", service, resource)
 
-    def invoke_url(self, url, *args, timeout=_DEFAULT):
+    def invoke_url(self, url: str, *args: Any, timeout: Any = _DEFAULT) -> Any:
         return self._invoke(self._url(url, False), args, timeout)
 
-    async def ainvoke_url(self, url, *args, timeout=_DEFAULT):
+    async def ainvoke_url(self, url: str, *args: Any, timeout: Any = _DEFAULT) -> Any:
         return await self._ainvoke(self._url(url, False), args, timeout)
 
-    def invoke_chan_url(self, url, *args, timeout=_DEFAULT):
+    def invoke_chan_url(self, url: str, *args: Any, timeout: Any = _DEFAULT) -> Stream:
         return self._open(self._url(url, True), args, timeout)
 
-    async def ainvoke_chan_url(self, url, *args, timeout=_DEFAULT):
+    async def ainvoke_chan_url(self, url: str, *args: Any, timeout: Any = _DEFAULT) -> AsyncStream:
         return await self._aopen(self._url(url, True), args, timeout)
 
-    def close(self):
+    def close(self) -> None:
         """Releases the connections once the calls in flight have ended."""
         with self._lock:
             native, self._native, self._native_key = self._native, None, None
         if native is not None:
-            native.close()
+            native.release()
 
-    def __enter__(self):
+    def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> "Client":
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: Any) -> None:
         self.close()
 
     # -- internals -----------------------------------------------------
@@ -164,15 +132,15 @@ class Client:
         return format_url(env, service, resource, method).encode()
 
     def _acquire(self):
-        """The current lever_client, acquired (release() it when the C call
-        that uses it has returned)."""
+        """The current lever_client's Shared, acquired (done() when the C
+        call that uses it has returned)."""
         key = (self.force_host or "", self.proto_json)
         with self._lock:
             if self._native is None or self._native_key != key:
                 old = self._native
-                self._native, self._native_key = _Native(key[0], key[1]), key
+                self._native, self._native_key = _new_client(key[0], key[1]), key
                 if old is not None:
-                    old.close()
+                    old.release()
             native = self._native
             native.acquire()
             return native
@@ -196,29 +164,61 @@ class Client:
                 self._opts[key] = opts
         return opts
 
-    def _invoke(self, url, args, timeout):
+    def _blocking(self, c_fn, out_type, url, args, timeout):
+        """Runs a blocking lever.h call (the GIL is released meanwhile) and
+        returns its out-value, or raises its LeverError."""
         opts = self._call_opts(timeout)
         a = args_to_lever(args)
-        out = ffi.new("lever_value **")
+        out = ffi.new(out_type)
         err = ffi.new("lever_error **")
         native = self._acquire()
         try:
-            rc = lib.lever_client_invoke(out, native.ptr, url, a, opts, err)
+            rc = c_fn(out, native.ptr, url, a, opts, err)
         finally:
-            native.release()
+            native.done()
             _free_value(a)
         if rc == OK:
-            return take(out[0])
+            return out[0]
         raise take_error(rc, err)
 
-    async def _ainvoke(self, url, args, timeout):
+    def _invoke(self, url, args, timeout):
+        return take(self._blocking(lib.lever_client_invoke, "lever_value **", url, args, timeout))
+
+    def _open(self, url, args, timeout):
+        return Stream(self._blocking(lib.lever_client_stream_open, "lever_stream **", url, args, timeout), False)
+
+    def _start(self, c_fn, url, args, timeout, finish, hold):
+        """Starts an asynchronous lever.h call completing on the running
+        loop: finish(fut, lp_done, native) resolves `fut`. With `hold`, the
+        lever_client stays acquired until then (stream opens)."""
         loop = asyncio.get_running_loop()
         bridge = _bridge.of(loop)
         opts = self._call_opts(timeout)
         a = args_to_lever(args)
         fut = loop.create_future()
+        native = self._acquire()
 
         def done(d):
+            if hold:
+                native.done()
+            finish(fut, d)
+
+        token = bridge.register(done)
+        try:
+            rc = c_fn(bridge.q, native.ptr, url, a, opts, token)
+        finally:
+            if not hold:
+                native.done()
+            _free_value(a)
+        if rc != OK:
+            bridge.forget(token)
+            if hold:
+                native.done()
+            raise from_native(rc, ffi.NULL)
+        return fut
+
+    async def _ainvoke(self, url, args, timeout):
+        def finish(fut, d):
             if fut.cancelled():
                 return
             if d.rc == OK:
@@ -227,43 +227,12 @@ class Client:
             else:
                 fut.set_exception(from_native(d.rc, d.err))
 
-        token = bridge.register(done)
-        native = self._acquire()
-        try:
-            rc = lib.lp_invoke_async(bridge.q, native.ptr, url, a, opts, token)
-        finally:
-            native.release()
-            _free_value(a)
-        if rc != OK:
-            bridge.forget(token)
-            raise from_native(rc, ffi.NULL)
-        return await fut
-
-    def _open(self, url, args, timeout):
-        opts = self._call_opts(timeout)
-        a = args_to_lever(args)
-        out = ffi.new("lever_stream **")
-        err = ffi.new("lever_error **")
-        native = self._acquire()
-        try:
-            rc = lib.lever_client_stream_open(out, native.ptr, url, a, opts, err)
-        finally:
-            native.release()
-            _free_value(a)
-        if rc == OK:
-            return Stream(out[0], False)
-        raise take_error(rc, err)
+        return await self._start(lib.lp_invoke_async, url, args, timeout, finish, False)
 
     async def _aopen(self, url, args, timeout):
         loop = asyncio.get_running_loop()
-        bridge = _bridge.of(loop)
-        opts = self._call_opts(timeout)
-        a = args_to_lever(args)
-        fut = loop.create_future()
-        native = None
 
-        def done(d):
-            native.release()
+        def finish(fut, d):
             if d.rc == OK:
                 s, d.stream = d.stream, ffi.NULL
                 stream = AsyncStream(s, False, loop)
@@ -274,17 +243,7 @@ class Client:
             elif not fut.cancelled():
                 fut.set_exception(from_native(d.rc, d.err))
 
-        token = bridge.register(done)
-        native = self._acquire()  # released when the open completes
-        try:
-            rc = lib.lp_stream_open_async(bridge.q, native.ptr, url, a, opts, token)
-        finally:
-            _free_value(a)
-        if rc != OK:
-            bridge.forget(token)
-            native.release()
-            raise from_native(rc, ffi.NULL)
-        return await fut
+        return await self._start(lib.lp_stream_open_async, url, args, timeout, finish, True)
 
 
 class Endpoint:
@@ -292,17 +251,17 @@ class Endpoint:
 
     __slots__ = ("_client", "environment", "service", "_resource")
 
-    def __init__(self, client, env, service, resource):
+    def __init__(self, client: Client, env: str, service: str, resource: str) -> None:
         self._client = client
         self.environment = env.lower()
         self.service = service
         self._resource = resource
 
     @property
-    def resource_name(self):
+    def resource_name(self) -> str:
         return self._resource
 
-    def resource(self, name):
+    def resource(self, name: str) -> "Endpoint":
         """The Endpoint of one resource of this service."""
         if not isinstance(name, str):
             raise TypeError("resource must be a str")
@@ -313,24 +272,24 @@ class Endpoint:
             raise TypeError("method must be a non-empty str")
         return (self.environment, self.service, self._resource)
 
-    def invoke(self, method, *args, timeout=_DEFAULT):
+    def invoke(self, method: str, *args: Any, timeout: Any = _DEFAULT) -> Any:
         """Calls `method` with `args` and returns its result; raises LeverError.
         Blocks this thread (not others: the GIL is released meanwhile)."""
         c = self._client
         return c._invoke(c._url(self._target(method), False, method), args, timeout)
 
-    async def ainvoke(self, method, *args, timeout=_DEFAULT):
+    async def ainvoke(self, method: str, *args: Any, timeout: Any = _DEFAULT) -> Any:
         """invoke() for asyncio."""
         c = self._client
         return await c._ainvoke(c._url(self._target(method), False, method), args, timeout)
 
-    def invoke_chan(self, method, *args, timeout=_DEFAULT):
+    def invoke_chan(self, method: str, *args: Any, timeout: Any = _DEFAULT) -> Stream:
         """Opens a streaming call (a method named ...Chan, ..._chan or chan):
         returns a Stream once the server accepted it."""
         c = self._client
         return c._open(c._url(self._target(method), True, method), args, timeout)
 
-    async def ainvoke_chan(self, method, *args, timeout=_DEFAULT):
+    async def ainvoke_chan(self, method: str, *args: Any, timeout: Any = _DEFAULT) -> AsyncStream:
         """invoke_chan() for asyncio: an AsyncStream."""
         c = self._client
         return await c._aopen(c._url(self._target(method), True, method), args, timeout)

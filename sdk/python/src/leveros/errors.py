@@ -1,5 +1,8 @@
 """LeverError: what every failed call raises."""
+from __future__ import annotations
+
 import json
+from typing import Any, Optional
 
 from ._native import ffi, lib
 from .values import from_lever
@@ -28,7 +31,7 @@ class LeverError(Exception):
     "error sent: some test"), bytes as UTF-8, other values as JSON.
     """
 
-    def __init__(self, message, code="UNKNOWN", status=None, remote=None):
+    def __init__(self, message: str, code: str = "UNKNOWN", status: Optional[int] = None, remote: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -36,7 +39,7 @@ class LeverError(Exception):
         self.remote = remote
 
     @classmethod
-    def app(cls, value):
+    def app(cls, value: Any) -> "LeverError":
         """An application error carrying `value` (any sendable value): raise
         it from a handler to send that value as the error."""
         return cls(remote_message(value), "REMOTE", 2, value)
@@ -45,7 +48,7 @@ class LeverError(Exception):
         return f"LeverError({self.message!r}, code={self.code!r})"
 
 
-def remote_message(remote):
+def remote_message(remote: Any) -> str:
     if isinstance(remote, str):
         return remote
     if isinstance(remote, (bytes, bytearray)):
@@ -86,7 +89,7 @@ def usage(message, code="INVALID_ARGUMENT"):
     return LeverError(message, code)
 
 
-def error_value(exc):
+def error_value(exc: BaseException) -> Any:
     """What a handler's exception sends as the application error: the remote
     value of a LeverError that carries one (also one passed on from a nested
     call), the bytes of an exception whose only argument is bytes, else

@@ -30,11 +30,14 @@ and gives up a resource.
 current_call() tells a handler its call's URL, environment, resource, method,
 caller's environment and deadline.
 """
+from __future__ import annotations
+
 import asyncio
 import contextvars
 import inspect
 import threading
 import types
+from typing import Any, Callable, Dict, Optional, Union
 
 from ._native import ffi, lib
 from .errors import OK, LeverError, error_value, take_error
@@ -77,12 +80,12 @@ class CallContext:
 _current = contextvars.ContextVar("leveros_current_call", default=None)
 
 
-def current_call():
+def current_call() -> Optional[CallContext]:
     """The CallContext of the call this handler serves (None outside one)."""
     return _current.get()
 
 
-def method_table(handlers):
+def method_table(handlers: Any) -> Dict[str, Callable[..., Any]]:
     """{name: callable} of what `handlers` serves (rules above)."""
     if isinstance(handlers, dict):
         table = dict(handlers)
@@ -154,30 +157,28 @@ class _Call:
         with self.lock:
             return self.ptr is not None and lib.lever_context_cancelled(lib.lever_call_context(self.ptr)) != 0
 
+    def _finish(self, c_fn, v):
+        try:
+            p = self._take()
+            if p is not None:
+                c_fn(p, v)
+        finally:
+            _free_value(v)
+
     def reply(self, result):
         try:
             v = to_lever(result)
         except (TypeError, ValueError, OverflowError) as e:
             self.fail(INTERNAL, f"Invalid reply: {e}")
             return
-        try:
-            p = self._take()
-            if p is not None:
-                lib.lever_call_reply(p, v)
-        finally:
-            _free_value(v)
+        self._finish(lib.lever_call_reply, v)
 
     def error(self, exc):
         try:
             v = to_lever(error_value(exc))
         except (TypeError, ValueError, OverflowError):
             v = to_lever(str(exc))
-        try:
-            p = self._take()
-            if p is not None:
-                lib.lever_call_reply_error(p, v)
-        finally:
-            _free_value(v)
+        self._finish(lib.lever_call_reply_error, v)
 
     def fail(self, status, message):
         p = self._take()
@@ -209,7 +210,7 @@ def _lp_stream(stream, payload):
 
 
 # Running servers stay referenced: dropping the Server must not free one that serves.
-_running = set()
+_running: "set[Server]" = set()
 
 
 class Server:
@@ -223,7 +224,9 @@ class Server:
                  the server's own, on a thread started when first needed.
     """
 
-    def __init__(self, handlers, *, listen_addr=None, max_workers=64, loop=None):
+    def __init__(self, handlers: Union[types.ModuleType, Dict[str, Callable[..., Any]], Any], *,
+                 listen_addr: Optional[str] = None, max_workers: int = 64,
+                 loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         self.methods = method_table(handlers)
         opts = ffi.new("lever_server_options *")
         lib.lever_server_options_init(opts, lib.LEVER_SERVER_OPTIONS_VERSION)
@@ -250,18 +253,18 @@ class Server:
                 self._ptr = None
                 raise take_error(rc, err)
         self._loop = loop
-        self._own_loop_thread = None
+        self._own_loop_thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         # Async work in flight: concurrent future -> (what ends it after the
         # grace, whether its caller went away).
-        self._open = {}
+        self._open: Dict[Any, Any] = {}
         self._watching = False
         self.port = 0
         self._state = "new"
 
     # -- lifecycle -----------------------------------------------------
 
-    def start(self):
+    def start(self) -> int:
         """Binds and serves; returns the bound TCP port (0 for unix sockets)."""
         err = ffi.new("lever_error **")
         rc = lib.lever_server_start(self._ptr, err)
@@ -272,7 +275,7 @@ class Server:
         _running.add(self)
         return self.port
 
-    def stop(self, grace=5.0):
+    def stop(self, grace: float = 5.0) -> None:
         """Stops accepting calls, gives calls in flight `grace` seconds, then
         cancels them (async handlers get CancelledError). Blocks until
         stopped; not from a handler. Plain-function handlers that never
@@ -292,34 +295,34 @@ class Server:
             _running.discard(self)
             t, self._own_loop_thread = self._own_loop_thread, None
             if t is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
+                self.loop.call_soon_threadsafe(self.loop.stop)
                 t.join()
 
-    async def astop(self, grace=5.0):
+    async def astop(self, grace: float = 5.0) -> None:
         """stop() from a coroutine (the loop keeps serving meanwhile)."""
         await asyncio.get_running_loop().run_in_executor(None, self.stop, grace)
 
-    def wait(self):
+    def wait(self) -> None:
         """Blocks until the server has stopped."""
         lib.lever_server_wait(self._ptr)
 
-    def close(self):
+    def close(self) -> None:
         """stop(0) if needed, then frees the server."""
         self.stop(0)
         p, self._ptr = self._ptr, None
         if p is not None:
             lib.lever_server_free(p)
 
-    def __enter__(self):
+    def __enter__(self) -> "Server":
         if self._state == "new":
             self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     @property
-    def loop(self):
+    def loop(self) -> asyncio.AbstractEventLoop:
         """The loop async handlers run on."""
         if self._loop is None:
             with self._lock:
@@ -488,7 +491,7 @@ def _sendable_error(exc):
         return str(exc)
 
 
-def serve(handlers, **options):
+def serve(handlers: Any, **options: Any) -> Server:
     """A started Server (see Server for the options)."""
     s = Server(handlers, **options)
     s.start()

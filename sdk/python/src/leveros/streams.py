@@ -5,12 +5,14 @@ lever_stream. Messages are any sendable value (bytes travel as byte
 messages). Reading ends at the peer's end; an error the peer sent (or a
 failed call) raises LeverError.
 """
+from __future__ import annotations
+
 import asyncio
-import threading
 import time
+from typing import Any, AsyncIterator, Iterator, Optional
 
 from . import _bridge
-from ._native import ffi, lib
+from ._native import Shared, ffi, lib
 from .errors import EAPP, EEND, ETIMEOUT, OK, LeverError, from_native, take_error
 from .values import take, to_lever
 
@@ -18,6 +20,7 @@ _free_value = lib.lever_value_free
 # A blocking receive waits in slices, so that Ctrl-C (signals) and the
 # caller's own timeout are noticed; liblever's wait itself has no cost per slice.
 _SLICE_MS = 250
+_RAISE = object()
 
 
 def _mark_retrieved(fut):
@@ -25,106 +28,62 @@ def _mark_retrieved(fut):
         fut.exception()
 
 
-class _Handle:
-    """A lever_stream shared by a wrapper and its operations in flight: freed
-    (lever_stream_free) once released and no operation uses it any more."""
-
-    __slots__ = ("ptr", "lock", "users", "released")
-
-    def __init__(self, ptr):
-        self.ptr = ptr
-        self.lock = threading.Lock()
-        self.users = 0
-        self.released = False
-
-    def acquire(self):
-        with self.lock:
-            if self.released:
-                raise LeverError("lever: the stream is closed", "FAILED_PRECONDITION")
-            self.users += 1
-            return self.ptr
-
-    def done(self):
-        with self.lock:
-            self.users -= 1
-            free = self.released and self.users == 0 and self.ptr is not None
-            ptr, self.ptr = (self.ptr, None) if free else (None, self.ptr)
-        if ptr is not None:
-            lib.lever_stream_free(ptr)
-
-    def release(self):
-        with self.lock:
-            if self.released:
-                return
-            self.released = True
-            free = self.users == 0
-            ptr, self.ptr = (self.ptr, None) if free else (None, self.ptr)
-        if ptr is not None:
-            lib.lever_stream_free(ptr)
-
-    def __del__(self):
-        if self.ptr is not None and not self.released:
-            lib.lever_stream_free(self.ptr)
-            self.ptr = None
-
-
 class _Base:
     def __init__(self, ptr, server, context=None):
-        self._h = _Handle(ptr)
+        self._h = Shared(ptr, lib.lever_stream_free)
         self._server = server
         self._ended = False  # the peer ended (or the call failed)
         self.context = context
 
     @property
-    def server_side(self):
+    def server_side(self) -> bool:
         return self._server
 
-    def close(self):
+    def _hold(self):
+        """The lever_stream, held until self._h.done()."""
+        try:
+            return self._h.acquire()
+        except ValueError:
+            raise LeverError("lever: the stream is closed", "FAILED_PRECONDITION") from None
+
+    def _use(self, c_fn, *args, closed=_RAISE):
+        """c_fn(lever_stream *, *args) while the handle is held; once it is
+        released, `closed` (or a LeverError)."""
+        try:
+            p = self._h.acquire()
+        except ValueError:
+            if closed is _RAISE:
+                raise LeverError("lever: the stream is closed", "FAILED_PRECONDITION") from None
+            return closed
+        try:
+            return c_fn(p, *args)
+        finally:
+            self._h.done()
+
+    def close(self) -> None:
         """Client: half-close (no more messages from us; we can still read).
         Server: end the call normally once the queued messages are sent."""
-        p = self._h.acquire()
-        try:
-            lib.lever_stream_close_send(p)
-        finally:
-            self._h.done()
+        self._use(lib.lever_stream_close_send)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Client: cancel the call. Server: end it with CANCELLED."""
-        try:
-            p = self._h.acquire()
-        except LeverError:
-            return
-        try:
-            lib.lever_stream_cancel(p)
-        finally:
-            self._h.done()
+        self._use(lib.lever_stream_cancel, closed=None)
 
-    def caller_cancelled(self):
+    def caller_cancelled(self) -> bool:
         """Server: the caller cancelled or the deadline passed."""
-        try:
-            p = self._h.acquire()
-        except LeverError:
-            return False
-        try:
-            return lib.lever_context_cancelled(lib.lever_stream_context(p)) != 0
-        finally:
-            self._h.done()
+        return self._use(lambda p: lib.lever_context_cancelled(lib.lever_stream_context(p)) != 0, closed=False)
 
-    def end_with_error(self, value):
+    def end_with_error(self, value: Any) -> None:
         """Server: end the call with an application error carrying `value`."""
         v = to_lever(value)
         try:
-            p = self._h.acquire()
-            try:
-                rc = lib.lever_stream_end_with_error(p, v)
-            finally:
-                self._h.done()
+            rc = self._use(lib.lever_stream_end_with_error, v)
         finally:
             _free_value(v)
         if rc != OK:
             raise from_native(rc, ffi.NULL)
 
-    def release(self):
+    def release(self) -> None:
         """Frees the handle: a client stream that has not ended is cancelled,
         a server stream that has not ended ends normally."""
         self._h.release()
@@ -142,21 +101,17 @@ class Stream(_Base):
     `with` releases it at the end (cancelling a client call still open).
     """
 
-    def send(self, msg):
+    def send(self, msg: Any) -> None:
         v = to_lever(msg)
         err = ffi.new("lever_error **")
         try:
-            p = self._h.acquire()
-            try:
-                rc = lib.lever_stream_send(p, v, err)
-            finally:
-                self._h.done()
+            rc = self._use(lib.lever_stream_send, v, err)
         finally:
             _free_value(v)
         if rc != OK:
             raise take_error(rc, err)
 
-    def recv(self, timeout=None):
+    def recv(self, timeout: Optional[float] = None) -> Any:
         """The next message. EOFError once the peer ended; TimeoutError when
         `timeout` seconds passed first (the stream goes on); LeverError when
         the peer sent an error or the call failed."""
@@ -165,7 +120,7 @@ class Stream(_Base):
         out = ffi.new("lever_value **")
         err = ffi.new("lever_error **")
         deadline = None if timeout is None else time.monotonic() + timeout
-        p = self._h.acquire()
+        p = self._hold()
         try:
             while True:
                 wait = _SLICE_MS
@@ -190,17 +145,17 @@ class Stream(_Base):
             self._ended = True
         raise take_error(rc, err)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         while True:
             try:
                 yield self.recv()
             except EOFError:
                 return
 
-    def __enter__(self):
+    def __enter__(self) -> "Stream":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.release()
 
 
@@ -227,7 +182,7 @@ class AsyncStream(_Base):
         bridge = _bridge.of(self._loop)
         fut = self._loop.create_future()
         h = self._h
-        p = h.acquire()
+        p = self._hold()  # until done(d) below
 
         def done(d):
             h.done()
@@ -242,7 +197,7 @@ class AsyncStream(_Base):
             fut.set_exception(from_native(rc, ffi.NULL))
         return fut
 
-    async def send(self, msg):
+    async def send(self, msg: Any) -> None:
         v = to_lever(msg)
         try:
             def finish(fut, d):
@@ -256,7 +211,7 @@ class AsyncStream(_Base):
             _free_value(v)  # lever_stream_send_async copies it
         await fut
 
-    async def recv(self):
+    async def recv(self) -> Any:
         """The next message; EOFError once the peer ended; LeverError when the
         peer sent an error or the call failed. A receive whose task is
         cancelled loses nothing: the message goes to the next recv()."""
@@ -290,19 +245,19 @@ class AsyncStream(_Base):
         self._inflight = None
         return msg
 
-    def __aiter__(self):
+    def __aiter__(self) -> AsyncIterator[Any]:
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> Any:
         try:
             return await self.recv()
         except EOFError:
             raise StopAsyncIteration from None
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> "AsyncStream":
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: Any) -> None:
         self.release()
 
 

@@ -1,13 +1,14 @@
 """Lever URLs (lever://env/service[/resource]/method, /service[/resource]/method)
 and the streaming-name rule."""
+from __future__ import annotations
 
 
-def is_chan_method(name):
+def is_chan_method(name: str) -> bool:
     """A method is streaming iff its name ends with Chan or _chan, or is chan."""
     return name == "chan" or name.endswith("Chan") or name.endswith("_chan")
 
 
-def parse_url(text):
+def parse_url(text: str) -> "tuple[str, str, str, str]":
     """(environment, service, resource, method); the environment is
     lowercased and '' for a relative URL. The resource is everything between
     the service and the method (it may hold '/')."""
@@ -31,6 +32,6 @@ def parse_url(text):
     return env, path[:first], path[first + 1:last] if first != last else "", path[last + 1:]
 
 
-def format_url(env, service, resource, method):
+def format_url(env: str, service: str, resource: str, method: str) -> str:
     tail = f"/{service}/{resource or ''}/{method}"
     return f"lever://{env}{tail}" if env else tail
