@@ -19,6 +19,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   nghttp2-client nghttp2-proxy wrk nginx-light etcd-server curl
+  # the Debian package (CPack runs dpkg-shlibdeps) and its tests
+  dpkg-dev
 )
 
 missing=()

@@ -20,10 +20,12 @@
 #include <CLI/CLI.hpp>
 
 #include "common/duration.h"
+#include "config_file.h"
 #include "lever/admin/admin_service.h"
 #include "lever/gateway/gateway.h"
 #include "lever/host/host.h"
 #include "log.h"
+#include "runners.h"
 
 #ifndef LEVER_VERSION
 #define LEVER_VERSION "dev"
@@ -47,14 +49,17 @@ struct Flags {
   size_t max_instances = 16;
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
-  std::string js_runner;
-  std::string py_runner;
+  std::vector<std::string> runners = std::vector<std::string>(std::size(kRunners));  // by kRunners' order
   size_t http_max_body_kib = 512;
   std::string http_idle_timeout = "30s";
 };
 
+// --data-dir's default: $LEVER_DATA_DIR, else systemd's StateDirectory=
+// ($STATE_DIRECTORY, the package's unit: /var/lib/lever), else
+// $XDG_DATA_HOME/lever, else ~/.lever.
 std::string DefaultDataDir() {
   if (const char* d = std::getenv("LEVER_DATA_DIR"); d && *d) return d;
+  if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s) return std::string(s).substr(0, std::string(s).find(':'));
   if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/lever";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.lever";
   return "/var/lib/lever";
@@ -101,26 +106,35 @@ class ForwardingRouter final : public host::Router {
   host::RouterPtr target_;
 };
 
-// The program that runs a language's entry (jsEntry, pyEntry): the flag, else
-// the env var, else `exe` on PATH, else `tree` relative to the build dir this
-// leverd was built in (build/<dir>/cli/leverd → build/<dir>/<tree>).
-std::string FindRunner(const std::string& flag, const char* env_var, const char* exe, const char* tree) {
-  if (!flag.empty()) return flag;
-  if (const char* e = std::getenv(env_var); e && *e) return e;
-  std::error_code ec;
-  if (const char* path = std::getenv("PATH")) {
-    std::string_view rest(path);
-    while (!rest.empty()) {
-      size_t colon = rest.find(':');
-      fs::path candidate = fs::path(std::string(rest.substr(0, colon))) / exe;
-      if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
-      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+// Where each language's runner goes in the process runtime's options.
+std::string* RunnerSlot(std::string_view language, host::ProcessRuntimeOptions* process) {
+  if (language == "js") return &process->lever_serve;
+  if (language == "py") return &process->lever_serve_py;
+  return nullptr;
+}
+
+// Finds each language's runner (runners.h) and logs the choice. False when a
+// flag or variable names something that cannot run.
+bool FindRunners(const Flags& f, host::ProcessRuntimeOptions* process) {
+  RunnerLookup lookup = RunnerLookup::ForThisProcess();
+  for (size_t i = 0; i < std::size(kRunners); ++i) {
+    const RunnerSpec& spec = kRunners[i];
+    RunnerChoice choice;
+    if (Status s = FindRunner(spec, f.runners[i], lookup, &choice); !s.ok()) {
+      LogError(s.message());
+      return false;
     }
+    if (choice.path.empty()) {
+      std::string tried;
+      for (const auto& t : choice.tried) tried += (tried.empty() ? "" : ", ") + t;
+      LogWarn("no runner for " + std::string(spec.entry_key) + " services (looked at " + tried + "): they cannot start; set " +
+              RunnerFlag(spec) + " or $" + RunnerEnvVar(spec));
+    } else {
+      LogInfo(std::string(spec.entry_key) + " services run with " + choice.path + " (" + choice.found + ")");
+    }
+    if (std::string* slot = RunnerSlot(spec.language, process)) *slot = choice.path;
   }
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  fs::path candidate = self.parent_path().parent_path() / tree;
-  if (!ec && access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  return "";
+  return true;
 }
 
 // A unix socket path for an environment's internal listener, short enough
@@ -139,7 +153,7 @@ int Run(const Flags& f) {
     return 2;
   }
   std::error_code ec;
-  std::string data_dir = fs::absolute(f.data_dir.empty() ? DefaultDataDir() : f.data_dir, ec).string();
+  std::string data_dir = fs::absolute(f.data_dir, ec).string();
   fs::create_directories(data_dir + "/run", ec);
   if (ec) {
     LogError("cannot create data dir " + data_dir + ": " + ec.message());
@@ -151,6 +165,9 @@ int Run(const Flags& f) {
     LogError(s.message());
     return 1;
   }
+
+  host::ProcessRuntimeOptions process;
+  if (!FindRunners(f, &process)) return 2;
 
   // Block the stop signals in every thread; main waits for them below.
   sigset_t stop_signals;
@@ -175,22 +192,13 @@ int Run(const Flags& f) {
   std::string run_dir = data_dir + "/run";
   std::mutex listeners_mu;
   host::HostOptions ho;
+  ho.process = std::move(process);  // with the runners found above
   ho.data_dir = data_dir;
   ho.idle_timeout = idle;
   ho.cold_start_wait = cold;
   ho.max_instances_per_service = f.max_instances;
   ho.deploy.max_compressed_bytes = uint64_t{f.max_upload_mib} << 20;
   ho.deploy.max_uncompressed_bytes = uint64_t{f.max_unpacked_mib} << 20;
-  // The source tree's Node SDK (sdk/node/bin/lever-serve), and the Python
-  // SDK in the virtual environment scripts/setup.sh makes in the build dir.
-  ho.process.lever_serve = FindRunner(f.js_runner, "LEVER_JS_RUNNER", "lever-serve", "../../sdk/node/bin/lever-serve");
-  if (ho.process.lever_serve.empty()) {
-    LogWarn("no lever-serve found (--js-runner, $LEVER_JS_RUNNER, PATH): jsEntry services cannot start");
-  }
-  ho.process.lever_serve_py = FindRunner(f.py_runner, "LEVER_PY_RUNNER", "lever-serve-py", "py-venv/bin/lever-serve-py");
-  if (ho.process.lever_serve_py.empty()) {
-    LogWarn("no lever-serve-py found (--py-runner, $LEVER_PY_RUNNER, PATH): pyEntry services cannot start");
-  }
   ho.admin_address = "unix:" + run_dir + "/admin.sock";
   ho.log_sink = [](std::string_view line) { Log(LogLevel::kInfo, "instance", line); };
   gateway::Gateway* gw_ptr = gw.get();
@@ -245,8 +253,21 @@ int main(int argc, char** argv) {
   CLI::App app{"leverd: the Lever node daemon (gateway, host and admin service in one process)"};
   app.set_version_flag("--version", std::string("leverd ") + LEVER_VERSION);
   Flags f;
+  f.data_dir = lever::leverd::DefaultDataDir();
+  // Every flag can be set in a config file, and the command line wins.
+  app.config_formatter(std::make_shared<lever::leverd::ConfigFile>(&app));
+  app.set_config("--config", "",
+                 "Read flags from this file: one `flag-name = value` a line (TOML), e.g. listen = \"0.0.0.0:8080\"; "
+                 "flags given here win (the package's: /etc/lever/leverd.conf)");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config,
+               "Print the settings in effect (defaults, then the config file, then flags) as a config file, and exit")
+      ->configurable(false);
   app.add_option("--listen", f.listen, "Public address for gRPC (h2c) and HTTP, host:port")->capture_default_str();
-  app.add_option("--data-dir", f.data_dir, "Code, registry and sockets (default $LEVER_DATA_DIR or ~/.lever)");
+  app.add_option("--data-dir", f.data_dir,
+                 "Code, registry and sockets (default: $LEVER_DATA_DIR, systemd's $STATE_DIRECTORY, "
+                 "$XDG_DATA_HOME/lever, ~/.lever)")
+      ->capture_default_str();
   app.add_option("--workers", f.workers, "Gateway worker threads (0: one per core)")->capture_default_str();
   app.add_option("--idle-timeout", f.idle_timeout, "Stop an instance after this long without calls")
       ->capture_default_str();
@@ -262,8 +283,14 @@ int main(int argc, char** argv) {
   app.add_option("--http-idle-timeout", f.http_idle_timeout,
                  "HTTP API: a request's headers must arrive, and a stream or response must move, within this")
       ->capture_default_str();
-  app.add_option("--js-runner", f.js_runner, "Program that runs jsEntry services (default: $LEVER_JS_RUNNER, lever-serve on PATH, or the source tree's)");
-  app.add_option("--py-runner", f.py_runner, "Program that runs pyEntry services (default: $LEVER_PY_RUNNER, lever-serve-py on PATH, or the build dir's py-venv)");
+  for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
+    const auto& spec = lever::leverd::kRunners[i];
+    app.add_option(lever::leverd::RunnerFlag(spec), f.runners[i],
+                   "Program that runs " + std::string(spec.entry_key) + " services (default: $" +
+                       lever::leverd::RunnerEnvVar(spec) + ", else the install's or the source tree's " +
+                       std::string(spec.program) + ", else " + std::string(spec.program) + " on PATH)")
+        ->capture_default_str();
+  }
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
@@ -273,6 +300,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
+  }
+  if (print_config) {
+    std::fputs(app.config_to_str(true, true).c_str(), stdout);
+    return 0;
   }
   lever::leverd::LogConfig lc;
   lc.json = f.log_format == "json";
