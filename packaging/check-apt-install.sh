@@ -2,7 +2,7 @@
 # A fresh Debian 12 gets a running leverd from the package: makes a new
 # bookworm system with mmdebstrap (from this machine's apt sources),
 # `apt-get install ./lever_*.deb` in it, then runs the installed leverd there
-# the way the unit does and serves examples/hello-js from it. Not part of
+# the way the unit does and serves examples/hello-js and hello-py from it. Not part of
 # scripts/test.sh (it downloads a few hundred MiB of Debian packages); run it
 # before a release:   packaging/check-apt-install.sh build/main/lever_*.deb
 # docs/operations.md says what it checks and what it cannot (no systemd as
@@ -36,6 +36,7 @@ chroot "$root" apt-get update -qq  # a new system's first step (mmdebstrap leave
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y "/tmp/$(basename "$deb")"
 chroot "$root" dpkg-query -W -f '${Package} ${Version} ${Status}\n' lever | tee /dev/stderr | grep -q 'install ok installed'
 echo "node in the new system: $(chroot "$root" node --version 2>&1 || echo none)"
+echo "python in the new system: $(chroot "$root" python3 --version 2>&1 || echo none)"
 link=$root/etc/systemd/system/multi-user.target.wants/leverd.service
 [ -L "$link" ] && echo "enabled: $(readlink "$link")" || { echo "FAIL: leverd.service not enabled" >&2; exit 1; }
 
@@ -55,11 +56,14 @@ for _ in $(seq 1 600); do
 done
 cat "$root/tmp/leverd.log"
 [ -n "$port" ] || { echo "FAIL: leverd did not start" >&2; exit 1; }
-cp -r "$src/examples/hello-js" "$root/tmp/hello-js"
-chroot "$root" lever -H "127.0.0.1:$port" deploy /tmp/hello-js
-out=$(chroot "$root" lever -H "127.0.0.1:$port" invoke /helloService/sayHello '"world"')
-echo "lever invoke /helloService/sayHello '\"world\"'  →  $out"
-[ "$out" = '"Hello, world!"' ] || { echo "FAIL" >&2; exit 1; }
+for example in hello-js hello-py; do
+  cp -r "$src/examples/$example" "$root/tmp/$example"
+  sed -i "s/\"helloService\"/\"$example\"/" "$root/tmp/$example/lever.json"
+  chroot "$root" lever -H "127.0.0.1:$port" deploy "/tmp/$example"
+  out=$(chroot "$root" lever -H "127.0.0.1:$port" invoke "/$example/sayHello" '"world"')
+  echo "lever invoke /$example/sayHello '\"world\"'  →  $out"
+  [ "$out" = '"Hello, world!"' ] || { echo "FAIL" >&2; exit 1; }
+done
 kill -TERM "$leverd_pid"
 wait "$leverd_pid"
 leverd_pid=

@@ -19,8 +19,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   nghttp2-client nghttp2-proxy wrk nginx-light etcd-server curl
-  # the Debian package (CPack runs dpkg-shlibdeps) and its tests
-  dpkg-dev
+  # the Debian package (CPack runs dpkg-shlibdeps), its Python runtime (built
+  # for Debian's python3 with its cffi) and its tests
+  dpkg-dev python3-cffi
 )
 
 missing=()

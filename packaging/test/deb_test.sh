@@ -35,16 +35,21 @@ layout)
   for lib in libc6 libstdc++6 libgrpc++1.51 libnghttp2-14 libsqlite3-0 libarchive13; do
     [[ ", $depends" == *", $lib (>= "* ]] || fail "Depends lacks $lib: $depends"
   done
-  grep -q "nodejs (>= 18)" <<<"$(field Recommends)" || fail "Recommends: $(field Recommends)"
+  for r in "nodejs (>= 18)" "python3 (>= 3.11)" "python3 (<< 3.12)" python3-cffi-backend; do
+    [[ ", $(field Recommends)," == *", $r,"* ]] || fail "Recommends lacks $r: $(field Recommends)"
+  done
   for part in conffiles postinst prerm postrm; do
     grep -qE " $part( |$)" <<<"$info" || fail "no $part in the control archive"
   done
   [ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" = /etc/lever/leverd.conf ] || fail conffiles
   contents=$(dpkg-deb --contents "$deb" | awk '{print $6}')
+  grep -qE '^\./usr/lib/lever/python/leveros/_lever\.cpython-[0-9]+-.*\.so$' <<<"$contents" ||
+    fail "the package lacks leveros._lever"
   for f in ./usr/bin/leverd ./usr/bin/lever ./usr/lib/liblever.so ./usr/lib/liblever.so.0 \
            "./usr/lib/liblever.so.$version" ./usr/include/lever.h ./usr/lib/pkgconfig/lever.pc \
            ./usr/lib/cmake/Lever/LeverConfig.cmake ./usr/lib/lever/node/bin/lever-serve \
            ./usr/lib/lever/node/build/Release/lever.node ./usr/lib/lever/node/lib/server.js \
+           ./usr/lib/lever/python/bin/lever-serve-py ./usr/lib/lever/python/leveros/serve.py \
            ./lib/systemd/system/leverd.service ./etc/lever/leverd.conf ./usr/share/doc/lever/copyright \
            ./usr/share/doc/lever/operations.md; do
     grep -qxF "$f" <<<"$contents" || fail "the package lacks $f"
@@ -84,8 +89,10 @@ CONF
   grep -qxF "data-dir = \"$TMP/data #1\"" <<<"$printed" || fail "data-dir from the file: $printed"
   start_leverd "$root/usr/bin/leverd" --config "$conf"
   expect_log "jsEntry services run with $root/usr/lib/lever/node/bin/lever-serve (install prefix)"
+  expect_log "pyEntry services run with $root/usr/lib/lever/python/bin/lever-serve-py (install prefix)"
   expect_log "(data dir $TMP/data #1)"
-  serve_hello "$root/usr/bin/lever"
+  serve_hello "$root/usr/bin/lever" hello-js helloJs
+  serve_hello "$root/usr/bin/lever" hello-py helloPy
   stop_leverd
   echo "extracted package: leverd with $conf serves hello"
   ;;

@@ -52,18 +52,19 @@ stop_leverd() {
   [ "$rc" = 0 ] || { cat "$TMP/leverd.log" >&2; fail "leverd exited $rc on SIGTERM"; }
 }
 
-# serve_hello LEVER: deploys examples/hello-js with that lever (no
-# environment) and calls it.
+# serve_hello LEVER EXAMPLE SERVICE: deploys examples/EXAMPLE as SERVICE with
+# that lever (no environment) and calls its sayHello.
 serve_hello() {
-  local lever=$1
-  cp -r "$LEVER_HIDE_SRC/examples/hello-js" "$TMP/hello-js"
-  env -i "$lever" -H "127.0.0.1:$PORT" deploy "$TMP/hello-js" || fail "deploy"
+  local lever=$1 example=$2 service=$3
+  cp -r "$LEVER_HIDE_SRC/examples/$example" "$TMP/$example"
+  sed -i "s/\"helloService\"/\"$service\"/" "$TMP/$example/lever.json"
+  env -i "$lever" -H "127.0.0.1:$PORT" deploy "$TMP/$example" || fail "deploy $example"
   local out
-  out=$(env -i "$lever" -H "127.0.0.1:$PORT" invoke /helloService/sayHello '"world"') || {
+  out=$(env -i "$lever" -H "127.0.0.1:$PORT" invoke "/$service/sayHello" '"world"') || {
     cat "$TMP/leverd.log" >&2
-    fail "invoke"
+    fail "invoke $service ($example)"
   }
-  [ "$out" = '"Hello, world!"' ] || fail "hello answered $out"
+  [ "$out" = '"Hello, world!"' ] || fail "$service ($example) answered $out"
 }
 
 # expect_log TEXT: leverd's log has a line containing TEXT.

@@ -552,6 +552,9 @@ TEST(HttpSlowClient, IsClosed) {
   // A client that stops reading a streaming response is dropped, and its
   // call with it; the gateway holds at most about one stream window meanwhile.
   ASSERT_EQ(leverd.DeployTestService(kService).exit_code, 0);
+  // Started first: a cold start under load can take longer than the 300 ms
+  // a response may stand still.
+  ASSERT_EQ(leverd.Lever({"invoke", "/httpsvc/Echo", "1"}).exit_code, 0);
   {
     Conn reader(leverd.port());
     ASSERT_TRUE(reader.Send(Post("/httpsvc/SourceChan", "[1073741824, 65536]\n", "application/json")));
