@@ -2,6 +2,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -213,4 +214,13 @@ int lp_value_scalar(const lever_value *v, lp_scalar *out) {
       break;
   }
   return t;
+}
+
+int lp_limit_malloc_arenas(int n) {
+#ifdef M_ARENA_MAX
+  return mallopt(M_ARENA_MAX, n);
+#else
+  (void)n;
+  return 0;
+#endif
 }

@@ -64,4 +64,9 @@ typedef struct {
 } lp_scalar;
 int lp_value_scalar(const lever_value *v, lp_scalar *out);
 
+/* Caps glibc's malloc arenas (one per thread by default, up to 8 per core):
+ * a service instance has a few dozen threads and a memory limit of its own
+ * (lever.json "ram", 50 MB by default). Returns 1 if applied. */
+int lp_limit_malloc_arenas(int n);
+
 #endif

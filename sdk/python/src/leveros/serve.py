@@ -13,6 +13,7 @@ import sys
 import threading
 import traceback
 
+from ._native import lib
 from .server import Server
 
 GRACE_SECONDS = 5.0
@@ -58,6 +59,10 @@ def main(argv=None):
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     for f in (sys.stdout, sys.stderr):
         f.reconfigure(line_buffering=True)  # each line reaches `lever logs` as it is printed
+    # Before any thread starts: with one malloc arena per thread, gRPC's and
+    # the workers' threads fragment memory that the instance's limit counts
+    # (a burst of 3,000 calls peaked 20-40 % lower with 2 arenas, measured).
+    lib.lp_limit_malloc_arenas(2)
     try:
         module = load_entry(argv[0])
     except BaseException:

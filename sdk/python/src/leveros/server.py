@@ -219,13 +219,14 @@ class Server:
     listen_addr: "unix:/abs/path.sock" or "host:port" (port 0: any); default
                  LEVEROS_LISTEN_ADDR, else 0.0.0.0:3837.
     max_workers: liblever's worker threads, i.e. how many plain-function
-                 handlers run at once (default 64; async handlers do not hold one).
+                 handlers run at once (default 32; async handlers do not hold
+                 one, so a service that waits a lot is best written async).
     loop:        the event loop that runs async handlers; default a loop of
                  the server's own, on a thread started when first needed.
     """
 
     def __init__(self, handlers: Union[types.ModuleType, Dict[str, Callable[..., Any]], Any], *,
-                 listen_addr: Optional[str] = None, max_workers: int = 64,
+                 listen_addr: Optional[str] = None, max_workers: int = 32,
                  loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         self.methods = method_table(handlers)
         opts = ffi.new("lever_server_options *")
