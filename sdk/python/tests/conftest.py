@@ -99,7 +99,7 @@ class Leverd:
 def leverd():
     d = Leverd().start()
     try:
-        for f in ("basic", "resources", "nodepeer"):
+        for f in ("basic", "resources", "nodepeer", "probe"):
             d.deploy(f)
         yield d
     finally:
@@ -111,6 +111,15 @@ def client(leverd):
     c = Client(force_host=leverd.address, timeout=30, wait_for_ready=True)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session")
+def probe(client):
+    """pyprobe through one resource: every call reaches the same instance
+    (started here, so that short deadlines do not cover a cold start)."""
+    p = client.resource("dev.lever", "pyprobe", "probe")
+    assert isinstance(p.invoke("events"), list)
+    return p
 
 
 @pytest.fixture(scope="session")

@@ -145,33 +145,46 @@ def test_no_environment(monkeypatch, leverd):
     assert c.invoke_url("lever://dev.lever/basictestservice/BasicHello", "z") == "hello z"
 
 
-def test_deadlines(ep):
+def test_deadlines(ep, probe):
     with pytest.raises(LeverError) as e:
         ep.invoke("slow", 5000, timeout=0.2)
     assert e.value.code == "DEADLINE_EXCEEDED"
 
     async def main():
         with pytest.raises(LeverError) as e:
-            await ep.ainvoke("aslow", 5000, timeout=0.2)
+            await probe.ainvoke("aslow", "deadline", 60000, timeout=0.2)
         assert e.value.code == "DEADLINE_EXCEEDED"
-        s = await ep.ainvoke_chan("waitChan", timeout=0.3)
+        s = await probe.ainvoke_chan("waitChan", "stream-deadline", timeout=0.3)
         with pytest.raises(LeverError) as e:
             await s.recv()
         assert e.value.code == "DEADLINE_EXCEEDED"
+        s.release()
 
     asyncio.run(main())
     # The async handler saw its deadline pass: its task was cancelled.
-    wait_until(lambda: "aslow cancelled" in ep.invoke("events"), what="the handler's task to be cancelled")
+    wait_until(lambda: "deadline cancelled" in probe.invoke("events"), what="the handler's task to be cancelled")
     assert ep.invoke("slow", 1, timeout=10) == "slow"
 
 
-def test_cancel_a_stream_reaches_the_server(ep):
-    s = ep.invoke_chan("waitChan")
+def test_cancel_a_stream_reaches_the_server(probe):
+    s = probe.invoke_chan("waitChan", "cancel-sync")
+    wait_until(lambda: "cancel-sync started" in probe.invoke("events"), what="the handler to start")
     s.cancel()
     with pytest.raises(LeverError) as e:
         s.recv()
     assert e.value.code == "CANCELLED"
-    wait_until(lambda: "waitChan CANCELLED" in ep.invoke("events"), what="the server to see the cancel")
+    wait_until(lambda: "cancel-sync CANCELLED" in probe.invoke("events"), what="the server to see the cancel")
+    s.release()
+
+
+def test_releasing_an_async_stream_cancels_its_handler(probe):
+    async def main():
+        async with await probe.ainvoke_chan("aslowChan", "release-async"):
+            await asyncio.to_thread(wait_until, lambda: "release-async started" in probe.invoke("events"))
+
+    asyncio.run(main())
+    wait_until(lambda: any(e.startswith("release-async ") and not e.endswith("started")
+                           for e in probe.invoke("events")), what="the server to see the cancel")
 
 
 def test_cancelling_an_asyncio_stream_task(ep):
