@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# A fresh Debian 12 gets a running leverd from the package: makes a new
-# bookworm system with mmdebstrap (from this machine's apt sources),
-# `apt-get install ./lever_*.deb` in it, then runs the installed leverd there
-# the way the unit does and serves examples/hello-js and hello-py from it. Not part of
-# scripts/test.sh (it downloads a few hundred MiB of Debian packages); run it
-# before a release:   packaging/check-apt-install.sh build/main/lever_*.deb
-# docs/operations.md says what it checks and what it cannot (no systemd as
-# PID 1 here, so the unit's sandbox itself is not exercised).
+# A fresh Debian 12 gets a running leverd from the package. Makes a new
+# bookworm system with mmdebstrap (from this machine's apt sources) and
+# `apt-get install ./lever_*.deb` in it, then:
+#   1. runs the installed leverd there the way the unit does (as an
+#      unprivileged user with its state dir) and serves examples/hello-js and
+#      hello-py from it;
+#   2. boots that system with systemd-nspawn, where systemd runs the unit for
+#      real (dynamic user, sandbox, system call filter): leverd is active after
+#      boot, serves both examples, restarts after a crash, drains on stop, is
+#      restarted by an upgrade (reinstall) and purged with its data.
+# Not part of scripts/test.sh (it downloads a few hundred MiB of Debian
+# packages); run it before a release:
+#   packaging/check-apt-install.sh build/main/lever_*.deb
+# docs/operations.md says what it showed.
 set -euo pipefail
 deb=$(readlink -f "$1")
 src=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$deb" ] || { echo "usage: $0 lever_<version>_<arch>.deb" >&2; exit 2; }
-command -v mmdebstrap >/dev/null || { apt-get update -qq; apt-get install -y -qq --no-install-recommends mmdebstrap; }
+if ! command -v mmdebstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends mmdebstrap systemd-container
+fi
 
 root=$(mktemp -d /tmp/lever-apt-XXXXXX)
 leverd_pid=
+boot_pid=
 cleanup() {
+  rm -f "$root.boot.log"
   [ -n "$leverd_pid" ] && kill -KILL "$leverd_pid" 2>/dev/null || true
+  if [ -n "$boot_pid" ]; then
+    kill -TERM $(pgrep -P "$boot_pid") 2>/dev/null || true
+    kill -TERM "$boot_pid" 2>/dev/null || true
+    wait "$boot_pid" 2>/dev/null || true
+  fi
   for m in proc dev/pts dev; do umount -l "$root/$m" 2>/dev/null || true; done
   rm -rf "$root"
 }
@@ -25,7 +41,7 @@ trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 step "bootstrap a fresh bookworm (priority important, as a new install) into $root"
 sources=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null || cat /etc/apt/sources.list)
-mmdebstrap --quiet --variant=important --include=ca-certificates bookworm "$root" - <<<"$sources"
+mmdebstrap --quiet --variant=important --include=ca-certificates,dbus bookworm "$root" - <<<"$sources"
 
 step "apt-get install ./$(basename "$deb")"
 cp "$deb" "$root/tmp/"
@@ -40,7 +56,7 @@ echo "python in the new system: $(chroot "$root" python3 --version 2>&1 || echo 
 link=$root/etc/systemd/system/multi-user.target.wants/leverd.service
 [ -L "$link" ] && echo "enabled: $(readlink "$link")" || { echo "FAIL: leverd.service not enabled" >&2; exit 1; }
 
-step "run the unit's ExecStart as an unprivileged user with its state dir, as systemd would"
+step "1. run the unit's ExecStart as an unprivileged user with its state dir, as systemd would"
 exec_start=$(sed -n 's/^ExecStart=//p' "$root/lib/systemd/system/leverd.service")
 mkdir -p "$root/var/lib/lever" && chown 65534:65534 "$root/var/lib/lever" && chmod 0700 "$root/var/lib/lever"
 # shellcheck disable=SC2086 # ExecStart is a command line
@@ -67,4 +83,58 @@ done
 kill -TERM "$leverd_pid"
 wait "$leverd_pid"
 leverd_pid=
-step "ok: the package installs with apt on a fresh Debian 12 and its leverd serves hello"
+rm -rf "$root/var/lib/lever"
+for m in proc dev; do umount "$root/$m"; done
+
+step "2. boot the new system with systemd-nspawn: systemd runs leverd.service"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+echo "listen = \"127.0.0.1:$port\"   # the host's network is shared: a free port" >> "$root/etc/lever/leverd.conf"
+cp "$deb" "$root/root/"  # the booted system's /tmp is a fresh tmpfs
+timeout 600 systemd-nspawn --quiet -D "$root" --boot --register=no --keep-unit --console=read-only \
+  > "$root.boot.log" 2>&1 < /dev/null &
+boot_pid=$!
+in_boot() { nsenter -t "$init" -a "$@"; }
+init=
+for _ in $(seq 1 600); do
+  init=$(pgrep -P "$(pgrep -P "$boot_pid" systemd-nspawn || echo "$boot_pid")" -x systemd || true)
+  [ -n "$init" ] && in_boot systemctl is-active --quiet leverd 2>/dev/null && break
+  kill -0 "$boot_pid" 2>/dev/null || { cat "$root.boot.log"; echo "FAIL: the system did not boot" >&2; exit 1; }
+  sleep 0.1
+done
+in_boot systemctl status leverd --no-pager | head -8
+main=$(in_boot systemctl show leverd -p MainPID --value)
+in_boot grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' "/proc/$main/status"
+[ "$(in_boot awk '/^Uid:/ {print $2}' "/proc/$main/status")" != 0 ] || { echo "FAIL: leverd runs as root" >&2; exit 1; }
+for example in hello-js hello-py; do
+  out=$("$root/usr/bin/lever" -H "127.0.0.1:$port" deploy "$root/tmp/$example" >/dev/null &&
+        "$root/usr/bin/lever" -H "127.0.0.1:$port" invoke "/$example/sayHello" '"unit"')
+  echo "under systemd: /$example/sayHello  →  $out"
+  [ "$out" = '"Hello, unit!"' ] || { echo "FAIL" >&2; exit 1; }
+done
+in_boot sh -c 'kill -SEGV $(systemctl show leverd -p MainPID --value)'
+for _ in $(seq 1 100); do
+  [ "$(in_boot systemctl show leverd -p NRestarts --value)" = 1 ] && in_boot systemctl is-active --quiet leverd && break
+  sleep 0.1
+done
+echo "after a crash: restarts $(in_boot systemctl show leverd -p NRestarts --value), $(in_boot systemctl is-active leverd)"
+out=$("$root/usr/bin/lever" -H "127.0.0.1:$port" invoke /hello-js/sayHello '"again"')
+[ "$out" = '"Hello, again!"' ] || { echo "FAIL: the registry did not survive the restart" >&2; exit 1; }
+in_boot systemctl stop leverd
+in_boot journalctl -u leverd --no-pager -n 30 | grep -E 'draining|stopped' || { echo "FAIL: no drain" >&2; exit 1; }
+[ "$(in_boot systemctl show leverd -p Result --value)" = success ] || { echo "FAIL: stop" >&2; exit 1; }
+in_boot systemctl start leverd
+before=$(in_boot systemctl show leverd -p MainPID --value)
+in_boot env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "/root/$(basename "$deb")" >/dev/null
+after=$(in_boot systemctl show leverd -p MainPID --value)
+echo "upgrade (reinstall): leverd $before → $after, $(in_boot systemctl is-active leverd)"
+[ "$before" != "$after" ] && [ "$after" != 0 ] || { echo "FAIL: not restarted by the upgrade" >&2; exit 1; }
+in_boot env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq lever >/dev/null
+if in_boot test -e /var/lib/private/lever || in_boot test -e /etc/lever; then
+  echo "FAIL: purge left data" >&2
+  exit 1
+fi
+echo "purge: leverd $(in_boot systemctl is-active leverd || true), /var/lib/private/lever and /etc/lever gone"
+in_boot systemctl poweroff || true
+wait "$boot_pid" || true
+boot_pid=
+step "ok: the package installs with apt on a fresh Debian 12, and systemd runs its leverd, which serves hello"
