@@ -247,8 +247,8 @@ int Deploy(const Globals& g, const std::string& dir, const std::string& admin_en
   Client client = MakeClient(g);
   Url url(admin_env, std::string(admin::kService), "", std::string(admin::kDeploy));
   ClientStreamPtr stream;
-  s = client.InvokeStreamUrl(&stream, url.ToString(), Array{g.env, Map{{"reportVersion", true}}},
-                             MakeCallOptions(g));
+  s = client.InvokeStreamUrl(&stream, url.ToString(),
+                             Array{g.env, Map{{"reportVersion", true}, {"reportSteps", true}}}, MakeCallOptions(g));
   if (!s.ok()) return Fail(g, kExitPlatform, "platform", s);
 
   bool tty = isatty(STDERR_FILENO) && !g.json;
@@ -271,15 +271,30 @@ int Deploy(const Globals& g, const std::string& dir, const std::string& admin_en
   }
   if (tty) std::fputc('\n', stderr);
   stream->CloseSend();
+  // The steps as the server reports them: the upload is committed (service
+  // and version), the new version starts, it is switched to.
   Value info;
+  std::string name = dir;
   for (;;) {
     Result r = stream->Receive();
-    if (r.ok()) {
-      info = std::move(r.value);
-      continue;
+    if (!r.ok()) {
+      if (!r.is_end()) return Report(g, r);
+      break;
     }
-    if (!r.is_end()) return Report(g, r);
-    break;
+    if (!r.value.is_map()) continue;
+    const Map& m = r.value.as_map();
+    const Value* step = m.Find("step");
+    const Value* version = m.Find("version");
+    std::string v = version ? ToJson(*version, false) : "?";
+    if (!step) {
+      info = r.value;
+      if (const Value* n = m.Find("service"); n && n->is_string()) name = n->as_string();
+      if (!g.json) std::cerr << "Uploaded " << name << " as version " << v << std::endl;
+    } else if (!g.json && *step == Value("starting")) {
+      std::cerr << "Starting " << name << " v" << v << std::endl;
+    } else if (!g.json && *step == Value("switched")) {
+      std::cerr << "Switched " << g.env << "/" << name << " to v" << v << std::endl;
+    }
   }
   if (g.json) {
     Map out{{"env", g.env}};
@@ -288,9 +303,8 @@ int Deploy(const Globals& g, const std::string& dir, const std::string& admin_en
     }
     std::cout << ToJson(Value(std::move(out)), g.pretty) << std::endl;
   } else if (info.is_map() && info.as_map().Find("version")) {
-    const Value* name = info.as_map().Find("service");
-    std::cout << "Deployed " << (name && name->is_string() ? name->as_string() : dir) << " to " << g.env
-              << " as version " << ToJson(*info.as_map().Find("version"), false) << std::endl;
+    std::cout << "Deployed " << name << " to " << g.env << " as version " << ToJson(*info.as_map().Find("version"), false)
+              << std::endl;
   } else {
     std::cout << "Deployed " << dir << " to " << g.env << std::endl;
   }
@@ -347,6 +361,28 @@ void PrintTable(const Globals& g, const Value& rows, const std::vector<std::pair
   print(header);
   for (const auto& line : cells) print(line);
   std::cout.flush();
+}
+
+// `lever ps`: each instance's resources in a column of bounded width: the
+// first three, then "+N".
+Value WithResourceSummary(const Value& instances) {
+  if (!instances.is_array()) return instances;
+  Array rows;
+  for (const Value& row : instances.as_array()) {
+    Value copy = row;
+    const Value* res = row.is_map() ? row.as_map().Find("resources") : nullptr;
+    std::string text;
+    if (res && res->is_array()) {
+      const Array& names = res->as_array();
+      for (size_t i = 0; i < names.size() && i < 3; ++i) {
+        text += (i ? "," : "") + (names[i].is_string() ? names[i].as_string() : ToJson(names[i], false));
+      }
+      if (names.size() > 3) text += " +" + std::to_string(names.size() - 3);
+    }
+    if (copy.is_map()) copy.as_map().Set("resourceSummary", text.empty() ? "-" : text);
+    rows.push_back(std::move(copy));
+  }
+  return Value(std::move(rows));
 }
 
 int Logs(const Globals& g, const std::string& service, bool follow, int lines) {
@@ -511,12 +547,13 @@ int Main(int argc, char** argv) {
       return kExitOk;
     }
     PrintTable(g, services,
-               {{"env", "ENV"}, {"name", "SERVICE"}, {"liveVersion", "LIVE"}, {"private", "PRIVATE"},
-                {"description", "DESCRIPTION"}});
+               {{"env", "ENV"}, {"name", "SERVICE"}, {"liveVersion", "LIVE"}, {"desired", "DESIRED"},
+                {"reason", "REASON"}, {"private", "PRIVATE"}, {"description", "DESCRIPTION"}});
     std::cout << '\n';
-    PrintTable(g, instances,
+    PrintTable(g, WithResourceSummary(instances),
                {{"env", "ENV"}, {"service", "SERVICE"}, {"id", "INSTANCE"}, {"version", "VERSION"},
-                {"state", "STATE"}, {"pid", "PID"}, {"inFlight", "IN FLIGHT"}, {"startedAt", "STARTED"}});
+                {"state", "STATE"}, {"pid", "PID"}, {"inFlight", "IN FLIGHT"}, {"startedAt", "STARTED"},
+                {"resourceSummary", "RESOURCES"}});
     return kExitOk;
   }
   if (*logs) return Logs(g, service, follow, lines);

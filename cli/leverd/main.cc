@@ -46,6 +46,9 @@ struct Flags {
   std::string log_level = "info";
   std::string grace = "10s";
   std::string cold_start_wait = "16s";
+  std::string stable_window = "60s";
+  std::string panic_window = "6s";
+  std::string resource_idle = "3m";
   size_t max_instances = 16;
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
@@ -92,16 +95,26 @@ class ForwardingRouter final : public host::Router {
     target_ = std::move(target);
   }
   void Route(const host::RouteRequest& request, std::function<void(host::RouteResult)> done) override {
-    host::RouterPtr target;
-    {
-      std::shared_lock lock(mu_);
-      target = target_;
+    (void)RouteCancellable(request, std::move(done));
+  }
+  host::PendingRoute RouteCancellable(const host::RouteRequest& request,
+                                      std::function<void(host::RouteResult)> done) override {
+    host::RouterPtr target = Get();
+    if (!target) {
+      done({Status(Code::kUnavailable, "leverd is starting"), nullptr});
+      return {};
     }
-    if (!target) return done({Status(Code::kUnavailable, "leverd is starting"), nullptr});
-    target->Route(request, std::move(done));
+    return target->RouteCancellable(request, std::move(done));
+  }
+  void CancelRoute(const host::PendingRoute& pending) override {
+    if (host::RouterPtr target = Get()) target->CancelRoute(pending);
   }
 
  private:
+  host::RouterPtr Get() {
+    std::shared_lock lock(mu_);
+    return target_;
+  }
   std::shared_mutex mu_;
   host::RouterPtr target_;
 };
@@ -146,9 +159,11 @@ std::string InternalSocketPath(const std::string& run_dir, std::string_view env)
 }
 
 int Run(const Flags& f) {
-  std::chrono::milliseconds idle, grace, cold, http_idle;
+  std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle;
   if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) ||
-      !ParseDuration(f.cold_start_wait, &cold) || !ParseDuration(f.http_idle_timeout, &http_idle)) {
+      !ParseDuration(f.cold_start_wait, &cold) || !ParseDuration(f.http_idle_timeout, &http_idle) ||
+      !ParseDuration(f.stable_window, &stable) || !ParseDuration(f.panic_window, &panic) ||
+      !ParseDuration(f.resource_idle, &resource_idle)) {
     LogError("bad duration flag (use 500ms, 30s, 5m, 1h)");
     return 2;
   }
@@ -196,6 +211,9 @@ int Run(const Flags& f) {
   ho.data_dir = data_dir;
   ho.idle_timeout = idle;
   ho.cold_start_wait = cold;
+  ho.autoscale_stable_window = stable;
+  ho.autoscale_panic_window = panic;
+  ho.resource_idle = resource_idle;
   ho.max_instances_per_service = f.max_instances;
   ho.deploy.max_compressed_bytes = uint64_t{f.max_upload_mib} << 20;
   ho.deploy.max_uncompressed_bytes = uint64_t{f.max_unpacked_mib} << 20;
@@ -269,13 +287,22 @@ int main(int argc, char** argv) {
                  "$XDG_DATA_HOME/lever, ~/.lever)")
       ->capture_default_str();
   app.add_option("--workers", f.workers, "Gateway worker threads (0: one per core)")->capture_default_str();
-  app.add_option("--idle-timeout", f.idle_timeout, "Stop an instance after this long without calls")
+  app.add_option("--idle-timeout", f.idle_timeout, "Scale a service to zero after this long without calls")
       ->capture_default_str();
   app.add_option("--grace", f.grace, "On SIGTERM, how long calls in flight may take to finish")
       ->capture_default_str();
   app.add_option("--cold-start-wait", f.cold_start_wait, "How long a call waits for an instance to start")
       ->capture_default_str();
-  app.add_option("--max-instances", f.max_instances, "Instances per service")->capture_default_str();
+  app.add_option("--max-instances", f.max_instances, "Instances per service, at most")->capture_default_str();
+  app.add_option("--autoscale-stable-window", f.stable_window,
+                 "Autoscaler: the average concurrency over this window sets the instance count")
+      ->capture_default_str();
+  app.add_option("--autoscale-panic-window", f.panic_window,
+                 "Autoscaler: a peak over this window that needs 2x the instances scales up at once")
+      ->capture_default_str();
+  app.add_option("--resource-idle", f.resource_idle,
+                 "A resource with no call for this long is closed on its instance (CloseResource)")
+      ->capture_default_str();
   app.add_option("--max-upload-mib", f.max_upload_mib, "Largest deploy upload (compressed)")->capture_default_str();
   app.add_option("--max-unpacked-mib", f.max_unpacked_mib, "Largest deploy once unpacked")->capture_default_str();
   app.add_option("--http-max-body-kib", f.http_max_body_kib, "Largest body of a non-streaming HTTP API call (413 beyond)")

@@ -38,12 +38,17 @@ void Log(const AdminOptions& options, const std::string& line) {
   if (options.log) options.log(line);
 }
 
-Value ServiceRow(const host::ServiceInfo& s) {
-  return Value(Map{{"env", s.env},
-                   {"name", s.name},
-                   {"description", s.description},
-                   {"private", s.is_private},
-                   {"liveVersion", s.live_version}});
+Value ServiceRow(const host::ServiceStatus& st) {
+  const host::ServiceInfo& s = st.info;
+  Map row{{"env", s.env},
+          {"name", s.name},
+          {"description", s.description},
+          {"private", s.is_private},
+          {"liveVersion", s.live_version},
+          {"desired", st.desired},
+          {"reason", st.reason}};
+  if (st.rollout_version > 0) row.Set("rolloutVersion", st.rollout_version);
+  return Value(std::move(row));
 }
 
 std::string IsoTime(std::chrono::system_clock::time_point t) {
@@ -63,10 +68,12 @@ void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, Serv
     return stream->Finish(AppError(InvalidArgument("DeployServiceChan takes the environment name")));
   }
   std::string env = args[0].as_string();
-  bool report = false;
+  bool report = false, steps = false;
   if (args.size() == 2 && args[1].is_map()) {
     const Value* r = args[1].as_map().Find("reportVersion");
     report = r && r->is_bool() && r->as_bool();
+    const Value* st = args[1].as_map().Find("reportSteps");
+    steps = st && st->is_bool() && st->as_bool();
   }
   std::unique_ptr<host::DeploySession> session;
   Status failed = host->BeginDeploy(env, &session);
@@ -99,10 +106,23 @@ void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, Serv
     Log(options, "deploy to " + env + " failed: " + failed.message());
     return stream->Finish(AppError(failed));
   }
-  Log(options, "deployed lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version));
+  Log(options, "uploaded lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version) +
+                   ", starting it");
   if (report) {
     (void)stream->Send(Value(Map{{"service", result.service}, {"version", result.version}}));
   }
+  if (steps) (void)stream->Send(Value(Map{{"step", "starting"}, {"version", result.version}}));
+  // The deploy ends when the new version is live, or failed to start (the
+  // old one then stays live).
+  Status live = host->AwaitRollout(result.env, result.service, result.version,
+                                   std::chrono::steady_clock::now() + options.rollout_wait);
+  if (!live.ok()) {
+    Log(options, "deploy of lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version) +
+                     " failed: " + live.message());
+    return stream->Finish(AppError(live));
+  }
+  Log(options, "lever://" + result.env + "/" + result.service + " v" + std::to_string(result.version) + " is live");
+  if (steps) (void)stream->Send(Value(Map{{"step", "switched"}, {"version", result.version}}));
   stream->Finish(Result::End());
 }
 
@@ -208,8 +228,8 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
       }
       Array rows;
       for (const auto& e : envs) {
-        std::vector<host::ServiceInfo> services;
-        if (Status st = host->ListServices(e, &services); !st.ok()) return AppError(st);
+        std::vector<host::ServiceStatus> services;
+        if (Status st = host->ListServiceStatus(e, &services); !st.ok()) return AppError(st);
         for (const auto& sv : services) rows.push_back(ServiceRow(sv));
       }
       return Result::Of(Value(std::move(rows)));
@@ -230,7 +250,12 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
                            {"pid", i.pid},
                            {"state", i.state},
                            {"inFlight", i.calls_in_flight},
-                           {"startedAt", IsoTime(i.started_at)}});
+                           {"startedAt", IsoTime(i.started_at)},
+                           {"resources", [&] {
+                              Array r;
+                              for (const auto& name : i.resources) r.push_back(Value(name));
+                              return Value(std::move(r));
+                            }()}});
       }
       return Result::Of(Value(std::move(rows)));
     });

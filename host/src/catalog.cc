@@ -65,12 +65,22 @@ ServicePtr Catalog::OnDeployed(const ServiceInfo& info, const LeverConfig& confi
     }
   }
   std::lock_guard lock(svc->mu);
+  const int64_t version = info.live_version;
+  int64_t live = svc->info.live_version;
   svc->info = info;
-  svc->config = config;
-  svc->config_status = Status::Ok();
-  svc->code_dir = CodeDirPath(data_dir_, info.env, info.name, info.live_version);
-  svc->crash_streak = 0;
-  svc->restart_after = {};
+  svc->info.live_version = live;  // until an instance of `version` is ready
+  if (svc->rollout.version > 0 && svc->rollout.version != version) {
+    RolloutResult& r = svc->rollouts[svc->rollout.version];
+    r.done = true;
+    r.status = Status(Code::kAborted, ServiceUrl(info.env, info.name) + " v" +
+                                          std::to_string(svc->rollout.version) + " was superseded by v" +
+                                          std::to_string(version) + " before it was ready");
+    svc->rollout_cv.notify_all();
+  }
+  svc->rollout = Rollout{};
+  svc->rollout.version = version;
+  svc->rollout.config = config;
+  svc->rollout.code_dir = CodeDirPath(data_dir_, info.env, info.name, version);
   return svc;
 }
 

@@ -26,8 +26,10 @@ class Catalog {
   Lookup Find(std::string_view env, std::string_view service, ServicePtr* out) const;
   ServicePtr Find(std::string_view env, std::string_view service) const;
 
-  // A deploy made `info.live_version` (with `config`) the service's version:
-  // creates the env and service entries if new. Returns the service.
+  // A deploy committed `info.live_version` (with `config`): it becomes the
+  // service's rollout (the supervisor starts it and switches to it once it
+  // is ready); creates the env and service entries if new. Returns the
+  // service.
   ServicePtr OnDeployed(const ServiceInfo& info, const LeverConfig& config);
 
   void AddEnvironment(std::string_view name, std::string_view description);

@@ -520,7 +520,7 @@ Status SessionImpl::Commit(DeployResult* out) {
   }
   service.description = config.description;
   service.is_private = config.is_private;
-  service.live_version = version;
+  if (opts.set_live) service.live_version = version;
   s = reg.UpdateService(service);
   if (!s.ok()) {
     (void)reg.DeleteCodeVersion(env_, config.name, version);
@@ -528,6 +528,7 @@ Status SessionImpl::Commit(DeployResult* out) {
     return Internal(s.message());
   }
   service.next_version = version + 1;
+  service.live_version = version;  // what on_deployed is told: the new version
   cleaned_ = true;  // the temp dir is now the version's code dir
   out->env = env_;
   out->service = config.name;

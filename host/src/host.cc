@@ -30,6 +30,9 @@ class Host::Impl {
   Status CreateEnvironment(std::string_view name, std::string_view description);
   Status DeleteEnvironment(std::string_view name);
   Status ListInstances(std::string_view env, std::string_view service, std::vector<InstanceInfo>* out);
+  Status ListServiceStatus(std::string_view env, std::vector<ServiceStatus>* out);
+  Status AwaitRollout(std::string_view env, std::string_view service, int64_t version, SteadyTime deadline);
+  void SetLive(const std::string& env, const std::string& service, int64_t version);
   Status CheckService(std::string_view env, std::string_view service) {
     return catalog_->Find(env, service) ? Status::Ok()
                                         : Status(Code::kNotFound, "service " + ServiceUrl(env, service) + " not found");
@@ -96,7 +99,7 @@ Status Host::Impl::Init(RegistryPtr registry) {
   RoutingOptions ro;
   ro.cold_start_wait = options_.cold_start_wait;
   ro.max_waiting_calls = options_.max_waiting_calls;
-  ro.max_instances = options_.max_instances_per_service;
+  ro.count_at_placement = options_.count_at_placement;
   std::shared_ptr<AdminBackend> admin;
   if (!options_.admin_address.empty()) admin = std::make_shared<AdminBackend>(options_.admin_address);
   routing_ = std::make_unique<Routing>(*catalog_, options_.placement ? options_.placement : NewDefaultPlacement(), ro,
@@ -106,9 +109,16 @@ Status Host::Impl::Init(RegistryPtr registry) {
   so.run_dir = run_dir;
   so.lifecycle.start_timeout = options_.start_timeout;
   so.lifecycle.idle_timeout = options_.idle_timeout;
-  so.lifecycle.retired_idle_timeout = options_.retired_idle_timeout;
+  so.lifecycle.drain_settle = options_.retired_idle_timeout;
   so.lifecycle.stop_grace = options_.stop_grace;
+  so.lifecycle.stable_window = options_.autoscale_stable_window;
+  so.lifecycle.panic_window = options_.autoscale_panic_window;
+  so.lifecycle.resource_idle = options_.resource_idle;
   so.lifecycle.max_instances = options_.max_instances_per_service;
+  so.count_at_placement = options_.count_at_placement;
+  so.on_switched = [this](const std::string& env, const std::string& service, int64_t version) {
+    SetLive(env, service, version);
+  };
   so.ensure_internal_listener = options_.ensure_internal_listener;
   so.log_sink = options_.log_sink;
   supervisor_ = std::make_unique<Supervisor>(std::move(so), *catalog_, *routing_, logs_, std::move(runtime), clock_);
@@ -116,6 +126,7 @@ Status Host::Impl::Init(RegistryPtr registry) {
 
   DeployOptions deploy = options_.deploy;
   deploy.data_dir = data_dir_;
+  deploy.set_live = false;  // the supervisor switches once a new instance is ready
   deploy.on_deployed = [this](const ServiceInfo& info, const LeverConfig& config) { OnDeployed(info, config); };
   s = Deployer::Create(deploy, registry_, &deployer_);
   if (!s.ok()) return s;
@@ -125,6 +136,57 @@ Status Host::Impl::Init(RegistryPtr registry) {
 void Host::Impl::OnDeployed(const ServiceInfo& info, const LeverConfig& config) {
   catalog_->OnDeployed(info, config);
   supervisor_->Wake();  // retire old instances, start minInstances of the new version
+}
+
+// A rollout switched: the registry's live version follows, so a restarted
+// leverd serves what was serving.
+void Host::Impl::SetLive(const std::string& env, const std::string& service, int64_t version) {
+  std::unique_lock store = deployer_->LockStore();
+  ServiceInfo info;
+  Status s = registry_->GetService(env, service, &info);
+  if (s.ok() && info.live_version < version) {
+    info.live_version = version;
+    s = registry_->UpdateService(info);
+  }
+  if (!s.ok()) options_.log_sink("[host] cannot record v" + std::to_string(version) + " of " + ServiceUrl(env, service) +
+                                 " as live: " + s.message());
+}
+
+Status Host::Impl::AwaitRollout(std::string_view env, std::string_view service, int64_t version,
+                                SteadyTime deadline) {
+  ServicePtr svc = catalog_->Find(env, service);
+  if (!svc) return Status(Code::kNotFound, "service " + ServiceUrl(env, service) + " not found");
+  std::unique_lock lock(svc->mu);
+  auto done = [&] {
+    auto it = svc->rollouts.find(version);
+    return (it != svc->rollouts.end() && it->second.done) || svc->removed;
+  };
+  // The deadline is real time: a deploy's client waits on a wall clock.
+  if (!svc->rollout_cv.wait_until(lock, deadline, done)) {
+    return Status(Code::kDeadlineExceeded, ServiceUrl(env, service) + " v" + std::to_string(version) +
+                                               " did not become ready in time");
+  }
+  if (svc->removed) return Status(Code::kNotFound, "service " + ServiceUrl(env, service) + " was removed");
+  return svc->rollouts[version].status;
+}
+
+Status Host::Impl::ListServiceStatus(std::string_view env, std::vector<ServiceStatus>* out) {
+  out->clear();
+  std::vector<ServiceInfo> infos;
+  Status s = catalog_->ListServices(env, &infos);
+  if (!s.ok()) return s;
+  for (ServiceInfo& info : infos) {
+    ServiceStatus st;
+    if (ServicePtr svc = catalog_->Find(info.env, info.name)) {
+      std::lock_guard lock(svc->mu);
+      st.desired = svc->is_admin() ? 1 : svc->scaler.desired;
+      st.reason = svc->is_admin() ? "builtin" : svc->scaler.reason;
+      st.rollout_version = svc->rollout.version;
+    }
+    st.info = std::move(info);
+    out->push_back(std::move(st));
+  }
+  return Status::Ok();
 }
 
 Status Host::Impl::CreateEnvironment(std::string_view name, std::string_view description) {
@@ -184,6 +246,10 @@ Status Host::Impl::ListInstances(std::string_view env, std::string_view service,
       info.calls_in_flight = inst->in_flight();
       info.started_at = inst->started_at;
       info.address = inst->address();
+      for (auto& [name, lease] : svc->leases) {
+        if (lease->owner == inst) info.resources.push_back(name);
+      }
+      std::sort(info.resources.begin(), info.resources.end());
       out->push_back(std::move(info));
     }
   }
@@ -239,6 +305,21 @@ Status Host::Create(HostOptions options, std::shared_ptr<Host>* out) {
 
 void Host::Route(const RouteRequest& request, std::function<void(RouteResult)> done) {
   impl_->routing_->Route(request, std::move(done));
+}
+
+PendingRoute Host::RouteCancellable(const RouteRequest& request, std::function<void(RouteResult)> done) {
+  return impl_->routing_->Route(request, std::move(done));
+}
+
+void Host::CancelRoute(const PendingRoute& pending) { impl_->routing_->Cancel(pending); }
+
+Status Host::AwaitRollout(std::string_view env, std::string_view service, int64_t version,
+                          std::chrono::steady_clock::time_point deadline) {
+  return impl_->AwaitRollout(env, service, version, deadline);
+}
+
+Status Host::ListServiceStatus(std::string_view env, std::vector<ServiceStatus>* out) {
+  return impl_->ListServiceStatus(env, out);
 }
 
 Status Host::BeginDeploy(std::string_view env, std::unique_ptr<DeploySession>* out) {

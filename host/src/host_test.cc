@@ -84,16 +84,18 @@ class HostTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.message();
   }
 
-  // Deploys a service whose entry is the test instance with `args`.
+  // Deploys a service whose entry is the test instance with `args`, and
+  // waits until the new version is live.
   DeployResult Deploy(const std::string& env, const std::string& name, const std::vector<std::string>& args,
-                      const std::string& extra = "") {
+                      const std::string& extra = "", bool wait = true) {
     std::vector<std::string> entry = {kInstance, "--env-out", out_};
     entry.insert(entry.end(), args.begin(), args.end());
     std::string json = R"({"name":")" + name + R"(","entry":)" + JsonArray(entry) + extra + "}";
-    return DeployTar(env, TarBuilder().File("lever.json", json).Finish());
+    return DeployTar(env, TarBuilder().File("lever.json", json).Finish(), wait);
   }
 
-  DeployResult DeployTar(const std::string& env, const std::string& tgz) {
+  // Uploads; with `wait`, also waits for the rollout and expects it live.
+  DeployResult DeployTar(const std::string& env, const std::string& tgz, bool wait = true) {
     std::unique_ptr<DeploySession> session;
     DeployResult r;
     Status s = host_->BeginDeploy(env, &session);
@@ -102,7 +104,15 @@ class HostTest : public ::testing::Test {
     EXPECT_TRUE(session->Write(tgz).ok());
     s = session->Finish(&r);
     EXPECT_TRUE(s.ok()) << s.message();
+    if (s.ok() && wait) {
+      s = Rollout(r);
+      EXPECT_TRUE(s.ok()) << s.message();
+    }
     return r;
+  }
+
+  Status Rollout(const DeployResult& r) {
+    return host_->AwaitRollout(r.env, r.service, r.version, std::chrono::steady_clock::now() + std::chrono::seconds(20));
   }
 
   struct Routed {
@@ -184,9 +194,10 @@ TEST_F(HostTest, ColdStartRunsEntryWithCleanEnvironment) {
                                               .File("lever.json", json)
                                               .Dir("bin")
                                               .File("bin/serve", serve, 0755)
-                                              .Finish());
+                                              .Finish(),
+                             false);
   ASSERT_EQ(r.version, 1);
-  Routed first = Route("dev.lever", "hello");
+  Routed first = Route("dev.lever", "hello");  // while the deploy's instance starts
   ASSERT_TRUE(first.result.status.ok()) << first.result.status.message();
   EXPECT_FALSE(first.sync);  // waited for the cold start
   BackendPtr b = first.result.backend;
@@ -242,13 +253,19 @@ TEST_F(HostTest, FollowLogsWaitsForNewLines) {
   StartHost();
   Deploy("dev.lever", "talker", {"--say", "line one"});
   std::vector<LogLine> got;
-  std::thread caller([&] { Route("dev.lever", "talker"); });
   ASSERT_TRUE(host_->ReadLogs("dev.lever", "talker", 0, 100, std::chrono::steady_clock::now() + std::chrono::seconds(10),
                               &got).ok());
-  caller.join();
   ASSERT_FALSE(got.empty());
   EXPECT_EQ(got[0].text, "lever://dev.lever/talker v1 line one");
   EXPECT_EQ(got[0].stream, "stdout");
+  // Everything so far (the host's notes of the deploy too).
+  ASSERT_TRUE(WaitFor([&] {
+    std::vector<LogLine> more;
+    EXPECT_TRUE(host_->ReadLogs("dev.lever", "talker", got.back().seq, 100, std::chrono::steady_clock::now(), &more).ok());
+    if (more.empty()) return true;
+    got = more;
+    return false;
+  }));
   // Nothing new: returns empty at the deadline.
   ASSERT_TRUE(host_->ReadLogs("dev.lever", "talker", got.back().seq, 100,
                               std::chrono::steady_clock::now() + milliseconds(50), &got).ok());
@@ -263,7 +280,11 @@ TEST_F(HostTest, KilledInstanceIsDetectedAndReplaced) {
   auto ready = Instances("fragile", "ready");
   ASSERT_EQ(ready.size(), 1u);
   ASSERT_EQ(kill(ready[0].pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return !r1.result.backend->alive() && Instances("fragile").empty(); }));
+  ASSERT_TRUE(WaitFor([&] {
+    auto all = Instances("fragile");
+    return !r1.result.backend->alive() &&
+           std::none_of(all.begin(), all.end(), [&](const InstanceInfo& i) { return i.pid == ready[0].pid; });
+  }));
   EXPECT_TRUE(LogEndsWith("fragile", "was killed by signal 9 (SIGKILL)"));
 
   Routed r2 = Route("dev.lever", "fragile");
@@ -359,6 +380,7 @@ TEST_F(HostTest, MinInstancesStartedOnDeployAndKept) {
 }
 
 TEST_F(HostTest, LeastOutstandingAndScaleUp) {
+  options_.autoscale_panic_window = milliseconds(60);  // a 10 ms load sample
   StartHost();
   Deploy("dev.lever", "busy", {}, R"(,"minInstances":2,"maxInstanceLoad":1)");
   ASSERT_TRUE(WaitFor([&] { return Instances("busy", "ready").size() == 2; }));
@@ -373,14 +395,22 @@ TEST_F(HostTest, LeastOutstandingAndScaleUp) {
   Routed c = Route("dev.lever", "busy");
   EXPECT_EQ(c.result.backend->id(), a.result.backend->id());
   EXPECT_EQ(Instances("busy").size(), 2u);
-  // Every ready instance at maxInstanceLoad: one more starts.
+  // Twice as many calls in flight as the 2 instances take: the autoscaler
+  // panics up to 4 at its next load sample.
   a.result.backend->OnCallStart();
+  c.result.backend->OnCallStart();
   Routed d = Route("dev.lever", "busy");
   ASSERT_TRUE(d.result.status.ok());
-  ASSERT_TRUE(WaitFor([&] { return Instances("busy", "ready").size() == 3; }));
+  d.result.backend->OnCallStart();
+  ASSERT_TRUE(WaitFor([&] { return Instances("busy", "ready").size() == 4; }));
   Routed e = Route("dev.lever", "busy");
   EXPECT_NE(e.result.backend->id(), a.result.backend->id());
   EXPECT_NE(e.result.backend->id(), b.result.backend->id());
+  std::vector<ServiceStatus> st;
+  ASSERT_TRUE(host_->ListServiceStatus("dev.lever", &st).ok());
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].desired, 4);
+  EXPECT_EQ(st[0].reason, "panic");
 }
 
 TEST_F(HostTest, ResourcesStickToOneInstance) {
@@ -486,7 +516,7 @@ TEST_F(HostTest, ColdStartQueueIsBoundedAndFailsWhenStartTimesOut) {
   options_.max_waiting_calls = 3;
   options_.start_timeout = milliseconds(300);
   StartHost();
-  Deploy("dev.lever", "mute", {"--no-listen", "--say", "never ready"});
+  Deploy("dev.lever", "mute", {"--no-listen", "--say", "never ready"}, "", false);
   std::vector<std::future<RouteResult>> pending;
   for (int i = 0; i < 3; ++i) {
     auto promise = std::make_shared<std::promise<RouteResult>>();
@@ -508,28 +538,62 @@ TEST_F(HostTest, ColdStartQueueIsBoundedAndFailsWhenStartTimesOut) {
 TEST_F(HostTest, ColdStartWaitIsBounded) {
   options_.cold_start_wait = milliseconds(100);
   StartHost();
-  Deploy("dev.lever", "slow", {"--no-listen"});
+  Deploy("dev.lever", "slow", {"--no-listen"}, "", false);
   Routed r = Route("dev.lever", "slow");
-  EXPECT_EQ(r.result.status.code(), Code::kDeadlineExceeded) << r.result.status.message();
+  EXPECT_EQ(r.result.status.code(), Code::kUnavailable) << r.result.status.message();
+  EXPECT_NE(r.result.status.message().find("did not start within 0.1 s"), std::string::npos);
 }
 
+// A version that cannot start is never made live: its deploy fails with
+// why, and its last output lines; calls waiting for it fail the same way.
 TEST_F(HostTest, StartFailureCarriesExitStatusAndLastLine) {
   StartHost();
-  Deploy("dev.lever", "quitter", {"--exit-now", "3"});
-  Routed r = Route("dev.lever", "quitter");
+  DeployResult q = Deploy("dev.lever", "quitter", {"--exit-now", "3"}, "", false);
+  Status s = Rollout(q);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("exited with status 3"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("last output:\n  lever://dev.lever/quitter v1 giving up"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(Route("dev.lever", "quitter").result.status.code(), Code::kNotFound);  // nothing is live
+
+  DeployResult js = DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"nodejs","jsEntry":"index.js"})").Finish(),
+                              false);
+  s = Rollout(js);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("lever-serve"), std::string::npos) << s.message();
+
+  DeployResult missing = DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"missing"})").Finish(), false);
+  s = Rollout(missing);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("./serve"), std::string::npos) << s.message();
+
+  // A call waiting for a first version that fails gets the failure.
+  DeployResult q2 = Deploy("dev.lever", "quitter2", {"--exit-now", "4"}, "", false);
+  Routed r = Route("dev.lever", "quitter2");
   EXPECT_EQ(r.result.status.code(), Code::kUnavailable);
-  EXPECT_NE(r.result.status.message().find("exited with status 3"), std::string::npos) << r.result.status.message();
-  EXPECT_NE(r.result.status.message().find("giving up"), std::string::npos) << r.result.status.message();
+  EXPECT_NE(r.result.status.message().find("exited with status 4"), std::string::npos) << r.result.status.message();
+  (void)q2;
+}
 
-  DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"nodejs","jsEntry":"index.js"})").Finish());
-  Routed js = Route("dev.lever", "nodejs");
-  EXPECT_EQ(js.result.status.code(), Code::kUnavailable);
-  EXPECT_NE(js.result.status.message().find("lever-serve"), std::string::npos) << js.result.status.message();
-
-  DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"missing"})").Finish());
-  Routed missing = Route("dev.lever", "missing");
-  EXPECT_EQ(missing.result.status.code(), Code::kUnavailable);
-  EXPECT_NE(missing.result.status.message().find("./serve"), std::string::npos) << missing.result.status.message();
+// A bad version deployed over a good one: the good one stays live and its
+// instance is untouched.
+TEST_F(HostTest, BadVersionIsNeverSwitchedTo) {
+  StartHost();
+  Deploy("dev.lever", "steady", {});
+  Routed v1 = Route("dev.lever", "steady");
+  ASSERT_TRUE(v1.result.status.ok());
+  DeployResult bad = Deploy("dev.lever", "steady", {"--exit-now", "1"}, "", false);
+  Status s = Rollout(bad);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("v1 stays live"), std::string::npos) << s.message();
+  Routed after = Route("dev.lever", "steady");
+  ASSERT_TRUE(after.result.status.ok());
+  EXPECT_EQ(after.result.backend->id(), v1.result.backend->id());
+  std::vector<ServiceInfo> services;
+  ASSERT_TRUE(host_->ListServices("dev.lever", &services).ok());
+  EXPECT_EQ(services[0].live_version, 1);
+  ASSERT_TRUE(host_->registry()->GetService("dev.lever", "steady", &services[0]).ok());
+  EXPECT_EQ(services[0].live_version, 1);  // a restart serves v1 too
 }
 
 TEST_F(HostTest, PrivateServiceOnlyFromInside) {

@@ -76,7 +76,8 @@ Probe ProbeSocket(const std::string& path) {
 }
 
 Instance::Instance(std::string instance_id, std::string env, std::string service, int64_t version,
-                   std::string socket_path, std::shared_ptr<const Wakeup> wakeup, ClockPtr clock)
+                   std::string socket_path, std::shared_ptr<const Wakeup> wakeup, ClockPtr clock,
+                   bool placement_counts)
     : backend_id(g_next_backend_id.fetch_add(1)),
       instance_id(std::move(instance_id)),
       env(std::move(env)),
@@ -87,6 +88,7 @@ Instance::Instance(std::string instance_id, std::string env, std::string service
       placement_key(PlacementKey(this->instance_id)),
       clock(std::move(clock)),
       created_(this->clock->Now()),
+      placement_counts(placement_counts),
       wakeup_(std::move(wakeup)) {
   Touch();
 }
@@ -95,18 +97,28 @@ int64_t Instance::MeterUs(SteadyTime t) const {
   return std::chrono::duration_cast<std::chrono::microseconds>(t - created_).count();
 }
 
-void Instance::OnCallStart() {
-  SteadyTime now = clock->Now();
-  load.Add(1, MeterUs(now));
+void Instance::Count(int64_t delta, SteadyTime now) {
+  load.Add(delta, MeterUs(now));
   last_active_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count(),
                        std::memory_order_relaxed);
 }
 
+void Instance::Placed(SteadyTime now) {
+  if (placement_counts) {
+    Count(1, now);
+  } else {
+    last_active_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count(),
+                         std::memory_order_relaxed);
+  }
+}
+
+void Instance::OnCallStart() {
+  if (!placement_counts) Count(1, clock->Now());
+}
+
 void Instance::OnCallEnd() {
-  SteadyTime now = clock->Now();
-  load.Add(-1, MeterUs(now));
-  last_active_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count(),
-                       std::memory_order_relaxed);
+  Count(-1, clock->Now());
+  if (draining_.load(std::memory_order_acquire) && load.in_flight() == 0) wakeup_->Notify();
 }
 
 void Instance::OnConnectionFailed() {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "lever/client.h"
 #include "lever/host/clock.h"
 #include "lever/host/lever_json.h"
 #include "lever/host/router.h"
@@ -59,8 +60,11 @@ Probe ProbeSocket(const std::string& path);
 
 class Instance final : public Backend {
  public:
+  // `placement_counts`: a call counts as in flight from the moment Route()
+  // places it (Placed()), and OnCallStart() is a no-op; otherwise from the
+  // gateway's OnCallStart().
   Instance(std::string instance_id, std::string env, std::string service, int64_t version, std::string socket_path,
-           std::shared_ptr<const Wakeup> wakeup, ClockPtr clock);
+           std::shared_ptr<const Wakeup> wakeup, ClockPtr clock, bool placement_counts);
 
   // Backend: atomics only.
   const std::string& address() const override { return address_; }
@@ -69,6 +73,12 @@ class Instance final : public Backend {
   void OnCallEnd() override;
   void OnConnectionFailed() override;
   bool alive() const override { return alive_.load(std::memory_order_acquire); }
+
+  // Routing, service lock held: one call placed here.
+  void Placed(SteadyTime now);
+  // Draining: the call that leaves it idle wakes the supervisor.
+  void MarkDraining() { draining_.store(true, std::memory_order_release); }
+  void WakeSupervisor() const { wakeup_->Notify(); }
 
   void Touch();
   int64_t in_flight() const { return load.in_flight(); }
@@ -86,6 +96,7 @@ class Instance final : public Backend {
   const uint64_t placement_key;
   const ClockPtr clock;
   const SteadyTime created_;
+  const bool placement_counts;
 
   LoadMeter load;
   std::atomic<bool> alive_{false};
@@ -98,7 +109,10 @@ class Instance final : public Backend {
   bool spawned = false;
   std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
   SteadyTime start_deadline{};
+  SteadyTime drain_deadline{};
   SteadyTime kill_deadline{};
+  size_t resources = 0;      // leases it owns
+  int64_t batch_placed = 0;  // calls placed in the current release of waiters
   bool killed = false;
   bool stop_intended = false;
 
@@ -113,9 +127,13 @@ class Instance final : public Backend {
   std::string out_partial, err_partial;
   bool out_open = false, err_open = false;
   std::string last_line;
+  // For NewResource/CloseResource, made on first use (service lock held).
+  std::shared_ptr<Client> hook_client;
 
  private:
+  void Count(int64_t delta, SteadyTime now);
   std::shared_ptr<const Wakeup> wakeup_;
+  std::atomic<bool> draining_{false};
 };
 
 // The built-in admin service, served in-process by leverd.

@@ -1,69 +1,80 @@
 #include "lifecycle.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace lever::host {
+namespace {
 
-Plan Decide(const ServiceView& view, const LifecycleOptions& options, SteadyTime now) {
+bool Serving(InstanceState s) { return s == InstanceState::kStarting || s == InstanceState::kReady; }
+
+// Instances needed for `concurrency` at `load` calls each. A need within 1%
+// of a whole instance rounds down: a steady 4 calls measured as 4.004 (the
+// meters are read while calls start and end) needs 4 instances, not 5.
+int64_t Need(double concurrency, double load) {
+  if (concurrency <= 0) return 0;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(concurrency / load - 0.01)));
+}
+
+}  // namespace
+
+SteadyDuration SampleTick(const LifecycleOptions& options) {
+  return std::clamp<SteadyDuration>(options.panic_window / 6, std::chrono::milliseconds(10), std::chrono::seconds(1));
+}
+
+Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) {
   Plan plan;
+  plan.panic_until = view.panic_until;
+  plan.last_scale_down = view.last_scale_down;
   auto wake_at = [&](SteadyTime t) { plan.wake = std::min(plan.wake, t); };
-  const int64_t live = view.live_version;
-  // Live instances that are not stopping (starting or ready), and of those
-  // the ready ones; both drop as this pass stops instances.
-  size_t live_active = 0, live_ready = 0;
-  for (const InstanceView& inst : view.instances) {
-    if (inst.version != live) continue;
-    if (inst.state != InstanceState::kStopping && inst.state != InstanceState::kDraining) ++live_active;
-    if (inst.state == InstanceState::kReady) ++live_ready;
-  }
+  const SteadyDuration tick = SampleTick(o);
+  const int64_t old_live = view.live.version;
+  const int64_t rollout = view.rollout.version;
+  const size_t n = view.instances.size();
+  std::vector<bool> stopped(n, false);
   auto stop = [&](size_t i, Plan::StopKind kind, std::string reason) {
-    const InstanceView& inst = view.instances[i];
-    if (inst.version == live) {
-      --live_active;
-      if (inst.state == InstanceState::kReady) --live_ready;
-    }
+    stopped[i] = true;
     plan.stops.push_back({i, kind, std::move(reason)});
+    return &plan.stops.back();
   };
+  auto active = [&](size_t i) { return !stopped[i] && Serving(view.instances[i].state); };
 
-  for (size_t i = 0; i < view.instances.size(); ++i) {
+  // 1. Rules for each instance on its own.
+  for (size_t i = 0; i < n; ++i) {
     const InstanceView& inst = view.instances[i];
     if (!inst.spawned) continue;
-    const bool is_live = inst.version == live && !view.removed;
+    const bool current = inst.version == old_live || inst.version == rollout;
     switch (inst.state) {
       case InstanceState::kStarting:
         if (view.removed) {
           stop(i, Plan::StopKind::kTerm, "its service was removed");
+        } else if (!current) {
+          stop(i, Plan::StopKind::kTerm, "its version is no longer live");
         } else if (now >= inst.start_deadline) {
-          stop(i, Plan::StopKind::kKill, "start timeout");
-          plan.stops.back().start_timeout = true;
-          plan.stops.back().fail_waiters = live_active == 0;
+          stop(i, Plan::StopKind::kKill, "start timeout")->start_timeout = true;
         } else {
           wake_at(inst.start_deadline);
         }
         break;
-      case InstanceState::kReady: {
+      case InstanceState::kReady:
         if (view.removed) {
           stop(i, Plan::StopKind::kTerm, "its service was removed");
-          break;
-        }
-        if (inst.unhealthy) {
+        } else if (inst.unhealthy) {
           stop(i, Plan::StopKind::kKill, "its socket no longer accepts connections");
-          break;
+        } else if (!current) {
+          stop(i, Plan::StopKind::kDrain, "its version is no longer live");
         }
-        SteadyDuration limit = is_live ? options.idle_timeout : options.retired_idle_timeout;
-        if (inst.in_flight > 0) {
-          wake_at(now + limit);  // look again once it could have become idle
-          break;
-        }
-        bool needed = is_live && live_ready <= static_cast<size_t>(std::max<int64_t>(view.min_instances, 0));
-        if (now - inst.last_active >= limit && !needed) {
-          stop(i, Plan::StopKind::kTerm, is_live ? "idle" : "its version is no longer live");
-        } else if (!needed) {
-          wake_at(inst.last_active + limit);
+        break;
+      case InstanceState::kDraining: {
+        bool idle = inst.in_flight == 0 && inst.resources == 0;
+        if ((idle && now - inst.last_active >= o.drain_settle) || now >= inst.drain_deadline) {
+          stop(i, Plan::StopKind::kTerm, idle ? "drained" : "drain timeout");
+        } else {
+          if (idle) wake_at(inst.last_active + o.drain_settle);
+          wake_at(inst.drain_deadline);
         }
         break;
       }
-      case InstanceState::kDraining:
       case InstanceState::kStopping:
         if (!inst.killed) {
           if (now >= inst.kill_deadline) {
@@ -79,36 +90,161 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& options, SteadyTime
     plan.removed = true;
     return plan;
   }
-  size_t total = view.instances.size();
-  auto can_start = [&] { return view.config_ok && total + plan.start < options.max_instances; };
-  // Cold-start queue: one instance starting for it at a time.
-  if (view.waiters > 0) {
-    wake_at(view.first_waiter_deadline);
-    size_t live_starting = 0;
-    for (const InstanceView& inst : view.instances) {
-      if (inst.version == live && inst.state == InstanceState::kStarting) ++live_starting;
+
+  // 2. A rollout: start its instances, switch once one is ready, or give up.
+  int64_t live = old_live;
+  VersionView live_view = view.live;
+  if (rollout > 0) {
+    bool ready = false, timed_out = false;
+    size_t starting = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (view.instances[i].version != rollout) continue;
+      if (active(i) && view.instances[i].state == InstanceState::kReady) ready = true;
+      if (active(i)) ++starting;
     }
     for (const Plan::Stop& s : plan.stops) {
-      const InstanceView& inst = view.instances[s.instance];
-      if (inst.version == live && inst.state == InstanceState::kStarting) --live_starting;
+      if (view.instances[s.instance].version == rollout && s.start_timeout) timed_out = true;
     }
-    if (live_starting == 0 && can_start()) {
-      ++plan.start;
-      ++live_active;
-    }
-  }
-  // minInstances: started on deploy and on host start, and kept.
-  if (live > 0 && view.config_ok && view.min_instances > 0 &&
-      live_active < static_cast<size_t>(view.min_instances)) {
-    if (now < view.restart_after) {
-      wake_at(view.restart_after);
+    if (view.rollout_failed || timed_out) {
+      plan.fail_rollout = timed_out && !view.rollout_failed ? "start timeout" : "exited";
+      for (size_t i = 0; i < n; ++i) {
+        if (view.instances[i].version == rollout && active(i)) {
+          stop(i, Plan::StopKind::kTerm, "its version failed to start");
+        }
+      }
+    } else if (ready) {
+      plan.switch_live = true;
+      live = rollout;
+      live_view = view.rollout;
+      for (size_t i = 0; i < n; ++i) {
+        const InstanceView& inst = view.instances[i];
+        if (inst.version != old_live || !active(i)) continue;
+        if (inst.state == InstanceState::kReady) {
+          stop(i, Plan::StopKind::kDrain, "its version is no longer live");
+        } else {
+          stop(i, Plan::StopKind::kTerm, "its version is no longer live");
+        }
+      }
     } else {
-      while (live_active < static_cast<size_t>(view.min_instances) && can_start()) {
-        ++plan.start;
-        ++live_active;
+      size_t live_count = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (view.instances[i].version == old_live && active(i)) ++live_count;
+      }
+      int64_t target = std::max<int64_t>({1, view.rollout.min_instances, static_cast<int64_t>(live_count)});
+      target = std::min<int64_t>(target, static_cast<int64_t>(o.max_instances));
+      if (static_cast<int64_t>(starting) < target && view.rollout.config_ok) {
+        plan.start_rollout = static_cast<size_t>(target) - starting;
       }
     }
   }
+
+  // 3. Resource leases: closed when their owner goes, or when idle.
+  for (size_t j = 0; j < view.leases.size(); ++j) {
+    const LeaseView& lease = view.leases[j];
+    if (!lease.open || lease.closing) continue;
+    const InstanceView& owner = view.instances[lease.owner];
+    bool owner_going = stopped[lease.owner] || !Serving(owner.state) || owner.version != live;
+    if (owner_going) {
+      plan.close_leases.push_back(j);
+    } else if (lease.in_flight == 0 && now - lease.last_used >= o.resource_idle) {
+      plan.close_leases.push_back(j);
+    } else {
+      wake_at(lease.last_used + o.resource_idle);
+    }
+  }
+
+  // 4. The autoscaler, for the live version.
+  if (live <= 0) return plan;
+  std::vector<size_t> serving;  // live instances starting or ready
+  for (size_t i = 0; i < n; ++i) {
+    if (view.instances[i].version == live && active(i)) serving.push_back(i);
+  }
+  const int64_t current = static_cast<int64_t>(serving.size());
+  const double load = live_view.max_instance_load > 0 ? live_view.max_instance_load : 10.0;
+  // The stable window's average over the time its samples cover (a gap
+  // with no instance is covered by the next sample's span, at zero load);
+  // with no sample yet, the load now.
+  double area = 0, covered = 0, peak = view.concurrency_now;
+  const SteadyTime stable_start = now - o.stable_window;
+  for (const LoadSample& s : view.samples) {
+    if (s.at > stable_start) {
+      double span = std::chrono::duration<double>(std::min(s.span, s.at - stable_start)).count();
+      area += s.concurrency * span;
+      covered += span;
+    }
+    if (s.at > now - o.panic_window) peak = std::max(peak, s.concurrency);
+  }
+  const double stable_average = covered > 0 ? area / covered : view.concurrency_now;
+  const int64_t stable_need = Need(stable_average, load);
+  const int64_t panic_need = Need(peak, load);
+  if (panic_need > 0 && panic_need >= 2 * current) plan.panic_until = now + o.stable_window;
+  const bool panicking = now < plan.panic_until;
+
+  int64_t desired = stable_need;
+  plan.reason = "stable";
+  if (panicking && std::max(panic_need, current) >= desired) {
+    desired = std::max(panic_need, current);  // no scale-down while panicking
+    plan.reason = "panic";
+  }
+  // A version just switched to counts as called now: it stays warm.
+  const SteadyTime last_call = plan.switch_live ? now : view.last_call;
+  bool recent = view.concurrency_now > 0 || now - last_call < o.idle_timeout;
+  if (desired == 0 && recent) desired = 1;  // stays warm until the idle period ends
+  if (desired == 0) plan.reason = "idle";
+  if (live_view.min_instances > desired) {
+    desired = live_view.min_instances;
+    plan.reason = "min";
+  }
+  desired = std::min<int64_t>(desired, static_cast<int64_t>(o.max_instances));
+  plan.desired = desired;
+  if (recent && view.concurrency_now <= 0) wake_at(last_call + o.idle_timeout);
+
+  size_t in_use = plan.start_rollout;  // instances that count against max_instances
+  for (size_t i = 0; i < n; ++i) {
+    if (active(i)) ++in_use;
+  }
+  if (current < desired) {
+    if (now < view.restart_after) {
+      wake_at(view.restart_after);
+    } else if (live_view.config_ok && in_use < o.max_instances) {
+      plan.start = std::min<size_t>(static_cast<size_t>(desired - current), o.max_instances - in_use);
+    }
+  } else if (current > desired) {
+    // Victims: starting ones first, then those owning the fewest resources,
+    // then the least busy, then the newest.
+    std::stable_sort(serving.begin(), serving.end(), [&](size_t a, size_t b) {
+      const InstanceView& x = view.instances[a];
+      const InstanceView& y = view.instances[b];
+      bool xs = x.state == InstanceState::kStarting, ys = y.state == InstanceState::kStarting;
+      if (xs != ys) return xs;
+      if (x.resources != y.resources) return x.resources < y.resources;
+      if (x.in_flight != y.in_flight) return x.in_flight < y.in_flight;
+      return a > b;
+    });
+    auto retire = [&](size_t i, const char* why) {
+      bool starting = view.instances[i].state == InstanceState::kStarting;
+      stop(i, starting ? Plan::StopKind::kTerm : Plan::StopKind::kDrain, why);
+    };
+    if (desired == 0) {
+      for (size_t i : serving) retire(i, "idle");
+    } else if (!panicking && stable_need < current && now - view.last_scale_down >= tick) {
+      retire(serving.front(), "scaled down");
+      plan.last_scale_down = now;
+    } else {
+      wake_at(std::max(plan.panic_until, view.last_scale_down + tick));
+    }
+  }
+
+  // 5. A start that timed out fails the waiting calls when nothing else of
+  // the live version can serve them.
+  size_t left = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (view.instances[i].version == live && active(i)) ++left;
+  }
+  for (Plan::Stop& s : plan.stops) {
+    if (s.start_timeout && view.instances[s.instance].version == live && left == 0) s.fail_waiters = true;
+  }
+  if (view.waiters > 0) wake_at(view.first_waiter_deadline);
   return plan;
 }
 

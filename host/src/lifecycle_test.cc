@@ -1,6 +1,10 @@
 // The lifecycle's decisions on plain values: no processes, no sleeps; time
-// is whatever the test says it is.
+// is whatever the test says it is. A small simulator carries plans out the
+// way the supervisor does (a start adds a starting instance, a drain makes it
+// draining, a stop removes it) so the autoscaler is tested over time.
 #include "lifecycle.h"
+
+#include <algorithm>
 
 #include <gtest/gtest.h>
 
@@ -22,73 +26,467 @@ InstanceView Ready(int64_t version, SteadyTime last_active, int64_t in_flight = 
   return v;
 }
 
-TEST(Lifecycle, ColdStartStartsOneInstanceForWaitingCalls) {
-  ServiceView view;
-  view.live_version = 1;
-  view.waiters = 3;
-  view.first_waiter_deadline = kT0 + seconds(16);
-  Plan p = Decide(view, {}, kT0);
-  EXPECT_EQ(p.start, 1u);
-  EXPECT_EQ(p.wake, kT0 + seconds(16));
+InstanceView Starting(int64_t version, SteadyTime deadline) {
+  InstanceView v;
+  v.version = version;
+  v.spawned = true;
+  v.start_deadline = deadline;
+  return v;
 }
 
-TEST(Lifecycle, IdleInstanceStopsAfterTheIdleTimeoutUnlessMinInstancesNeedsIt) {
+VersionView Version(int64_t v, int64_t min = 0, double load = 2) { return {v, true, min, load}; }
+
+struct Sim {
+  Sim() {
+    o.stable_window = seconds(60);
+    o.panic_window = seconds(6);
+    o.idle_timeout = seconds(300);
+    o.max_instances = 64;
+    view.live = Version(1);
+    view.last_call = now;
+  }
+
+  // One tick of load `concurrency` (calls in flight plus waiting), then a
+  // pass of the lifecycle at the tick's end.
+  Plan Tick(double concurrency) {
+    SteadyDuration tick = SampleTick(o);
+    now += tick;
+    samples.push_back({now, tick, concurrency});
+    while (!samples.empty() && samples.front().at <= now - o.stable_window) samples.erase(samples.begin());
+    view.concurrency_now = concurrency;
+    if (concurrency > 0) view.last_call = now;
+    return Pass();
+  }
+
+  Plan Pass() {
+    view.samples = samples;
+    Plan p = Decide(view, o, now);
+    Apply(p);
+    return p;
+  }
+
+  void Apply(const Plan& p) {
+    std::vector<size_t> gone;
+    for (const Plan::Stop& s : p.stops) {
+      if (s.kind == Plan::StopKind::kDrain) {
+        view.instances[s.instance].state = InstanceState::kDraining;
+        view.instances[s.instance].drain_deadline = now + o.stop_grace;
+      } else {
+        gone.push_back(s.instance);
+      }
+    }
+    std::sort(gone.rbegin(), gone.rend());
+    for (size_t i : gone) view.instances.erase(view.instances.begin() + static_cast<ptrdiff_t>(i));
+    for (size_t i = 0; i < p.start_rollout; ++i) {
+      view.instances.push_back(Starting(view.rollout.version, now + o.start_timeout));
+    }
+    if (p.switch_live) {  // before the starts, as the supervisor does: they are of the new live version
+      view.live = view.rollout;
+      view.rollout = {};
+      view.last_call = now;
+    }
+    if (!p.fail_rollout.empty()) view.rollout = {};
+    for (size_t i = 0; i < p.start; ++i) view.instances.push_back(Starting(view.live.version, now + o.start_timeout));
+    view.panic_until = p.panic_until;
+    view.last_scale_down = p.last_scale_down;
+    desired = p.desired;
+    reason = p.reason;
+  }
+
+  void ReadyAll() {
+    for (InstanceView& i : view.instances) {
+      if (i.state == InstanceState::kStarting) i.state = InstanceState::kReady;
+    }
+  }
+  // Draining instances with nothing in flight are done (the drain settle has passed).
+  void FinishDrains() {
+    std::erase_if(view.instances, [](const InstanceView& i) { return i.state == InstanceState::kDraining; });
+  }
+
+  size_t Count(int64_t version, InstanceState state) const {
+    return static_cast<size_t>(std::count_if(view.instances.begin(), view.instances.end(), [&](const InstanceView& i) {
+      return i.version == version && i.state == state;
+    }));
+  }
+  size_t Serving(int64_t version) const {
+    return Count(version, InstanceState::kStarting) + Count(version, InstanceState::kReady);
+  }
+
   LifecycleOptions o;
-  o.idle_timeout = seconds(300);
   ServiceView view;
-  view.live_version = 1;
-  view.instances = {Ready(1, kT0)};
-  Plan early = Decide(view, o, kT0 + seconds(299));
-  EXPECT_TRUE(early.stops.empty());
-  EXPECT_EQ(early.wake, kT0 + seconds(300));
-  Plan late = Decide(view, o, kT0 + seconds(300));
-  ASSERT_EQ(late.stops.size(), 1u);
-  EXPECT_EQ(late.stops[0].reason, "idle");
-  view.min_instances = 1;
-  EXPECT_TRUE(Decide(view, o, kT0 + seconds(3000)).stops.empty());
+  SteadyTime now = kT0;
+  std::vector<LoadSample> samples;
+  int64_t desired = 0;
+  std::string reason;
+};
+
+TEST(Lifecycle, SampleTickIsASixthOfThePanicWindowWithinBounds) {
+  LifecycleOptions o;
+  EXPECT_EQ(SampleTick(o), seconds(1));
+  o.panic_window = milliseconds(600);
+  EXPECT_EQ(SampleTick(o), milliseconds(100));
+  o.panic_window = milliseconds(1);
+  EXPECT_EQ(SampleTick(o), milliseconds(10));
+}
+
+TEST(Lifecycle, ABurstAtZeroStartsThePlannedCountNotOne) {
+  Sim sim;
+  sim.view.waiters = 100;
+  sim.view.concurrency_now = 100;  // 100 calls waiting, maxInstanceLoad 2
+  sim.view.first_waiter_deadline = sim.now + seconds(16);
+  Plan p = sim.Pass();
+  EXPECT_EQ(p.start, 50u);
+  EXPECT_EQ(p.desired, 50);
+  EXPECT_STREQ(p.reason, "panic");
+  EXPECT_LE(p.wake, sim.now + seconds(16));  // the waiters' deadline at the latest
+  // Capped by max_instances.
+  Sim capped;
+  capped.o.max_instances = 8;
+  capped.view.waiters = 100;
+  capped.view.concurrency_now = 100;
+  EXPECT_EQ(capped.Pass().start, 8u);
+}
+
+TEST(Lifecycle, OneWaitingCallStartsOneInstance) {
+  Sim sim;
+  sim.view.waiters = 1;
+  sim.view.concurrency_now = 1;
+  EXPECT_EQ(sim.Pass().start, 1u);
+  // Starting instances count: the next pass starts nothing more.
+  EXPECT_EQ(sim.Pass().start, 0u);
+}
+
+TEST(Lifecycle, PanicScalesUpAtOnceWhenTheShortWindowNeedsTwiceTheCount) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now)};
+  for (int i = 0; i < 120; ++i) sim.Tick(2);  // steady: 2 calls, load 2 → 1 instance
+  EXPECT_EQ(sim.Serving(1), 1u);
+  EXPECT_STREQ(sim.reason.c_str(), "stable");
+  // A 10x step: the first tick of it asks for 10 instances.
+  Plan p = sim.Tick(20);
+  EXPECT_STREQ(p.reason, "panic");
+  EXPECT_EQ(p.desired, 10);
+  EXPECT_EQ(sim.Serving(1), 10u);
+  sim.ReadyAll();
+  // While panicking the count follows the short window up (never down).
+  sim.Tick(30);
+  EXPECT_EQ(sim.Serving(1), 15u);
+  sim.ReadyAll();
+  sim.Tick(4);
+  EXPECT_EQ(sim.Serving(1), 15u);
+}
+
+TEST(Lifecycle, NoPanicBelowTwiceTheCount) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now), Ready(1, sim.now)};
+  for (int i = 0; i < 60; ++i) sim.Tick(4);  // 2 instances' worth
+  Plan p = sim.Tick(7);                       // needs 4 = 2x: panic
+  EXPECT_STREQ(p.reason, "panic");
+  Sim calm;
+  calm.view.instances = {Ready(1, calm.now), Ready(1, calm.now)};
+  for (int i = 0; i < 60; ++i) calm.Tick(3.9);
+  Plan q = calm.Tick(6);  // needs 3 < 4, and the stable average still fits 2
+  EXPECT_STREQ(q.reason, "stable");
+  EXPECT_EQ(q.start, 0u);
+}
+
+TEST(Lifecycle, StableWindowScalesDownOneStepAtATimeAfterThePanicEnds) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.Tick(16);  // panic to 8
+  sim.ReadyAll();
+  ASSERT_EQ(sim.Serving(1), 8u);
+  for (int i = 0; i < 70; ++i) sim.Tick(16);
+  ASSERT_EQ(sim.Serving(1), 8u);
+  // The load drops to 2: the stable average falls over the window, and the
+  // count follows one instance per tick, never below what it says.
+  size_t last = sim.Serving(1);
+  int steps = 0;
+  for (int i = 0; i < 200; ++i) {
+    sim.Tick(2);
+    size_t now_serving = sim.Serving(1);
+    EXPECT_GE(now_serving + 1, last) << "more than one step down in one tick";
+    if (now_serving < last) ++steps;
+    last = now_serving;
+    sim.FinishDrains();
+  }
+  EXPECT_EQ(sim.Serving(1), 1u);
+  EXPECT_EQ(steps, 7);
+  EXPECT_STREQ(sim.reason.c_str(), "stable");
+}
+
+TEST(Lifecycle, NoScaleDownWhilePanicking) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.Tick(16);
+  sim.ReadyAll();
+  // Load gone at once: within the stable window after the panic, nothing stops.
+  for (int i = 0; i < 50; ++i) {
+    sim.Tick(0);
+    EXPECT_EQ(sim.Serving(1), 8u) << "tick " << i;
+  }
+}
+
+TEST(Lifecycle, IdlePeriodScalesToZero) {
+  Sim sim;
+  sim.o.idle_timeout = seconds(120);
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.Tick(1);
+  // No calls: one instance stays warm through the idle period, then none.
+  size_t ticks_warm = 0;
+  for (int i = 0; i < 200 && sim.Serving(1) > 0; ++i) {
+    Plan p = sim.Tick(0);
+    if (sim.Serving(1) > 0) ++ticks_warm;
+    if (sim.Serving(1) == 0) {
+      EXPECT_STREQ(p.reason, "idle");
+    }
+  }
+  EXPECT_EQ(sim.Serving(1), 0u);
+  EXPECT_EQ(ticks_warm, 119u);  // tick 120 is the idle period's end
+  EXPECT_EQ(sim.desired, 0);
+  // And the supervisor is told when to look: the idle period's end.
+  Sim warm;
+  warm.o.idle_timeout = seconds(120);
+  warm.view.instances = {Ready(1, warm.now)};
+  warm.view.last_call = warm.now;
+  EXPECT_LE(warm.Pass().wake, warm.now + seconds(120));
+}
+
+TEST(Lifecycle, MinInstancesIsAFloor) {
+  Sim sim;
+  sim.view.live = Version(1, 3);
+  Plan p = sim.Pass();
+  EXPECT_EQ(p.start, 3u);
+  EXPECT_STREQ(p.reason, "min");
+  sim.ReadyAll();
+  sim.view.last_call = sim.now - seconds(1000);  // long idle
+  for (int i = 0; i < 100; ++i) sim.Tick(0);
+  EXPECT_EQ(sim.Serving(1), 3u);
+  EXPECT_STREQ(sim.reason.c_str(), "min");
+  // Load above the floor scales above it, and back down to it.
+  sim.Tick(20);
+  EXPECT_EQ(sim.Serving(1), 10u);
+  sim.ReadyAll();
+  for (int i = 0; i < 300; ++i) {
+    sim.Tick(0);
+    sim.FinishDrains();
+  }
+  EXPECT_EQ(sim.Serving(1), 3u);
+}
+
+TEST(Lifecycle, MaxInstancesCapsTheCount) {
+  Sim sim;
+  sim.o.max_instances = 4;
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.Tick(100);
+  EXPECT_EQ(sim.Serving(1), 4u);
+  EXPECT_EQ(sim.desired, 4);
+}
+
+TEST(Lifecycle, CrashBackoffDelaysStarts) {
+  Sim sim;
+  sim.view.live = Version(1, 2);
+  sim.view.restart_after = sim.now + milliseconds(400);
+  Plan p = sim.Pass();
+  EXPECT_EQ(p.start, 0u);
+  EXPECT_EQ(p.wake, sim.now + milliseconds(400));
+  sim.now += milliseconds(400);
+  EXPECT_EQ(sim.Pass().start, 2u);
+}
+
+TEST(Lifecycle, ScaleDownPrefersInstancesWithoutResources) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now), Ready(1, sim.now), Ready(1, sim.now)};
+  sim.view.instances[0].resources = 0;
+  sim.view.instances[1].resources = 5;
+  sim.view.instances[2].resources = 1;
+  sim.view.last_call = sim.now;
+  sim.view.concurrency_now = 1;
+  Plan p = sim.Pass();  // needs 1 of 3
+  ASSERT_EQ(p.stops.size(), 1u);
+  EXPECT_EQ(p.stops[0].instance, 0u);
+  EXPECT_EQ(p.stops[0].kind, Plan::StopKind::kDrain);
 }
 
 TEST(Lifecycle, StartTimeoutKillsAndFailsWaitersWhenNothingElseCanServe) {
-  LifecycleOptions o;
-  ServiceView view;
-  view.live_version = 1;
-  InstanceView starting;
-  starting.version = 1;
-  starting.spawned = true;
-  starting.start_deadline = kT0 + seconds(15);
-  view.instances = {starting};
-  view.waiters = 1;
-  view.first_waiter_deadline = kT0 + seconds(16);
-  Plan before = Decide(view, o, kT0 + seconds(14));
+  Sim sim;
+  sim.view.instances = {Starting(1, sim.now + seconds(15))};
+  sim.view.waiters = 1;
+  sim.view.concurrency_now = 1;
+  sim.view.first_waiter_deadline = sim.now + seconds(16);
+  Plan before = Decide(sim.view, sim.o, sim.now + seconds(14));
   EXPECT_TRUE(before.stops.empty());
-  EXPECT_EQ(before.wake, kT0 + seconds(15));
-  Plan after = Decide(view, o, kT0 + seconds(15));
+  EXPECT_EQ(before.wake, sim.now + seconds(15));
+  Plan after = Decide(sim.view, sim.o, sim.now + seconds(15));
   ASSERT_EQ(after.stops.size(), 1u);
   EXPECT_EQ(after.stops[0].kind, Plan::StopKind::kKill);
   EXPECT_TRUE(after.stops[0].start_timeout);
   EXPECT_TRUE(after.stops[0].fail_waiters);
+  // With another instance that can serve, the waiters stay.
+  sim.view.instances.push_back(Ready(1, sim.now));
+  Plan other = Decide(sim.view, sim.o, sim.now + seconds(15));
+  ASSERT_EQ(other.stops.size(), 1u);
+  EXPECT_FALSE(other.stops[0].fail_waiters);
 }
 
-TEST(Lifecycle, StoppingInstanceIsKilledAtItsDeadline) {
-  ServiceView view;
-  view.live_version = 1;
-  InstanceView stopping = Ready(1, kT0);
+TEST(Lifecycle, UnhealthyInstanceIsKilledAndStoppingOneKilledAtItsDeadline) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.view.instances[0].unhealthy = true;
+  Plan p = Decide(sim.view, sim.o, sim.now);
+  ASSERT_EQ(p.stops.size(), 1u);
+  EXPECT_EQ(p.stops[0].kind, Plan::StopKind::kKill);
+  InstanceView stopping = Ready(1, sim.now);
   stopping.state = InstanceState::kStopping;
-  stopping.kill_deadline = kT0 + seconds(10);
-  view.instances = {stopping};
-  EXPECT_TRUE(Decide(view, {}, kT0 + seconds(9)).kills.empty());
-  EXPECT_EQ(Decide(view, {}, kT0 + seconds(10)).kills, std::vector<size_t>{0});
+  stopping.kill_deadline = sim.now + seconds(10);
+  sim.view.instances = {stopping};
+  EXPECT_TRUE(Decide(sim.view, sim.o, sim.now + seconds(9)).kills.empty());
+  EXPECT_EQ(Decide(sim.view, sim.o, sim.now + seconds(10)).kills, std::vector<size_t>{0});
 }
 
-TEST(Lifecycle, MinInstancesRestartWaitsForTheCrashBackoff) {
-  ServiceView view;
-  view.live_version = 1;
-  view.min_instances = 2;
-  view.restart_after = kT0 + milliseconds(400);
-  Plan p = Decide(view, {}, kT0);
-  EXPECT_EQ(p.start, 0u);
-  EXPECT_EQ(p.wake, kT0 + milliseconds(400));
-  EXPECT_EQ(Decide(view, {}, kT0 + milliseconds(400)).start, 2u);
+TEST(Lifecycle, DrainingInstanceStopsOnceIdleAndSettledOrAtItsDeadline) {
+  Sim sim;
+  sim.o.drain_settle = milliseconds(200);
+  InstanceView d = Ready(1, sim.now, 2);
+  d.state = InstanceState::kDraining;
+  d.drain_deadline = sim.now + seconds(10);
+  sim.view.instances = {d};
+  sim.view.live = Version(2);
+  EXPECT_TRUE(Decide(sim.view, sim.o, sim.now + seconds(1)).stops.empty());  // calls in flight
+  sim.view.instances[0].in_flight = 0;
+  EXPECT_TRUE(Decide(sim.view, sim.o, sim.now + milliseconds(100)).stops.empty());  // settling
+  Plan settled = Decide(sim.view, sim.o, sim.now + milliseconds(200));
+  ASSERT_EQ(settled.stops.size(), 1u);
+  EXPECT_EQ(settled.stops[0].reason, "drained");
+  sim.view.instances[0].resources = 1;  // its lease is not closed yet
+  EXPECT_TRUE(Decide(sim.view, sim.o, sim.now + seconds(5)).stops.empty());
+  sim.view.instances[0].in_flight = 3;
+  Plan late = Decide(sim.view, sim.o, sim.now + seconds(10));
+  ASSERT_EQ(late.stops.size(), 1u);
+  EXPECT_EQ(late.stops[0].reason, "drain timeout");
+  EXPECT_EQ(late.stops[0].kind, Plan::StopKind::kTerm);
+}
+
+// --- Upgrades ------------------------------------------------------------------
+
+TEST(Lifecycle, RolloutStartsNewInstancesFirstAndSwitchesOnceOneIsReady) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now), Ready(1, sim.now), Ready(1, sim.now)};
+  sim.view.concurrency_now = 6;
+  sim.view.last_call = sim.now;
+  sim.view.rollout = Version(2);
+  Plan start = sim.Pass();
+  EXPECT_EQ(start.start_rollout, 3u);  // as many as are live
+  EXPECT_FALSE(start.switch_live);
+  EXPECT_EQ(sim.Serving(1), 3u);       // the old ones keep serving
+  EXPECT_EQ(sim.Pass().start_rollout, 0u);  // already starting
+  // One is ready: switch, and the old ones drain.
+  for (InstanceView& i : sim.view.instances) {
+    if (i.version == 2) {
+      i.state = InstanceState::kReady;
+      break;
+    }
+  }
+  Plan sw = sim.Pass();
+  EXPECT_TRUE(sw.switch_live);
+  EXPECT_EQ(sim.view.live.version, 2);
+  EXPECT_EQ(sim.Count(1, InstanceState::kDraining), 3u);
+  EXPECT_EQ(sim.Serving(2), 3u);
+}
+
+TEST(Lifecycle, RolloutTargetIsAtLeastOneAndMinInstancesAndCapped) {
+  Sim zero;  // scaled to zero: one new instance proves the version starts
+  zero.view.rollout = Version(2);
+  EXPECT_EQ(zero.Pass().start_rollout, 1u);
+  Sim min;
+  min.view.rollout = Version(2, 4);
+  EXPECT_EQ(min.Pass().start_rollout, 4u);
+  Sim cap;
+  cap.o.max_instances = 2;
+  cap.view.rollout = Version(2, 4);
+  EXPECT_EQ(cap.Pass().start_rollout, 2u);
+}
+
+TEST(Lifecycle, FirstDeployHasNothingLiveUntilTheSwitch) {
+  Sim sim;
+  sim.view.live = {};
+  sim.view.rollout = Version(1);
+  sim.view.waiters = 5;
+  sim.view.concurrency_now = 5;
+  Plan p = sim.Pass();
+  EXPECT_EQ(p.start_rollout, 1u);
+  EXPECT_EQ(p.start, 0u);  // no live version to scale
+  sim.ReadyAll();
+  Plan sw = sim.Pass();
+  EXPECT_TRUE(sw.switch_live);
+  EXPECT_EQ(sim.view.live.version, 1);
+  // After the switch the autoscaler plans for the waiting calls.
+  EXPECT_EQ(sim.Serving(1), 3u);
+}
+
+TEST(Lifecycle, ABadVersionIsNeverSwitchedTo) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.view.concurrency_now = 2;
+  sim.view.rollout = Version(2);
+  sim.Pass();
+  ASSERT_EQ(sim.Serving(2), 1u);
+  // Its instance exited before it was ready.
+  sim.view.instances.pop_back();
+  sim.view.rollout_failed = true;
+  Plan p = sim.Pass();
+  EXPECT_FALSE(p.switch_live);
+  EXPECT_EQ(p.fail_rollout, "exited");
+  EXPECT_EQ(p.start_rollout, 0u);
+  EXPECT_EQ(sim.view.live.version, 1);
+  EXPECT_EQ(sim.Count(1, InstanceState::kReady), 1u);  // v1 untouched
+}
+
+TEST(Lifecycle, ARolloutThatNeverListensFailsAtTheStartTimeoutAndStopsItsOthers) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now), Ready(1, sim.now)};
+  sim.view.concurrency_now = 4;
+  sim.view.rollout = Version(2);
+  sim.Pass();
+  ASSERT_EQ(sim.Serving(2), 2u);
+  sim.view.instances[2].start_deadline = sim.now;  // this one times out now
+  Plan p = sim.Pass();
+  EXPECT_EQ(p.fail_rollout, "start timeout");
+  EXPECT_FALSE(p.switch_live);
+  EXPECT_EQ(sim.Serving(2), 0u);
+  EXPECT_EQ(sim.Count(1, InstanceState::kReady), 2u);
+}
+
+TEST(Lifecycle, InstancesOfAnOldVersionDrainAndStartingOnesStop) {
+  Sim sim;
+  sim.view.live = Version(3);
+  sim.view.instances = {Ready(1, sim.now), Starting(2, sim.now + seconds(10)), Ready(3, sim.now)};
+  sim.view.last_call = sim.now;
+  Plan p = sim.Pass();
+  ASSERT_EQ(p.stops.size(), 2u);
+  EXPECT_EQ(p.stops[0].kind, Plan::StopKind::kDrain);
+  EXPECT_EQ(p.stops[1].kind, Plan::StopKind::kTerm);
+}
+
+// --- Resource leases ---------------------------------------------------------------
+
+TEST(Lifecycle, LeasesCloseWhenTheirOwnerDrainsOrTheyIdleOut) {
+  Sim sim;
+  sim.o.resource_idle = seconds(180);
+  sim.view.instances = {Ready(1, sim.now), Ready(1, sim.now)};
+  sim.view.instances[1].state = InstanceState::kDraining;
+  sim.view.instances[1].drain_deadline = sim.now + seconds(10);
+  sim.view.last_call = sim.now;
+  sim.view.concurrency_now = 1;
+  LeaseView busy{0, true, false, 1, sim.now - seconds(500)};
+  LeaseView idle{0, true, false, 0, sim.now - seconds(180)};
+  LeaseView fresh{0, true, false, 0, sim.now - seconds(10)};
+  LeaseView draining_owner{1, true, false, 0, sim.now};
+  LeaseView opening{1, false, false, 0, sim.now};
+  sim.view.leases = {busy, idle, fresh, draining_owner, opening};
+  Plan p = Decide(sim.view, sim.o, sim.now);
+  EXPECT_EQ(p.close_leases, (std::vector<size_t>{1, 3}));
+  EXPECT_LE(p.wake, sim.now + seconds(170));  // when `fresh` idles out
 }
 
 }  // namespace

@@ -1,24 +1,30 @@
 #include "routing.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "supervisor.h"
 
 namespace lever::host {
 
-void Routing::Route(const RouteRequest& req, std::function<void(RouteResult)> done) {
+bool UsableLocked(const ServiceState& svc, const Instance& inst) {
+  return inst.state == InstanceState::kReady && inst.version == svc.info.live_version && inst.alive() &&
+         !inst.check_requested.load(std::memory_order_relaxed);
+}
+
+PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteResult)> done) {
   if (!EndsWith(req.env, kInternalEnvSuffix)) {
     done({InvalidArgument("cannot route to environment " + std::string(req.env)), nullptr});
-    return;
+    return {};
   }
   ServicePtr svc;
   switch (catalog_.Find(req.env, req.service, &svc)) {
     case Catalog::Lookup::kNoEnvironment:
       done({Status(Code::kNotFound, "environment " + std::string(req.env) + " not found"), nullptr});
-      return;
+      return {};
     case Catalog::Lookup::kNoService:
       done({Status(Code::kNotFound, "service " + ServiceUrl(req.env, req.service) + " not found"), nullptr});
-      return;
+      return {};
     case Catalog::Lookup::kFound:
       break;
   }
@@ -28,92 +34,174 @@ void Routing::Route(const RouteRequest& req, std::function<void(RouteResult)> do
     } else {
       done({Status::Ok(), admin_});
     }
-    return;
+    return {};
   }
   RouteResult result;
+  PendingRoute pending;
+  Deferred d;
   {
     std::lock_guard lock(svc->mu);
-    if (svc->removed || svc->info.live_version <= 0) {
+    const bool live = svc->info.live_version > 0;
+    SteadyTime now = clock_->Now();
+    if (svc->removed || (!live && svc->rollout.version == 0)) {
       result.status = Status(Code::kNotFound, "service " + ServiceUrl(req.env, req.service) + " is not live");
     } else if (svc->info.is_private && req.src_env.empty()) {
       result.status = Status(Code::kPermissionDenied, "service " + ServiceUrl(req.env, req.service) +
                                                           " is private: it can only be called from inside Lever");
-    } else if (auto inst = PickLocked(*svc, req.resource)) {
-      result.backend = std::move(inst);
-    } else if (!svc->config_status.ok()) {
-      result.status = Status(Code::kUnavailable, "cannot start " + ServiceUrl(req.env, req.service) + ": " +
-                                                     svc->config_status.message());
-    } else if (svc->waiters.size() >= options_.max_waiting_calls) {
-      result.status = ResourceExhausted("too many calls waiting for " + ServiceUrl(req.env, req.service) +
-                                        " to start (" + std::to_string(options_.max_waiting_calls) + ")");
     } else {
-      // A suspect instance is checked by the supervisor within a moment: the
-      // call waits for that verdict rather than starting a new instance.
-      if (CountInstancesLocked(*svc, true, true) == 0 && !HasSuspectLocked(*svc) &&
-          CountInstancesLocked(*svc, false, false) < options_.max_instances) {
-        supervisor_->StartLocked(*svc);
+      svc->last_call = now;
+      if (live) {
+        result.backend =
+            req.resource.empty()
+                ? PlaceLocked(*svc, PickLocked(*svc, std::numeric_limits<double>::infinity()), now)
+                : PlaceResourceLocked(*svc, req.resource, now, &d);
       }
-      svc->waiters.push_back({0, std::string(req.resource), clock_->Now() + options_.cold_start_wait, std::move(done)});
-      supervisor_->Wake();
-      return;
+      if (result.backend) {
+        // placed
+      } else if (live && !svc->config_status.ok()) {
+        result.status = Status(Code::kUnavailable, "cannot start " + ServiceUrl(req.env, req.service) + ": " +
+                                                       svc->config_status.message());
+      } else if (svc->waiters.size() >= options_.max_waiting_calls) {
+        result.status = ResourceExhausted("too many calls waiting for " + ServiceUrl(req.env, req.service) +
+                                          " to start (" + std::to_string(options_.max_waiting_calls) + ")");
+      } else {
+        uint64_t id = next_waiter_id_.fetch_add(1, std::memory_order_relaxed);
+        svc->waiters.push_back({id, std::string(req.resource), now + options_.cold_start_wait, std::move(done)});
+        pending = {svc, id};
+      }
     }
   }
-  done(std::move(result));
+  if (pending) {
+    supervisor_->Wake();  // the lifecycle counts the waiting call and starts what it needs
+  } else {
+    done(std::move(result));
+  }
+  supervisor_->Flush(&d);
+  return pending;
 }
 
-std::shared_ptr<Instance> Routing::PickLocked(ServiceState& svc, std::string_view resource) {
+void Routing::Cancel(const PendingRoute& pending) {
+  auto svc = std::static_pointer_cast<ServiceState>(pending.queue.lock());
+  if (!svc) return;
+  std::function<void(RouteResult)> done;
+  {
+    std::lock_guard lock(svc->mu);
+    auto it = std::find_if(svc->waiters.begin(), svc->waiters.end(),
+                           [&](const Waiter& w) { return w.id == pending.id; });
+    if (it == svc->waiters.end()) return;
+    done = std::move(it->done);
+    svc->waiters.erase(it);
+  }
+  done({Status(Code::kCancelled, "the caller went away"), nullptr});
+}
+
+Instance* Routing::PickLocked(ServiceState& svc, double max_load) {
   thread_local std::vector<PlacementCandidate> candidates;
   thread_local std::vector<Instance*> ready;
   candidates.clear();
   ready.clear();
-  size_t starting = 0;
   for (auto& inst : svc.instances) {
-    if (inst->version != svc.info.live_version) continue;
-    if (inst->state == InstanceState::kStarting) ++starting;
     // A connection the gateway saw fail makes the instance suspect until the
     // supervisor has checked it: the next call must not go to a crashed one.
-    if (inst->state != InstanceState::kReady || !inst->alive() ||
-        inst->check_requested.load(std::memory_order_relaxed)) {
-      continue;
-    }
-    candidates.push_back({inst->placement_key, inst->in_flight()});
+    if (!UsableLocked(svc, *inst)) continue;
+    int64_t load = inst->in_flight() + (options_.count_at_placement ? 0 : inst->batch_placed);
+    if (static_cast<double>(load) >= max_load) continue;
+    candidates.push_back({inst->placement_key, load});
     ready.push_back(inst.get());
   }
   if (ready.empty()) return nullptr;
-  size_t i = placement_->Pick(candidates, resource);
-  Instance* chosen = ready[std::min(i, ready.size() - 1)];
-  chosen->Touch();  // not idle between Route() and the gateway's OnCallStart()
-  if (placement_->WantMore(candidates, starting, svc.config.max_instance_load) &&
-      svc.instances.size() < options_.max_instances) {
-    supervisor_->StartLocked(svc);
-  }
-  for (auto& inst : svc.instances) {
-    if (inst.get() == chosen) return inst;
+  size_t i = placement_->Pick(candidates, {});
+  return ready[std::min(i, ready.size() - 1)];
+}
+
+BackendPtr Routing::PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now) {
+  if (inst == nullptr) return nullptr;
+  inst->Placed(now);
+  ++inst->batch_placed;
+  for (auto& i : svc.instances) {
+    if (i.get() == inst) return i;
   }
   return nullptr;
 }
 
-bool Routing::HasSuspectLocked(const ServiceState& svc) const {
-  for (const auto& inst : svc.instances) {
-    if (inst->version == svc.info.live_version && inst->state == InstanceState::kReady &&
-        inst->check_requested.load(std::memory_order_relaxed)) {
-      return true;
+BackendPtr Routing::PlaceResourceLocked(ServiceState& svc, std::string_view resource, SteadyTime now, Deferred* d) {
+  auto it = svc.leases.find(resource);
+  if (it != svc.leases.end()) {
+    const std::shared_ptr<ResourceLease>& lease = it->second;
+    if (lease->state != ResourceLease::State::kOpen) return nullptr;  // opening or closing: wait
+    Instance& owner = *lease->owner;
+    if (UsableLocked(svc, owner)) {
+      lease->Placed(now);
+      owner.Placed(now);
+      return lease;
     }
+    if (owner.state == InstanceState::kReady && owner.version == svc.info.live_version && owner.alive()) {
+      return nullptr;  // suspect: wait for the supervisor's verdict
+    }
+    // Its owner is going. Draining, it still runs: CloseResource there once
+    // the resource's calls are done, then the resource moves. Otherwise
+    // there is nobody to tell: it moves now.
+    if (owner.state == InstanceState::kDraining) {
+      lease->MarkClosing();
+      supervisor_->Wake();
+      return nullptr;
+    }
+    DropLeasesLocked(svc, owner);
+    return PlaceResourceLocked(svc, resource, now, d);
   }
-  return false;
+  // A new lease: the owner by rendezvous hashing over the usable instances.
+  thread_local std::vector<PlacementCandidate> candidates;
+  thread_local std::vector<std::shared_ptr<Instance>*> usable;
+  candidates.clear();
+  usable.clear();
+  for (auto& inst : svc.instances) {
+    if (!UsableLocked(svc, *inst)) continue;
+    candidates.push_back({inst->placement_key, inst->in_flight()});
+    usable.push_back(&inst);
+  }
+  if (usable.empty()) return nullptr;
+  size_t i = placement_->Pick(candidates, resource);
+  std::shared_ptr<Instance> owner = *usable[std::min(i, usable.size() - 1)];
+  auto lease = std::make_shared<ResourceLease>(std::string(resource), owner);
+  ++owner->resources;
+  svc.leases.emplace(lease->resource, lease);
+  supervisor_->SendHookLocked(svc, lease, true, d);
+  return nullptr;
+}
+
+void Routing::DropLeasesLocked(ServiceState& svc, Instance& owner) {
+  std::erase_if(svc.leases, [&](const auto& entry) { return entry.second->owner.get() == &owner; });
+  owner.resources = 0;
 }
 
 void Routing::ReleaseWaitersLocked(ServiceState& svc, SteadyTime now, Deferred* d) {
-  while (!svc.waiters.empty()) {
-    std::shared_ptr<Instance> inst = PickLocked(svc, svc.waiters.front().resource);
-    if (!inst) break;
-    d->Answer(std::move(svc.waiters.front().done), RouteResult{Status::Ok(), std::move(inst)});
-    svc.waiters.pop_front();
+  if (!svc.waiters.empty() && svc.info.live_version > 0) {
+    // While more instances are starting, each ready one takes only up to
+    // maxInstanceLoad of the waiting calls: the rest wait for the others.
+    bool starting = false;
+    for (auto& inst : svc.instances) {
+      inst->batch_placed = 0;
+      starting |= inst->state == InstanceState::kStarting && inst->version == svc.info.live_version;
+    }
+    double limit = starting ? std::max(svc.config.max_instance_load, 1.0) : std::numeric_limits<double>::infinity();
+    size_t kept = 0;
+    for (size_t i = 0; i < svc.waiters.size(); ++i) {
+      Waiter& w = svc.waiters[i];
+      BackendPtr b = w.resource.empty() ? PlaceLocked(svc, PickLocked(svc, limit), now)
+                                        : PlaceResourceLocked(svc, w.resource, now, d);
+      if (b) {
+        d->Answer(std::move(w.done), RouteResult{Status::Ok(), std::move(b)});
+      } else {
+        if (kept != i) svc.waiters[kept] = std::move(w);
+        ++kept;
+      }
+    }
+    svc.waiters.resize(kept);
   }
   while (!svc.waiters.empty() && svc.waiters.front().deadline <= now) {
     d->Answer(std::move(svc.waiters.front().done),
-              RouteResult{Status(Code::kDeadlineExceeded, ServiceUrl(svc.env, svc.name) + " did not start within " +
-                                                              Seconds(options_.cold_start_wait) + " s"),
+              RouteResult{Status(Code::kUnavailable, ServiceUrl(svc.env, svc.name) + " did not start within " +
+                                                         Seconds(options_.cold_start_wait) + " s"),
                           nullptr});
     svc.waiters.pop_front();
   }

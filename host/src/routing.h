@@ -1,9 +1,13 @@
 // Routing: what the gateway calls. Route() finds the service in the
 // catalog's cache, checks it may be called, and places the call on a ready
-// instance, or queues it for a cold start. Runs on gateway threads: a shared
-// lock on the catalog and the service's lock, no I/O, no registry.
+// instance (least outstanding requests) or on its resource's lease, or
+// queues it (cold start, a lease opening). Runs on gateway threads: a shared
+// lock on the catalog and the service's lock, no I/O, no registry; the
+// decisions to start or stop instances are the lifecycle's, on the
+// supervisor thread, which Route() only wakes.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string_view>
@@ -20,7 +24,9 @@ class Supervisor;
 struct RoutingOptions {
   SteadyDuration cold_start_wait = std::chrono::seconds(16);
   size_t max_waiting_calls = 1000;
-  size_t max_instances = 16;
+  // A call counts as in flight from its placement (the gateway calls
+  // OnCallEnd for every placed call) rather than from OnCallStart.
+  bool count_at_placement = false;
 };
 
 class Routing {
@@ -34,20 +40,30 @@ class Routing {
         clock_(std::move(clock)) {}
   void SetSupervisor(Supervisor* supervisor) { supervisor_ = supervisor; }
 
-  void Route(const RouteRequest& request, std::function<void(RouteResult)> done);
+  PendingRoute Route(const RouteRequest& request, std::function<void(RouteResult)> done);
+  void Cancel(const PendingRoute& pending);
 
-  // Service lock held. A ready instance of the live version for a call (and
-  // a new one starting when placement wants more), or null.
-  std::shared_ptr<Instance> PickLocked(ServiceState& svc, std::string_view resource);
-  // Supervisor, service lock held: hands waiting calls to ready instances,
-  // then answers the overdue ones.
+  // Supervisor (or a resource call's completion), service lock held: hands
+  // waiting calls to ready instances and open leases, opens the leases they
+  // need, then answers the overdue ones.
   void ReleaseWaitersLocked(ServiceState& svc, SteadyTime now, Deferred* d);
   void FailWaitersLocked(ServiceState& svc, const Status& status, Deferred* d);
+  // The instance is gone (exited, or found dead): its leases go without a
+  // CloseResource; their resources get a new owner on their next call.
+  void DropLeasesLocked(ServiceState& svc, Instance& owner);
 
   const std::shared_ptr<AdminBackend>& admin() const { return admin_; }
+  const RoutingOptions& options() const { return options_; }
 
  private:
-  bool HasSuspectLocked(const ServiceState& svc) const;
+  // A ready instance of the live version with fewer than `max_load` calls
+  // (counting this batch's), or null.
+  Instance* PickLocked(ServiceState& svc, double max_load);
+  // The lease's backend for a call for `resource`, or null when the call
+  // must wait (a lease opening or closing, or no instance to own it yet);
+  // makes a lease when there is none.
+  BackendPtr PlaceResourceLocked(ServiceState& svc, std::string_view resource, SteadyTime now, Deferred* d);
+  BackendPtr PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now);
 
   const Catalog& catalog_;
   const PlacementPtr placement_;
@@ -55,6 +71,11 @@ class Routing {
   const std::shared_ptr<AdminBackend> admin_;
   const ClockPtr clock_;
   Supervisor* supervisor_ = nullptr;
+  std::atomic<uint64_t> next_waiter_id_{1};
 };
+
+// An instance that may take new calls: ready, alive, of the live version,
+// not suspect. Service lock held.
+bool UsableLocked(const ServiceState& svc, const Instance& inst);
 
 }  // namespace lever::host

@@ -4,8 +4,10 @@
 // out). Lock order: host/LOCKS.md.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,8 @@
 #include <vector>
 
 #include "instance.h"
+#include "lifecycle.h"
+#include "resources.h"
 #include "lever/host/clock.h"
 #include "lever/host/lever_json.h"
 #include "lever/host/registry.h"
@@ -31,12 +35,35 @@ struct StringHash {
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
-// A call waiting for a cold start.
-struct Waiter {
-  uint64_t id = 0;  // the Router's cancel token
-  std::string resource;
-  SteadyTime deadline;
-  std::function<void(RouteResult)> done;
+// A deployed version on its way to live: its instances start first, and it
+// is switched to once one of them is ready (or given up if one fails).
+struct Rollout {
+  int64_t version = 0;  // 0: none
+  LeverConfig config;
+  std::string code_dir;
+  bool failed = false;     // an instance of it exited before any was ready
+  std::string failure;     // how ("the instance exited with status 1")
+  std::string failed_log;  // its last output lines
+};
+
+// How a rollout ended, for the deploy that waits on it.
+struct RolloutResult {
+  bool done = false;
+  Status status;  // OK: switched
+};
+
+// The autoscaler's memory (the lifecycle reads it in the view and returns
+// the new values in its plan).
+struct Autoscaler {
+  std::deque<LoadSample> samples;  // oldest first, trimmed to the stable window
+  SteadyTime next_sample{};
+  SteadyTime last_sample{};
+  uint64_t last_area = 0;     // call-µs of every instance so far, at last_sample
+  uint64_t retired_area = 0;  // call-µs of instances that are gone
+  SteadyTime panic_until{};
+  SteadyTime last_scale_down{};
+  int64_t desired = 0;
+  const char* reason = "idle";
 };
 
 struct ServiceState : std::enable_shared_from_this<ServiceState> {
@@ -52,8 +79,14 @@ struct ServiceState : std::enable_shared_from_this<ServiceState> {
   LeverConfig config;  // of the live version
   Status config_status;
   std::string code_dir;  // of the live version
+  Rollout rollout;
+  std::map<int64_t, RolloutResult> rollouts;  // by version; the last few
+  std::condition_variable rollout_cv;          // with mu: rollouts changed
   std::vector<std::shared_ptr<Instance>> instances;
   std::deque<Waiter> waiters;
+  StringMap<std::shared_ptr<ResourceLease>> leases;
+  Autoscaler scaler;
+  SteadyTime last_call{};
   int crash_streak = 0;
   SteadyTime restart_after{};
 };
@@ -68,6 +101,7 @@ struct Deferred {
     int64_t version;
   };
   std::vector<Note> notes;
+  std::vector<std::function<void()>> after;  // run last (e.g. calls to instances)
 
   void Answer(std::function<void(RouteResult)> done, RouteResult r) {
     calls.emplace_back(std::move(done), std::move(r));

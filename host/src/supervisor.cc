@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "lever/client.h"
 #include "util.h"
 
 namespace lever::host {
@@ -53,7 +54,9 @@ Supervisor::Supervisor(SupervisorOptions options, Catalog& catalog, Routing& rou
       routing_(routing),
       logs_(logs),
       runtime_(std::move(runtime)),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)) {
+  hook_guard_->self = this;
+}
 
 Supervisor::~Supervisor() {
   Shutdown();
@@ -83,18 +86,23 @@ Status Supervisor::Start() {
 }
 
 void Supervisor::Shutdown() {
+  {
+    std::lock_guard lock(hook_guard_->mu);  // waits for a running completion
+    hook_guard_->self = nullptr;
+  }
   if (!thread_.joinable()) return;
   stopping_.store(true);
   Wake();
   thread_.join();  // it stops every instance on its way out
 }
 
-void Supervisor::StartLocked(ServiceState& svc) {
+void Supervisor::StartLocked(ServiceState& svc, int64_t version) {
   std::string id = RandomId(32);
-  auto inst = std::make_shared<Instance>(id, svc.env, svc.name, svc.info.live_version,
-                                         options_.run_dir + "/" + id + ".sock", wakeup_, clock_);
-  inst->config = svc.config;
-  inst->code_dir = svc.code_dir;
+  auto inst = std::make_shared<Instance>(id, svc.env, svc.name, version, options_.run_dir + "/" + id + ".sock",
+                                         wakeup_, clock_, options_.count_at_placement);
+  bool rollout = version == svc.rollout.version && version != svc.info.live_version;
+  inst->config = rollout ? svc.rollout.config : svc.config;
+  inst->code_dir = rollout ? svc.rollout.code_dir : svc.code_dir;
   inst->owner = svc.weak_from_this();
   svc.instances.push_back(inst);
   {
@@ -116,6 +124,65 @@ void Supervisor::Flush(Deferred* d) {
   d->notes.clear();
   for (auto& [done, result] : d->calls) done(std::move(result));
   d->calls.clear();
+  for (auto& fn : d->after) fn();
+  d->after.clear();
+}
+
+// ---------------------------------------------------------------------------
+// NewResource / CloseResource.
+
+void Supervisor::SendHookLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, bool open,
+                                Deferred* d) {
+  lease->call_sent = true;
+  Instance& owner = *lease->owner;
+  if (!owner.hook_client) {
+    ClientOptions co;
+    co.force_host = owner.address();
+    co.codec = wire::Codec::kProtoJson;  // what every runtime reads, the original's too
+    owner.hook_client = std::make_shared<Client>(std::move(co));
+  }
+  // The original's form (reference §7.2): lever://<env>/<svc>//NewResource
+  // with the resource name as the only argument.
+  std::string url = "lever://" + svc.env + "/" + svc.name + "//" + (open ? "NewResource" : "CloseResource");
+  CallOptions co;
+  co.timeout = std::chrono::duration_cast<milliseconds>(options_.lifecycle.start_timeout);
+  d->after.push_back([client = owner.hook_client, url = std::move(url), co, lease, open, guard = hook_guard_,
+                      weak = svc.weak_from_this()] {
+    client->InvokeUrlAsync(url, Array{Value(lease->resource)}, co, [guard, weak, lease, open](Result r) {
+      std::lock_guard lock(guard->mu);
+      if (guard->self) guard->self->OnHookDone(weak, lease, open, r);
+    });
+  });
+}
+
+void Supervisor::OnHookDone(const std::weak_ptr<ServiceState>& weak, const std::shared_ptr<ResourceLease>& lease,
+                            bool open, const Result& result) {
+  ServicePtr svc = weak.lock();
+  if (!svc) return;
+  Deferred d;
+  {
+    std::lock_guard lock(svc->mu);
+    const Instance& owner = *lease->owner;
+    if (!result.ok() && !IsMissingMethod(result)) {
+      std::string why = result.is_app_error() ? (result.value.is_string() ? result.value.as_string() : "an error")
+                                              : result.status.ToString();
+      d.AddNote(*svc, owner.version, owner.instance_id,
+                std::string("[host] ") + (open ? "NewResource" : "CloseResource") + "(" + lease->resource +
+                    ") on instance " + owner.instance_id + " failed: " + why);
+    }
+    if (open) {
+      if (lease->state == ResourceLease::State::kOpening) lease->state = ResourceLease::State::kOpen;
+    } else {
+      auto it = svc->leases.find(lease->resource);
+      if (it != svc->leases.end() && it->second == lease) {
+        svc->leases.erase(it);
+        if (lease->owner->resources > 0) --lease->owner->resources;
+      }
+    }
+    routing_.ReleaseWaitersLocked(*svc, clock_->Now(), &d);
+  }
+  Flush(&d);
+  Wake();  // a draining owner may be done now
 }
 
 // ---------------------------------------------------------------------------
@@ -241,6 +308,10 @@ void Supervisor::Spawn(const ServicePtr& svc, const std::shared_ptr<Instance>& i
       }
       svc->crash_streak++;
       svc->restart_after = clock_->Now() + RestartDelay(svc->crash_streak);
+      if (inst->version == svc->rollout.version && !svc->rollout.failed) {
+        svc->rollout.failed = true;
+        svc->rollout.failure = "cannot start an instance: " + s.message();
+      }
     } else {
       inst->proc = std::move(proc);
       inst->pid = inst->proc->pid();
@@ -346,7 +417,9 @@ void Supervisor::HandleExit(const std::shared_ptr<Instance>& inst) {
     std::lock_guard lock(svc->mu);
     InstanceState was = inst->state;
     inst->alive_.store(false, std::memory_order_release);
+    svc->scaler.retired_area += inst->load.Area(inst->MeterUs(clock_->Now()));
     std::erase(svc->instances, inst);
+    routing_.DropLeasesLocked(*svc, *inst);
     std::string how = DescribeExit(ws);
     if (inst->stop_intended) {
       d.AddNote(*svc, inst->version, inst->instance_id, "[host] instance " + inst->instance_id + " stopped: it " + how);
@@ -357,7 +430,12 @@ void Supervisor::HandleExit(const std::shared_ptr<Instance>& inst) {
         svc->crash_streak++;
         svc->restart_after = clock_->Now() + RestartDelay(svc->crash_streak);
       }
-      if (was == InstanceState::kStarting && CountInstancesLocked(*svc, true, false) == 0) {
+      if (inst->version == svc->rollout.version && !svc->rollout.failed) {
+        svc->rollout.failed = true;
+        svc->rollout.failure = "the instance " + how;
+      }
+      if (was == InstanceState::kStarting && inst->version == svc->info.live_version &&
+          CountInstancesLocked(*svc, true, false) == 0) {
         routing_.FailWaitersLocked(*svc,
                                    Status(Code::kUnavailable, ServiceUrl(svc->env, svc->name) + " v" +
                                                                   std::to_string(inst->version) +
@@ -407,6 +485,7 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
         inst.next_attempt = now + inst.backoff;
       }
     } else if (inst.state == InstanceState::kReady && inst.check_requested.load()) {
+      // Dead only if its socket refuses: a full backlog (busy) is alive.
       if (ProbeSocket(inst.socket_path) == Probe::kDead) {
         unhealthy[i] = true;
       } else {
@@ -415,49 +494,96 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
     }
   }
   if (!svc.removed) routing_.ReleaseWaitersLocked(svc, now, d);
+  // Closing leases whose calls are done: CloseResource now.
+  for (auto& [_, lease] : svc.leases) {
+    if (lease->state == ResourceLease::State::kClosing && !lease->call_sent && lease->in_flight() <= 0) {
+      SendHookLocked(svc, lease, false, d);
+    }
+  }
+  SampleLocked(svc, now);
 
   ServiceView view;
   view.removed = svc.removed;
-  view.live_version = svc.info.live_version;
-  view.config_ok = svc.config_status.ok();
-  view.min_instances = svc.config.min_instances;
+  view.live = {svc.info.live_version, svc.config_status.ok(), svc.config.min_instances, svc.config.max_instance_load};
+  if (svc.rollout.version > 0) {
+    view.rollout = {svc.rollout.version, true, svc.rollout.config.min_instances, svc.rollout.config.max_instance_load};
+    view.rollout_failed = svc.rollout.failed;
+  }
   view.waiters = svc.waiters.size();
   if (!svc.waiters.empty()) view.first_waiter_deadline = svc.waiters.front().deadline;
   view.restart_after = svc.restart_after;
+  std::vector<LoadSample> samples(svc.scaler.samples.begin(), svc.scaler.samples.end());
+  view.samples = samples;
+  view.last_call = svc.last_call;
+  view.panic_until = svc.scaler.panic_until;
+  view.last_scale_down = svc.scaler.last_scale_down;
+  double concurrency = static_cast<double>(svc.waiters.size());
   view.instances.reserve(svc.instances.size());
+  std::unordered_map<const Instance*, size_t> index;
   for (size_t i = 0; i < svc.instances.size(); ++i) {
     const Instance& inst = *svc.instances[i];
+    index[&inst] = i;
     InstanceView v;
     v.version = inst.version;
     v.state = inst.state;
     v.spawned = inst.spawned;
     v.unhealthy = unhealthy[i];
     v.in_flight = inst.in_flight();
+    v.resources = inst.resources;
     v.last_active = inst.last_active();
     v.start_deadline = inst.start_deadline;
+    v.drain_deadline = inst.drain_deadline;
     v.kill_deadline = inst.kill_deadline;
     v.killed = inst.killed;
     view.instances.push_back(v);
+    concurrency += static_cast<double>(v.in_flight);
     if (inst.state == InstanceState::kStarting && inst.spawned) WakeAt(inst.next_attempt);
+  }
+  view.concurrency_now = concurrency;
+  std::vector<std::shared_ptr<ResourceLease>> leases;
+  for (auto& [_, lease] : svc.leases) {
+    auto it = index.find(lease->owner.get());
+    if (it == index.end()) continue;
+    leases.push_back(lease);
+    view.leases.push_back({it->second, lease->state == ResourceLease::State::kOpen,
+                           lease->state == ResourceLease::State::kClosing, lease->in_flight(), lease->last_used()});
   }
 
   Plan plan = Decide(view, options_.lifecycle, now);
 
-  // Carry it out (indices refer to svc.instances as viewed: nothing was
-  // added or removed since).
-  std::vector<std::shared_ptr<Instance>> snapshot = svc.instances;
+  // Carry it out (indices refer to the instances and leases as viewed:
+  // nothing was added or removed since).
+  std::vector<std::shared_ptr<Instance>> viewed = svc.instances;
+  for (size_t j : plan.close_leases) {
+    ResourceLease& lease = *leases[j];
+    lease.MarkClosing();
+    if (lease.in_flight() <= 0) SendHookLocked(svc, leases[j], false, d);
+  }
+  ApplyLocked(svc, plan, viewed, now, d);
+}
+
+void Supervisor::ApplyLocked(ServiceState& svc, const Plan& plan, const std::vector<std::shared_ptr<Instance>>& viewed,
+                             SteadyTime now, Deferred* d) {
   for (const Plan::Stop& stop : plan.stops) {
-    Instance& inst = *snapshot[stop.instance];
+    Instance& inst = *viewed[stop.instance];
     std::string reason = stop.reason;
     if (stop.start_timeout) {
       reason = "no connection accepted on " + inst.socket_path + " within " +
                Seconds(options_.lifecycle.start_timeout) + " s";
+      svc.crash_streak++;
+      svc.restart_after = now + RestartDelay(svc.crash_streak);
+      if (inst.version == svc.rollout.version && svc.rollout.failure.empty()) svc.rollout.failure = reason;
+    }
+    if (stop.kind == Plan::StopKind::kDrain) {
+      DrainLocked(svc, inst, reason, d);
+      continue;
     }
     StopLocked(svc, inst, reason, d);
     if (stop.kind == Plan::StopKind::kKill && inst.proc) {
       inst.proc->Signal(SIGKILL);
       inst.killed = true;
     }
+    if (stop.kind == Plan::StopKind::kKill) routing_.DropLeasesLocked(svc, inst);
     if (stop.fail_waiters) {
       std::string last = inst.last_line.empty() ? "" : "; last output: " + inst.last_line;
       routing_.FailWaitersLocked(svc,
@@ -468,16 +594,103 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
     }
   }
   for (size_t i : plan.kills) {
-    Instance& inst = *snapshot[i];
+    Instance& inst = *viewed[i];
     if (inst.proc) inst.proc->Signal(SIGKILL);
     inst.killed = true;
   }
   if (plan.removed) {
     routing_.FailWaitersLocked(svc, Status(Code::kNotFound, "service " + ServiceUrl(svc.env, svc.name) + " was removed"),
                                d);
+    return;
   }
-  for (size_t i = 0; i < plan.start; ++i) StartLocked(svc);
+  if (!plan.fail_rollout.empty() && svc.rollout.version > 0) {
+    int64_t v = svc.rollout.version;
+    std::string why = svc.rollout.failure.empty() ? "it did not start" : svc.rollout.failure;
+    // Its last output lines, from the service's log ring.
+    std::vector<std::string> lines;
+    for (const LogLine& l : logs_.Tail(svc.env, svc.name, 200)) {
+      if (l.version == v && l.stream != "host") lines.push_back(l.text);
+    }
+    std::string log;
+    for (size_t i = lines.size() > 10 ? lines.size() - 10 : 0; i < lines.size(); ++i) log += "\n  " + lines[i];
+    std::string message = ServiceUrl(svc.env, svc.name) + " v" + std::to_string(v) + " failed to start: " + why +
+                          (svc.info.live_version > 0 ? "; v" + std::to_string(svc.info.live_version) + " stays live"
+                                                     : "") +
+                          (log.empty() ? "" : "\nlast output:" + log);
+    d->AddNote(svc, v, "", "[host] v" + std::to_string(v) + " was not switched to: " + why);
+    FinishRolloutLocked(svc, v, Status(Code::kFailedPrecondition, message));
+    svc.rollout = Rollout{};
+    if (svc.info.live_version <= 0) routing_.FailWaitersLocked(svc, Status(Code::kUnavailable, message), d);
+  }
+  if (plan.switch_live && svc.rollout.version > 0) {
+    int64_t v = svc.rollout.version;
+    svc.info.live_version = v;
+    svc.config = std::move(svc.rollout.config);
+    svc.config_status = Status::Ok();
+    svc.code_dir = std::move(svc.rollout.code_dir);
+    svc.rollout = Rollout{};
+    svc.last_call = now;  // the new version stays warm for an idle period
+    svc.crash_streak = 0;
+    svc.restart_after = {};
+    d->AddNote(svc, v, "", "[host] v" + std::to_string(v) + " is live");
+    FinishRolloutLocked(svc, v, Status::Ok());
+    if (options_.on_switched) {
+      d->after.push_back([fn = options_.on_switched, env = svc.env, name = svc.name, v] { fn(env, name, v); });
+    }
+    routing_.ReleaseWaitersLocked(svc, now, d);  // calls that waited for the first version
+  }
+  svc.scaler.desired = plan.desired;
+  svc.scaler.reason = plan.reason;
+  svc.scaler.panic_until = plan.panic_until;
+  svc.scaler.last_scale_down = plan.last_scale_down;
+  for (size_t i = 0; i < plan.start; ++i) StartLocked(svc, svc.info.live_version);
+  for (size_t i = 0; i < plan.start_rollout; ++i) StartLocked(svc, svc.rollout.version);
   WakeAt(plan.wake);
+}
+
+void Supervisor::FinishRolloutLocked(ServiceState& svc, int64_t version, Status status) {
+  RolloutResult& r = svc.rollouts[version];
+  r.done = true;
+  r.status = std::move(status);
+  while (svc.rollouts.size() > 16) svc.rollouts.erase(svc.rollouts.begin());
+  svc.rollout_cv.notify_all();
+}
+
+// The load sample of the tick that just ended: calls in flight on every
+// instance, time-weighted, plus the calls waiting now.
+void Supervisor::SampleLocked(ServiceState& svc, SteadyTime now) {
+  Autoscaler& a = svc.scaler;
+  bool active = !svc.instances.empty() || !svc.waiters.empty();
+  if (!active && a.samples.empty()) return;
+  SteadyDuration tick = SampleTick(options_.lifecycle);
+  if (now < a.next_sample) {
+    if (active) WakeAt(a.next_sample);
+    return;
+  }
+  uint64_t area = a.retired_area;
+  for (auto& inst : svc.instances) area += inst->load.Area(inst->MeterUs(now));
+  if (a.last_sample != SteadyTime{} && now > a.last_sample) {
+    SteadyDuration span = now - a.last_sample;
+    double us = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(span).count());
+    double value = (area >= a.last_area ? static_cast<double>(area - a.last_area) : 0.0) / std::max(us, 1.0);
+    a.samples.push_back({now, span, value + static_cast<double>(svc.waiters.size())});
+  }
+  a.last_area = area;
+  a.last_sample = now;
+  a.next_sample = now + tick;
+  while (!a.samples.empty() && a.samples.front().at <= now - options_.lifecycle.stable_window) a.samples.pop_front();
+  if (active || !a.samples.empty()) WakeAt(a.next_sample);
+}
+
+void Supervisor::DrainLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d) {
+  if (inst.state != InstanceState::kReady) return;
+  inst.state = InstanceState::kDraining;
+  inst.alive_.store(false, std::memory_order_release);  // no new calls
+  inst.MarkDraining();
+  SteadyTime now = clock_->Now();
+  inst.drain_deadline = now + options_.lifecycle.stop_grace;
+  WakeAt(std::max(now, inst.last_active() + options_.lifecycle.drain_settle));
+  d->AddNote(svc, inst.version, inst.instance_id, "[host] draining instance " + inst.instance_id + ": " + reason);
 }
 
 void Supervisor::StopLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d) {
@@ -488,6 +701,7 @@ void Supervisor::StopLocked(ServiceState& svc, Instance& inst, const std::string
   inst.kill_deadline = clock_->Now() + options_.lifecycle.stop_grace;
   if (inst.proc) inst.proc->Signal(SIGTERM);
   WakeAt(inst.kill_deadline);
+  routing_.DropLeasesLocked(svc, inst);
   d->AddNote(svc, inst.version, inst.instance_id, "[host] stopping instance " + inst.instance_id + ": " + reason);
 }
 

@@ -29,8 +29,12 @@ namespace lever::host {
 struct SupervisorOptions {
   std::string run_dir;  // <data>/run: instance sockets
   LifecycleOptions lifecycle;
+  bool count_at_placement = false;  // RoutingOptions::count_at_placement
   std::function<Status(std::string_view env, std::string* socket_path)> ensure_internal_listener;
   std::function<void(std::string_view line)> log_sink;  // required
+  // A rollout switched `version` live: make it so in the registry. Called
+  // with no host lock held (it takes the code store's lock).
+  std::function<void(const std::string& env, const std::string& service, int64_t version)> on_switched;
 };
 
 class Supervisor {
@@ -46,9 +50,13 @@ class Supervisor {
   // calls, joins the thread. Idempotent.
   void Shutdown();
 
-  // Any thread, service lock held: a new instance of the live version,
-  // "starting", spawned by the supervisor thread.
-  void StartLocked(ServiceState& svc);
+  // Any thread, service lock held: a new instance of `version` (the live
+  // one or the rollout's), "starting", spawned by the supervisor thread.
+  void StartLocked(ServiceState& svc, int64_t version);
+  // Service lock held: NewResource (open) or CloseResource on the lease's
+  // owner, sent once `d` is flushed; its answer moves the lease on and
+  // releases the calls waiting for it.
+  void SendHookLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, bool open, Deferred* d);
   // Any thread: run a pass soon.
   void Wake() const { wakeup_->Notify(); }
   // Answers and log lines, with no host lock held.
@@ -61,6 +69,13 @@ class Supervisor {
   void Tick();
   void TickService(ServiceState& svc, SteadyTime now, Deferred* d);
   void StopLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d);
+  void DrainLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d);
+  void SampleLocked(ServiceState& svc, SteadyTime now);
+  void ApplyLocked(ServiceState& svc, const Plan& plan, const std::vector<std::shared_ptr<Instance>>& viewed,
+                   SteadyTime now, Deferred* d);
+  void FinishRolloutLocked(ServiceState& svc, int64_t version, Status status);
+  void OnHookDone(const std::weak_ptr<ServiceState>& weak, const std::shared_ptr<ResourceLease>& lease, bool open,
+                  const Result& result);
   void HandleExit(const std::shared_ptr<Instance>& inst);
   void ReadOutput(Instance& inst, bool is_err, bool drain);
   void EmitLine(Instance& inst, bool is_err, std::string_view line);
@@ -77,6 +92,14 @@ class Supervisor {
   const RuntimePtr runtime_;
   const ClockPtr clock_;
   const std::shared_ptr<const Wakeup> wakeup_ = std::make_shared<Wakeup>();
+
+  // Guards resource-call completions against the supervisor going away: a
+  // completion runs holding its mutex, and Shutdown() clears `self` under it.
+  struct HookGuard {
+    std::mutex mu;
+    Supervisor* self = nullptr;
+  };
+  const std::shared_ptr<HookGuard> hook_guard_ = std::make_shared<HookGuard>();
 
   std::mutex queue_mu_;
   std::vector<std::pair<ServicePtr, std::shared_ptr<Instance>>> to_start_;  // guarded by queue_mu_

@@ -4,7 +4,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -64,9 +67,29 @@ TEST_F(ErrorsTest, ErrorsCarryMessages) {
   EXPECT_NE(s.error_message().find("nosuchsvc"), std::string::npos) << s.error_message();
 }
 
+// A first version that cannot start is never live: the deploy fails with
+// why, and calls find nothing live.
+TEST_F(ErrorsTest, VersionThatCannotStartIsNotDeployed) {
+  CommandResult d = leverd_.DeployTestService(R"({"name":"broken","entry":["./does-not-exist"]})");
+  EXPECT_EQ(d.exit_code, 1) << d.err;
+  EXPECT_NE(d.err.find("failed to start"), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find("does-not-exist"), std::string::npos) << d.err;
+  EXPECT_EQ(CodeOf("lever://dev.lever/broken//Echo"), grpc::StatusCode::NOT_FOUND);
+}
+
+// A live version whose next instance cannot start: the call that waits for
+// it is UNAVAILABLE, with the instance's exit.
 TEST_F(ErrorsTest, InstanceThatCannotStartIsUnavailable) {
-  ASSERT_EQ(leverd_.DeployTestService(R"({"name":"broken","entry":["./does-not-exist"]})").exit_code, 0);
-  EXPECT_EQ(CodeOf("lever://dev.lever/broken//Echo"), grpc::StatusCode::UNAVAILABLE);
+  TempDir dir;
+  std::string marker = dir.path() + "/marker";
+  ASSERT_EQ(leverd_.DeployTestService(R"({"name":"flaky","entry":["./serve","--exit-if-exists",")" + marker +
+                                      R"("]})").exit_code, 0);
+  std::ofstream(marker) << "x";
+  ASSERT_EQ(leverd_.KillInstances("flaky", SIGKILL), 1);
+  core::RPCReply reply;
+  grpc::Status s = Call("lever://dev.lever/flaky//Echo", &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_NE(s.error_message().find("exited with status 2"), std::string::npos) << s.error_message();
 }
 
 TEST_F(ErrorsTest, ReplySetsExactlyOneMember) {

@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include "lever/json.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -230,6 +232,34 @@ std::unique_ptr<Client> Leverd::NewClient() const {
   ClientOptions o;
   o.force_host = address();
   return std::make_unique<Client>(o);
+}
+
+Value Leverd::Ps() const {
+  CommandResult ps = Lever({"--json", "ps", "--all"});
+  Value v;
+  if (ps.exit_code != 0 || !ParseJson(ps.out, &v).ok() || !v.is_map()) return Value();
+  return v;
+}
+
+std::vector<Value> Leverd::Instances(const std::string& service) const {
+  std::vector<Value> out;
+  Value v = Ps();
+  const Value* list = v.is_map() ? v.as_map().Find("instances") : nullptr;
+  if (!list || !list->is_array()) return out;
+  for (const Value& i : list->as_array()) {
+    const Value* s = i.is_map() ? i.as_map().Find("service") : nullptr;
+    if (s && *s == Value(service)) out.push_back(i);
+  }
+  return out;
+}
+
+int Leverd::KillInstances(const std::string& service, int sig) const {
+  int n = 0;
+  for (const Value& i : Instances(service)) {
+    const Value* pid = i.as_map().Find("pid");
+    if (pid && pid->is_int() && pid->as_int() > 0 && kill(static_cast<pid_t>(pid->as_int()), sig) == 0) ++n;
+  }
+  return n;
 }
 
 CommandResult Leverd::DeployTestService(const std::string& lever_json, const std::string& env) {

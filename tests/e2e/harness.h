@@ -80,6 +80,13 @@ class Leverd {
   // A C++ client whose calls all go to this leverd.
   std::unique_ptr<Client> NewClient() const;
 
+  // `lever ps --json`, parsed (null on failure).
+  Value Ps() const;
+  // The instances of `service` in `lever ps --json` (any env).
+  std::vector<Value> Instances(const std::string& service) const;
+  // Sends `sig` to every instance of `service`; returns how many.
+  int KillInstances(const std::string& service, int sig) const;
+
   // Makes a deployable dir: lever.json with `lever_json` and the test service
   // binary as ./serve; deploys it into `env`; returns the CLI's result.
   CommandResult DeployTestService(const std::string& lever_json, const std::string& env = "dev.lever");

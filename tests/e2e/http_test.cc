@@ -12,6 +12,8 @@
 #include <fstream>
 #include <map>
 
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
 #include "harness.h"
@@ -177,7 +179,12 @@ class HttpTest : public ::testing::Test {
     leverd_->Start();
     ASSERT_EQ(leverd_->DeployTestService(kService).exit_code, 0);
     ASSERT_EQ(leverd_->DeployTestService(R"({"name":"privsvc","private":true})").exit_code, 0);
-    ASSERT_EQ(leverd_->DeployTestService(R"({"name":"broken","entry":["./does-not-exist"]})").exit_code, 0);
+    // A live service whose instances stop starting once the marker exists.
+    broken_dir_ = new TempDir();
+    broken_marker_ = broken_dir_->path() + "/marker";
+    ASSERT_EQ(leverd_->DeployTestService(R"({"name":"broken","entry":["./serve","--exit-if-exists",")" +
+                                         broken_marker_ + R"("]})").exit_code, 0);
+    std::ofstream(broken_marker_) << "x";
     // The README's hello service (the C++ one: same method, same answer).
     hello_dir_ = new TempDir();
     std::ofstream(hello_dir_->path() + "/lever.json") << R"({"name": "helloService", "entry": ["./serve"]})";
@@ -188,6 +195,7 @@ class HttpTest : public ::testing::Test {
   static void TearDownTestSuite() {
     delete leverd_;
     delete hello_dir_;
+    delete broken_dir_;
     leverd_ = nullptr;
   }
 
@@ -200,11 +208,16 @@ class HttpTest : public ::testing::Test {
     return r;
   }
 
+  static void KillInstancesOf(const std::string& service) { leverd_->KillInstances(service, SIGKILL); }
   static Leverd* leverd_;
   static TempDir* hello_dir_;
+  static TempDir* broken_dir_;
+  static std::string broken_marker_;
 };
 Leverd* HttpTest::leverd_ = nullptr;
 TempDir* HttpTest::hello_dir_ = nullptr;
+TempDir* HttpTest::broken_dir_ = nullptr;
+std::string HttpTest::broken_marker_;
 
 TEST_F(HttpTest, ReadmeCurlLine) {
   std::string url = "http://127.0.0.1:" + std::to_string(leverd_->port()) + "/helloService/sayHello?forceenv=dev.lever";
@@ -293,6 +306,7 @@ TEST_F(HttpTest, StatusCodes) {
   r = Call(Post("/httpsvc/Echo", std::string((64 << 10) + 1, 'x')));
   EXPECT_EQ(r.status, 413);
   EXPECT_EQ(r.body, "\"Exceeded maximum request size\"");
+  KillInstancesOf("broken");  // the next one cannot start
   EXPECT_EQ(Call(Post("/broken/Echo", "[]", "application/json")).status, 503);
   r = Call(Post("/httpsvc/SleepMs", "[5000]", "application/json", "Lever-Timeout: 200ms\r\n"));
   EXPECT_EQ(r.status, 504) << r.body;

@@ -1,4 +1,5 @@
 // In-process tests of the client and the server runtime over real sockets.
+#include <map>
 #include <gtest/gtest.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -851,6 +852,63 @@ TEST(ClientErrors, UnreachableTargetIsUnavailable) {
   Result r = c.InvokeUrl("lever://dev.lever/svc//m", {}, CallOptions{.timeout = 5s});
   ASSERT_TRUE(r.is_platform_error());
   EXPECT_EQ(r.status.code(), Code::kUnavailable);
+}
+
+// NewResource runs outside any lock and holds no thread while others wait:
+// with two workers, a NewResource that blocks leaves its resource's first
+// calls waiting (not each on a worker) and other resources served.
+TEST(ServerResources, SlowNewResourceBlocksNeitherWorkersNorOtherResources) {
+  std::string dir = MakeTempDir();
+  ServerOptions so;
+  so.listen_addr = "unix:" + dir + "/r.sock";
+  so.max_workers = 2;
+  Server server(so);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::map<std::string, int> opened;
+  ASSERT_TRUE(server
+                  .Handle("NewResource",
+                          [&](const CallContext& c, Array&) {
+                            std::unique_lock<std::mutex> lock(mu);
+                            ++opened[c.resource()];
+                            cv.notify_all();
+                            if (c.resource() == "slow") cv.wait_for(lock, kWait, [&] { return release; });
+                            return Result::Of(nullptr);
+                          })
+                  .ok());
+  ASSERT_TRUE(server.Handle("where", [](const CallContext& c, Array&) { return Result::Of(c.resource()); }).ok());
+  ASSERT_TRUE(server.Start().ok());
+  ClientOptions co;
+  co.force_host = so.listen_addr;
+  Client client(co);
+  std::vector<std::future<Result>> slow;
+  for (int i = 0; i < 8; ++i) {
+    slow.push_back(std::async(std::launch::async, [&] {
+      return client.Resource("dev.lever", "svc", "slow").Invoke("where", {}, CallOptions{kWait});
+    }));
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return opened["slow"] == 1; }));
+  }
+  Result fast = client.Resource("dev.lever", "svc", "fast").Invoke("where", {}, CallOptions{kWait});
+  ASSERT_TRUE(fast.ok()) << fast.ToStatus().ToString();
+  EXPECT_EQ(fast.value, Value("fast"));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& f : slow) {
+    Result r = f.get();
+    ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+    EXPECT_EQ(r.value, Value("slow"));
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(opened["slow"], 1);
+  EXPECT_EQ(opened["fast"], 1);
+  server.Shutdown(1s);
 }
 
 }  // namespace

@@ -89,23 +89,26 @@ struct HandlerEntry {
   HandlerOptions options;
 };
 
-// A unary call made by the runtime itself (NewResource, CloseResource).
+// A unary call made by the runtime itself (NewResource, CloseResource): its
+// reply goes to `done`, on whatever thread the handler replies from.
 class LocalCall final : public UnaryCall {
  public:
-  LocalCall(CallContext ctx, Array args) : ctx_(std::move(ctx)), args_(std::move(args)) {}
+  LocalCall(CallContext ctx, Array args, std::function<void(Result)> done)
+      : ctx_(std::move(ctx)), args_(std::move(args)), done_(std::move(done)) {}
   ~LocalCall() override { Reply(Result::Failed(Status(Code::kInternal, "handler did not reply"))); }
   const CallContext& context() const override { return ctx_; }
   Array& args() override { return args_; }
   void Reply(Result result) override {
-    if (!replied_.exchange(true)) promise_.set_value(std::move(result));
+    if (replied_.exchange(true)) return;
+    auto done = std::move(done_);
+    done(std::move(result));
   }
-  std::future<Result> future() { return promise_.get_future(); }
 
  private:
   CallContext ctx_;
   Array args_;
+  std::function<void(Result)> done_;
   std::atomic<bool> replied_{false};
-  std::promise<Result> promise_;
 };
 
 }  // namespace
@@ -158,15 +161,21 @@ class Server::Impl {
     }
   }
 
-  // Resource bookkeeping (reference §7.2; fixes §7.3). Returns OK to go on,
-  // or the Result the call fails with.
+  // Resource bookkeeping (reference §7.2; fixes §7.3). The first call for a
+  // resource (or the host's explicit NewResource) runs the NewResource
+  // handler; calls arriving meanwhile wait for it without holding a thread
+  // or a lock: `then` runs with OK to go on, or the Result the call fails
+  // with, on the thread that finished NewResource (or inline when the
+  // resource is known). No lock is held across user code. A NewResource
+  // handler must not call its own resource: that call waits for it.
   bool ResourceKnown(const std::string& r) {
     std::lock_guard<std::mutex> lock(res_mu_);
     auto it = resources_.find(r);
     return it != resources_.end() && it->second->ready;
   }
-  Result EnsureResource(const CallContext& ctx, const std::string& r);
-  Result CloseResource(const CallContext& ctx, const std::string& r);
+  void EnsureResource(const CallContext& ctx, const std::string& r, std::function<void(Result)> then);
+  // Forgets the resource, then runs the CloseResource handler.
+  void CloseResource(const CallContext& ctx, const std::string& r, std::function<void(Result)> then);
   std::vector<std::string> Resources() {
     std::lock_guard<std::mutex> lock(res_mu_);
     std::vector<std::string> out;
@@ -193,8 +202,8 @@ class Server::Impl {
 
  private:
   struct ResourceState {
-    std::mutex mu;  // held while NewResource runs, so concurrent first calls wait
-    std::atomic<bool> ready{false};
+    bool ready = false;  // guarded by res_mu_; false while NewResource runs
+    std::vector<std::function<void(Result)>> waiting;  // guarded by res_mu_
   };
 
   class Service;
@@ -216,57 +225,59 @@ class Server::Impl {
   friend class Server;
 };
 
-Result Server::Impl::EnsureResource(const CallContext& ctx, const std::string& r) {
+void Server::Impl::EnsureResource(const CallContext& ctx, const std::string& r, std::function<void(Result)> then) {
   std::shared_ptr<ResourceState> state;
   {
     std::lock_guard<std::mutex> lock(res_mu_);
     auto& slot = resources_[r];
-    if (!slot) slot = std::make_shared<ResourceState>();
+    bool first = !slot;
+    if (first) slot = std::make_shared<ResourceState>();
     state = slot;
+    if (!state->ready) {
+      state->waiting.push_back(std::move(then));
+      if (!first) return;  // NewResource is running: wait for it
+    }
   }
-  std::lock_guard<std::mutex> lock(state->mu);
-  if (state->ready) return Result::Of(nullptr);
-  Result result = Result::Of(nullptr);
-  if (const HandlerEntry* h = Find(std::string(kNewResource)); h != nullptr && !h->stream) {
-    auto call = std::make_shared<LocalCall>(CallContext::Access::ForResource(ctx, kNewResource, r), Array{Value(r)});
-    std::future<Result> f = call->future();
-    Invoke(*h, call);
-    call.reset();
-    result = f.get();
-  }
-  std::lock_guard<std::mutex> map_lock(res_mu_);
-  if (result.ok()) {
-    state->ready = true;
-  } else {
-    auto it = resources_.find(r);
-    if (it != resources_.end() && it->second == state) resources_.erase(it);
-  }
-  return result;
+  if (then) return then(Result::Of(nullptr));  // known
+  auto finish = [this, r, state](Result result) {
+    std::vector<std::function<void(Result)>> waiting;
+    {
+      std::lock_guard<std::mutex> lock(res_mu_);
+      if (result.ok()) {
+        state->ready = true;
+      } else {
+        auto it = resources_.find(r);
+        if (it != resources_.end() && it->second == state) resources_.erase(it);
+      }
+      waiting.swap(state->waiting);
+    }
+    for (auto& w : waiting) w(result);
+  };
+  const HandlerEntry* h = Find(std::string(kNewResource));
+  if (h == nullptr || h->stream) return finish(Result::Of(nullptr));
+  Invoke(*h, std::make_shared<LocalCall>(CallContext::Access::ForResource(ctx, kNewResource, r), Array{Value(r)},
+                                         std::move(finish)));
 }
 
-Result Server::Impl::CloseResource(const CallContext& ctx, const std::string& r) {
-  std::shared_ptr<ResourceState> state;
+void Server::Impl::CloseResource(const CallContext& ctx, const std::string& r, std::function<void(Result)> then) {
   {
     std::lock_guard<std::mutex> lock(res_mu_);
     auto it = resources_.find(r);
-    if (it == resources_.end()) return Result::Of(nullptr);  // never opened here: nothing to close
-    state = it->second;
-  }
-  std::lock_guard<std::mutex> lock(state->mu);
-  Result result = Result::Of(nullptr);
-  if (state->ready) {
-    if (const HandlerEntry* h = Find(std::string(kCloseResource)); h != nullptr && !h->stream) {
-      auto call = std::make_shared<LocalCall>(CallContext::Access::ForResource(ctx, kCloseResource, r), Array{Value(r)});
-      std::future<Result> f = call->future();
-      Invoke(*h, call);
-      call.reset();
-      result = f.get();
+    if (it == resources_.end()) return then(Result::Of(nullptr));  // never opened here: nothing to close
+    if (!it->second->ready) {
+      // Still opening: close it once it is open.
+      it->second->waiting.push_back([this, ctx, r, then = std::move(then)](Result opened) mutable {
+        if (!opened.ok()) return then(Result::Of(nullptr));
+        CloseResource(ctx, r, std::move(then));
+      });
+      return;
     }
+    resources_.erase(it);  // forgotten: a later call opens it again
   }
-  std::lock_guard<std::mutex> map_lock(res_mu_);
-  auto it = resources_.find(r);
-  if (it != resources_.end() && it->second == state) resources_.erase(it);
-  return result;
+  const HandlerEntry* h = Find(std::string(kCloseResource));
+  if (h == nullptr || h->stream) return then(Result::Of(nullptr));
+  Invoke(*h, std::make_shared<LocalCall>(CallContext::Access::ForResource(ctx, kCloseResource, r), Array{Value(r)},
+                                         std::move(then)));
 }
 
 // ---------------------------------------------------------------------------
@@ -384,7 +395,12 @@ void Server::Impl::DispatchUnary(const std::shared_ptr<UnaryCall>& call) {
         call->Reply(Result::Failed(InvalidArgument(c.method() + " needs a resource name")));
         return;
       }
-      call->Reply(c.method() == kNewResource ? EnsureResource(c, r) : CloseResource(c, r));
+      auto reply = [call](Result result) { call->Reply(std::move(result)); };
+      if (c.method() == kNewResource) {
+        EnsureResource(c, r, std::move(reply));
+      } else {
+        CloseResource(c, r, std::move(reply));
+      }
     });
     return;
   }
@@ -408,14 +424,11 @@ void Server::Impl::DispatchUnary(const std::shared_ptr<UnaryCall>& call) {
     return;
   }
   executor_.Post([this, h, call, need_resource] {
-    if (need_resource) {
-      Result r = EnsureResource(call->context(), call->context().resource());
-      if (!r.ok()) {
-        call->Reply(std::move(r));
-        return;
-      }
-    }
-    Invoke(*h, call);
+    if (!need_resource) return Invoke(*h, call);
+    EnsureResource(call->context(), call->context().resource(), [this, h, call](Result r) {
+      if (!r.ok()) return call->Reply(std::move(r));
+      executor_.Post([h, call] { Invoke(*h, call); });
+    });
   });
 }
 
@@ -569,14 +582,7 @@ void ServerStreamCore::HandleFirstRead(Lock& lock, bool ok) {
     // dropping the last one finishes the call, which takes mu_.
     auto handle = std::make_shared<ServerStreamHandle>(std::static_pointer_cast<ServerStreamCore>(shared_from_this()));
     Server::Impl* server = server_;
-    auto run = [server, h, handle = std::move(handle), need_resource]() mutable {
-      if (need_resource) {
-        Result r = server->EnsureResource(handle->context(), handle->context().resource());
-        if (!r.ok()) {
-          handle->Finish(std::move(r));
-          return;
-        }
-      }
+    auto run = [h, handle]() mutable {
       std::weak_ptr<ServerStream> weak = handle;
       try {
         h->stream(std::move(handle));
@@ -586,9 +592,21 @@ void ServerStreamCore::HandleFirstRead(Lock& lock, bool ok) {
         if (auto st = weak.lock()) st->Finish(Result::Failed(Status(Code::kUnknown, "handler threw")));
       }
     };
-    if (h->options.run_inline && !need_resource) {
+    if (need_resource) {
+      // The handler runs once the resource is open (NewResource done).
+      server->executor().Post([server, run = std::move(run), handle = std::move(handle)]() mutable {
+        const CallContext& c = handle->context();
+        server->EnsureResource(c, c.resource(), [server, run = std::move(run), handle](Result r) mutable {
+          if (!r.ok()) return handle->Finish(std::move(r));
+          handle.reset();
+          server->executor().Post(std::move(run));
+        });
+      });
+    } else if (h->options.run_inline) {
+      handle.reset();
       run();
     } else {
+      handle.reset();
       server->executor().Post(std::move(run));
     }
   }

@@ -2,6 +2,7 @@
 // (reference §11.1: BasicHello, ReqReplyStreamChan, BasicError) plus what the
 // leverd scenarios need. Built on the C++ server runtime; deployed by the
 // tests with `lever deploy` like any user service.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,8 +27,44 @@ std::string Env(const char* name) {
 
 }  // namespace
 
-int main() {
+// Appends one line to `path` (one write: lines of concurrent calls and
+// instances do not interleave).
+void AppendLine(const std::string& path, const std::string& line) {
+  if (path.empty()) return;
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  if (fd < 0) return;
+  std::string l = line + "\n";
+  (void)!write(fd, l.data(), l.size());
+  close(fd);
+}
+
+int main(int argc, char** argv) {
+  // --exit-if-exists PATH: exit at start (before listening) if PATH exists:
+  //   a live version whose next instances cannot start.
+  // --resource-log PATH: NewResource/CloseResource append "new|close <resource> <instance>".
+  // --exit-now CODE: print a line and exit before listening (a bad version).
+  std::string resource_log;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--exit-if-exists" && access(value.c_str(), F_OK) == 0) {
+      std::fprintf(stderr, "testservice: %s exists, exiting\n", value.c_str());
+      return 2;
+    }
+    if (flag == "--exit-now") {
+      std::fprintf(stderr, "testservice: this version cannot start\n");
+      return std::atoi(value.c_str());
+    }
+    if (flag == "--resource-log") resource_log = value;
+  }
   lever::Server server;
+  (void)server.Handle("NewResource", [resource_log](const CallContext& ctx, Array&) {
+    AppendLine(resource_log, "new " + ctx.resource() + " " + Env("LEVEROS_INSTANCE_ID"));
+    return Result::Of(Value());
+  });
+  (void)server.Handle("CloseResource", [resource_log](const CallContext& ctx, Array&) {
+    AppendLine(resource_log, "close " + ctx.resource() + " " + Env("LEVEROS_INSTANCE_ID"));
+    return Result::Of(Value());
+  });
   (void)server.Handle("BasicHello", [](const CallContext&, Array& args) {
     if (args.size() != 1 || !args[0].is_string()) return Result::AppError(Value("want one string"));
     return Result::Of(Value("hello " + args[0].as_string()));

@@ -34,10 +34,15 @@ struct DeployOptions {
   // Compressed bytes buffered between Write() and the unpacking thread before
   // Write() blocks (back-pressure). Default 1 MiB.
   uint64_t max_buffered_bytes = 1ull << 20;
-  // Called once a version is live, on the thread that called Finish(), with
-  // the code store lock held (so a LockStore() holder sees deploys either
-  // wholly before or wholly after it); must not call back into the Deployer.
-  // Optional.
+  // Whether Finish() makes the new version live in the registry. The host
+  // sets false: it switches the live version itself once an instance of
+  // the new version is ready. Default true.
+  bool set_live = true;
+  // Called once a version is committed (and live, with set_live), on the
+  // thread that called Finish(), with the code store lock held (so a
+  // LockStore() holder sees deploys either wholly before or wholly after
+  // it); `service.live_version` is the new version; must not call back into
+  // the Deployer. Optional.
   std::function<void(const ServiceInfo& service, const LeverConfig& config)> on_deployed;
   // Refuses deploys of this service name to this env (the built-in admin
   // service). Default admin.lever/admin.
@@ -65,7 +70,7 @@ class DeploySession {
   virtual Status Write(std::string_view chunk) = 0;
   // Ends the upload: checks the tree, reads lever.json, creates the service
   // if new, allocates the next version, moves the code into place and sets
-  // the live version. Errors (message as in the original where one applies):
+  // the live version (with set_live). Errors (message as in the original where one applies):
   // RESOURCE_EXHAUSTED "File too large" or "Archive too large when unpacked"
   // or "Archive has too many entries"; INVALID_ARGUMENT "Error trying to untar
   // file: <why>", "Error trying to read lever.json: <why>", "Invalid service

@@ -2,16 +2,17 @@
 // (deploy), the instance manager with its runtime, placement and logs, and
 // implements the Router the gateway calls.
 //
-// Lifecycle of an instance: Route() (or minInstances) creates it "starting"
-// and the supervisor thread spawns it; it is "ready" once its unix socket
-// accepts a connection (inotify on the socket dir plus a short connect
-// backoff, bounded by start_timeout; never a fixed sleep); it is "stopping"
-// after idle_timeout without calls (SIGTERM, SIGKILL after stop_grace), when
-// its version is no longer live and it has no calls, or when the gateway
-// reports a dead connection and the socket no longer accepts (from the report
-// until that check no call is routed to it); it is gone
-// when its process exits (seen at once through a pidfd). Lock order:
-// host/LOCKS.md.
+// Lifecycle of an instance (docs/scheduling.md): the lifecycle decides how
+// many instances a service needs (the autoscaler, minInstances, a rollout)
+// and the supervisor thread spawns them "starting"; one is "ready" once its
+// unix socket accepts a connection (inotify on the socket dir plus a short
+// connect backoff, bounded by start_timeout; never a fixed sleep); it is
+// "draining" (no new calls) when scaled down or when its version is no
+// longer live, and "stopping" once drained (SIGTERM, SIGKILL after
+// stop_grace), after the idle period, or at once when the gateway reports a
+// dead connection and the socket refuses connections (a full backlog is
+// alive); it is gone when its process exits (seen at once through a pidfd).
+// Lock order: host/LOCKS.md.
 #pragma once
 
 #include <chrono>
@@ -71,12 +72,24 @@ struct HostOptions {
   std::chrono::milliseconds cold_start_wait{0};
   // Calls allowed to wait for a cold start, per service. Default 1000.
   size_t max_waiting_calls = 1000;
-  // A ready instance with no call for this long stops (unless minInstances
-  // needs it). Default 5 min (the original's).
+  // A service with no call for this long scales to zero (unless
+  // minInstances). Default 5 min (the original's).
   std::chrono::milliseconds idle_timeout{5 * 60 * 1000};
-  // An instance of a version that is no longer live stops once it has had no
-  // call in flight for this long. Default 5 s.
-  std::chrono::milliseconds retired_idle_timeout{5000};
+  // A draining instance (scaled down, or of a version no longer live) stops
+  // once it has no call in flight and none was placed on it for this long.
+  // Default 1 s.
+  std::chrono::milliseconds retired_idle_timeout{1000};
+  // Autoscaler windows (docs/scheduling.md). Defaults 60 s and 6 s.
+  std::chrono::milliseconds autoscale_stable_window{60000};
+  std::chrono::milliseconds autoscale_panic_window{6000};
+  // A resource with no call for this long is closed on its owner
+  // (CloseResource) and may move on its next call. Default 3 min (the
+  // original's).
+  std::chrono::milliseconds resource_idle{3 * 60 * 1000};
+  // The gateway counts a call from its placement: it calls OnCallEnd for
+  // every RouteResult with a backend, whether or not the call reached it, and
+  // never OnCallStart. Default false (load from OnCallStart to OnCallEnd).
+  bool count_at_placement = false;
   // SIGTERM, then SIGKILL after this. Default 10 s (the original's).
   std::chrono::milliseconds stop_grace{10000};
   // Instances per service (all versions). Default 16.
@@ -96,6 +109,15 @@ struct InstanceInfo {
   int64_t calls_in_flight = 0;
   std::chrono::system_clock::time_point started_at;
   std::string address;  // "unix:/..." once known
+  std::vector<std::string> resources;  // resources it owns, sorted
+};
+
+// A service with what its autoscaler decided.
+struct ServiceStatus {
+  ServiceInfo info;
+  int64_t desired = 0;        // instances the autoscaler wants of the live version
+  std::string reason;         // "min", "panic", "stable" or "idle"
+  int64_t rollout_version = 0;  // a deployed version starting up, 0 if none
 };
 
 // Thread contract: every method may be called from any thread. Route() and
@@ -111,10 +133,20 @@ class Host final : public Router {
 
   // Router.
   void Route(const RouteRequest& request, std::function<void(RouteResult)> done) override;
+  PendingRoute RouteCancellable(const RouteRequest& request, std::function<void(RouteResult)> done) override;
+  void CancelRoute(const PendingRoute& pending) override;
 
-  // Deploy into `env` (see deploy.h); the new version is live on Finish().
-  // Every session must be finished or destroyed before the Host is.
+  // Deploy into `env` (see deploy.h). Finish() commits the new version and
+  // starts its rollout: its instances start, and it becomes live once one is
+  // ready (AwaitRollout tells). Every session must be finished or destroyed
+  // before the Host is.
   Status BeginDeploy(std::string_view env, std::unique_ptr<DeploySession>* out);
+  // Waits until the rollout of `version` ends or `deadline`: OK once it is
+  // live; FAILED_PRECONDITION with the instance's last output lines when it
+  // failed to start (the old version stays live); ABORTED when a newer
+  // deploy superseded it; DEADLINE_EXCEEDED at the deadline.
+  Status AwaitRollout(std::string_view env, std::string_view service, int64_t version,
+                      std::chrono::steady_clock::time_point deadline);
 
   // Environments. Delete refuses admin.lever; it stops the env's instances
   // and removes its services and code.
@@ -124,6 +156,8 @@ class Host final : public Router {
 
   // Services of one env (live version, private, description), sorted.
   Status ListServices(std::string_view env, std::vector<ServiceInfo>* out);
+  // The same with the autoscaler's desired count and reason.
+  Status ListServiceStatus(std::string_view env, std::vector<ServiceStatus>* out);
   // Instances, optionally filtered by env and service (empty: all).
   Status ListInstances(std::string_view env, std::string_view service, std::vector<InstanceInfo>* out);
 

@@ -57,9 +57,30 @@ struct RouteResult {
   BackendPtr backend;  // set when status is OK
 };
 
+// A call that waits (for a cold start, or for its resource to open): what
+// CancelRoute() needs to take it out of the queue. Empty when `done` already
+// ran inside Route().
+struct PendingRoute {
+  std::weak_ptr<void> queue;
+  uint64_t id = 0;
+  explicit operator bool() const { return id != 0; }
+};
+
 class Router {
  public:
   virtual ~Router() = default;
+
+  // Route() that can be taken back: for a call that has to wait, returns
+  // its PendingRoute (or an empty one when `done` already ran). Same
+  // contract as Route() otherwise. Default: Route(), not cancellable.
+  virtual PendingRoute RouteCancellable(const RouteRequest& request, std::function<void(RouteResult)> done) {
+    Route(request, std::move(done));
+    return {};
+  }
+  // The caller of a waiting call went away: the call leaves the queue at
+  // once and its `done` runs with CANCELLED (on the calling thread, or not
+  // at all if it already ran or is running). Any thread. Default: nothing.
+  virtual void CancelRoute(const PendingRoute& pending) { (void)pending; }
 
   // Places one call. `done` is called exactly once: synchronously when a ready
   // instance exists, or later, on a host thread, after a cold start (the

@@ -12,10 +12,13 @@ inline constexpr std::string_view kService = "admin";
 
 // DeployServiceChan(env [, options]): the client sends the gzip tar of the
 // code directory as byte messages (32 KiB chunks), half-closes, and reads:
-// EOF on success, an error message on failure. With a second argument
-// {"reportVersion": true} (Lever's CLI) the server sends one message
-// {"service": name, "version": N} before the EOF; the original client sends
-// one argument and gets only the EOF it expects.
+// EOF once the new version is live, an error message on failure (a bad
+// upload, or a version that failed to start: its last output lines; the old
+// version stays live). With a second argument {"reportVersion": true} the
+// server sends {"service": name, "version": N} once the upload is committed;
+// with {"reportSteps": true} also {"step": "starting", "version": N} then
+// {"step": "switched", "version": N}; the original client sends one
+// argument and gets only the EOF it expects.
 inline constexpr std::string_view kDeploy = "DeployServiceChan";
 // ListEnvironments() -> [{"name", "description"}]
 inline constexpr std::string_view kListEnvironments = "ListEnvironments";
@@ -23,10 +26,11 @@ inline constexpr std::string_view kListEnvironments = "ListEnvironments";
 inline constexpr std::string_view kCreateEnvironment = "CreateEnvironment";
 // DeleteEnvironment(name) -> null (dev.lever and admin.lever cannot go)
 inline constexpr std::string_view kDeleteEnvironment = "DeleteEnvironment";
-// ListServices(env or "" for all) -> [{"env","name","description","private","liveVersion"}]
+// ListServices(env or "" for all) -> [{"env","name","description","private","liveVersion",
+//                                      "desired","reason"[,"rolloutVersion"]}]
 inline constexpr std::string_view kListServices = "ListServices";
 // ListInstances(env or "" for all) -> [{"env","service","id","version","pid","state",
-//                                       "inFlight","startedAt"}]
+//                                       "inFlight","startedAt","resources"}]
 inline constexpr std::string_view kListInstances = "ListInstances";
 // LogsChan(env, service, {"follow": bool, "lines": N}): log lines as string
 // messages; ends after the tail unless following.

@@ -26,6 +26,9 @@ struct AdminOptions {
   // its half-close, so the client sees the error (reference §5.3 second
   // reading) — but no more than this many bytes. Default 64 MiB.
   size_t max_discard_bytes = size_t{64} << 20;
+  // How long a deploy waits for its new version to become live (or fail)
+  // after the upload. Default 60 s; the host's start timeout fails it first.
+  std::chrono::milliseconds rollout_wait{60000};
   // One line per deploy and environment change ("deployed lever://..."), for
   // leverd's log. Default: none.
   std::function<void(std::string_view line)> log;
