@@ -88,6 +88,21 @@ int main(int argc, char** argv) {
                                        {"srcEnv", ctx.source_env()},
                                        {"pid", static_cast<int64_t>(getpid())}}));
   });
+  // Sleeps args[0] ms, then answers like Whoami (load with identities).
+  (void)server.Handle("WhoamiAfterMs", [](const CallContext& ctx, Array& args) {
+    int64_t ms = args.empty() || !args[0].is_int() ? 0 : args[0].as_int();
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return Result::Of(Value(lever::Map{{"instance", Env("LEVEROS_INSTANCE_ID")},
+                                       {"version", Env("LEVEROS_CODE_VERSION")},
+                                       {"resource", ctx.resource()}}));
+  });
+  // Answers every message with "<instance> v<version>": which instance a
+  // long stream stays on.
+  (void)server.HandleStream("WhoamiChan", [](lever::ServerStreamPtr s) {
+    for (Result m = s->Receive(); m.ok(); m = s->Receive()) {
+      if (!s->Send(Value(Env("LEVEROS_INSTANCE_ID") + " v" + Env("LEVEROS_CODE_VERSION"))).ok()) return;
+    }
+  });
   // Blocks until the call is cancelled, then writes a marker file the test
   // waits for: proof that a client cancel reached the handler.
   (void)server.Handle("WaitForCancel", [](const CallContext& ctx, Array& args) {
