@@ -743,11 +743,11 @@ TEST_F(HostTest, PyEntryRunsLeverServePy) {
 
 TEST_F(HostTest, PyEntryWithoutRunnerFailsClearly) {
   StartHost();
-  DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"python","pyEntry":"server.py"})").Finish());
-  Routed r = Route("dev.lever", "python");
-  EXPECT_FALSE(r.result.status.ok());
-  EXPECT_NE(r.result.status.message().find("no Python runtime is configured"), std::string::npos)
-      << r.result.status.message();
+  DeployResult d =
+      DeployTar("dev.lever", TarBuilder().File("lever.json", R"({"name":"python","pyEntry":"server.py"})").Finish(), false);
+  Status s = Rollout(d);  // never live: the deploy says why
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("no Python runtime is configured"), std::string::npos) << s.message();
 }
 
 TEST_F(HostTest, InstancesCanRunAsAnotherUser) {
