@@ -314,7 +314,7 @@ int main(int argc, char** argv) {
     const auto& spec = lever::leverd::kRunners[i];
     app.add_option(lever::leverd::RunnerFlag(spec), f.runners[i],
                    "Program that runs " + std::string(spec.entry_key) + " services (default: $" +
-                       lever::leverd::RunnerEnvVar(spec) + ", else the install's or the source tree's " +
+                       lever::leverd::RunnerEnvVar(spec) + ", else the install's or the build tree's " +
                        std::string(spec.program) + ", else " + std::string(spec.program) + " on PATH)")
         ->capture_default_str();
   }
