@@ -47,6 +47,7 @@ typedef struct lever_stream lever_stream;
 typedef struct lever_server lever_server;
 typedef struct lever_call lever_call;
 typedef struct lever_context lever_context;
+typedef struct lever_invocation lever_invocation;
 
 /* Return codes. */
 typedef enum {
@@ -207,6 +208,47 @@ typedef LEVER_CALLBACK(void) (*lever_invoke_cb)(int rc, lever_value *result, lev
 LEVER_EXTERN(int) lever_client_invoke_async(lever_client *client, const char *url, const lever_value *args,
                                             const lever_call_options *opts, lever_invoke_cb cb, void *payload);
 
+/*
+ * Cancellable async unary calls. lever_client_invoke_start is
+ * lever_client_invoke_async plus a handle in *out that can cancel the call;
+ * `cb` still runs exactly once, with what the call ended with: after
+ * lever_invocation_cancel, LEVER_ERROR with status 1 (CANCELLED) unless the
+ * call ended first. Errors found before sending (bad arguments or URL) go to
+ * `cb` in the calling thread, and *out is set all the same.
+ *
+ * Returns 0 (and sets *out, which the caller frees with
+ * lever_invocation_free), LEVER_EINVALID (NULL out/client/url/cb, bad options
+ * version) or LEVER_ERROR (out of memory); on an error *out is NULL and `cb`
+ * is not called. `args` is borrowed for the call of this function.
+ */
+LEVER_EXTERN(int) lever_client_invoke_start(lever_invocation **out, lever_client *client, const char *url,
+                                            const lever_value *args, const lever_call_options *opts,
+                                            lever_invoke_cb cb, void *payload);
+
+/* Called once when a msgpack call ends: rc as lever_client_invoke_msgpack.
+ * For rc 0 `result` holds the result's msgpack value, which the callback
+ * owns: take result->ptr and result->size, or lever_buf_dispose(result). The
+ * lever_buf struct itself is valid during the callback only; for rc < 0 it is
+ * empty and `err` (owned by the callback) says why. Threads as
+ * lever_invoke_cb. */
+typedef LEVER_CALLBACK(void) (*lever_invoke_msgpack_cb)(int rc, lever_buf *result, lever_error *err, void *payload);
+/* lever_client_invoke_start with msgpack in and out, as
+ * lever_client_invoke_msgpack: `args` is a msgpack array (copied; NULL and 0
+ * for none). */
+LEVER_EXTERN(int) lever_client_invoke_msgpack_start(lever_invocation **out, lever_client *client, const char *url,
+                                                    const void *args, size_t args_len,
+                                                    const lever_call_options *opts, lever_invoke_msgpack_cb cb,
+                                                    void *payload);
+/* Cancels the call if it has not ended: the server sees the cancellation and
+ * `cb` runs soon (on a gRPC thread, possibly before this returns). Any
+ * thread, any number of times, also after `cb` ran. 0, or LEVER_EINVALID for
+ * NULL. */
+LEVER_EXTERN(int) lever_invocation_cancel(lever_invocation *inv);
+/* Releases the handle, cancelling the call if it has not ended (as
+ * lever_stream_free does); `cb` still runs once, so `payload` must stay valid
+ * until it has. Accepts NULL. */
+LEVER_EXTERN(void) lever_invocation_free(lever_invocation *inv);
+
 /* ---- Streams ------------------------------------------------------------ */
 
 /* A lever_stream is one side of a streaming call: the client's
@@ -331,6 +373,17 @@ LEVER_EXTERN(const char *) lever_context_source_env(const lever_context *ctx); /
 LEVER_EXTERN(int64_t) lever_context_deadline_ms(const lever_context *ctx);
 /* Non-zero once the caller cancelled or the deadline passed. */
 LEVER_EXTERN(int) lever_context_cancelled(const lever_context *ctx);
+/* Called once per lever_context_watch_cancel: cancelled = 1 when the caller
+ * cancelled the call or its deadline passed, 0 when the call ended without
+ * that. Runs on a gRPC thread, or in the calling thread when the call had
+ * already been cancelled or had ended; it must not block. */
+typedef LEVER_CALLBACK(void) (*lever_cancel_cb)(int cancelled, void *payload);
+/* Watches the call of `ctx` (a unary call's or a server stream's context)
+ * for a cancel, without polling: `cb` runs exactly once, as above, so it may
+ * free `payload`. Any number of watchers per call. Returns 0 (cb will run),
+ * LEVER_EINVALID for NULL arguments or LEVER_ERROR out of memory (cb will
+ * not run). */
+LEVER_EXTERN(int) lever_context_watch_cancel(const lever_context *ctx, lever_cancel_cb cb, void *payload);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,8 @@
 // The C ABI over the C++ core. No C++ exception or type crosses it: every
 // entry point catches std::bad_alloc (the only exception the core can throw)
-// and maps it to LEVER_ERROR.
+// and maps it to LEVER_ERROR. Everything that may allocate runs inside
+// LEVER_GUARD_BEGIN/END or its own try; the error helpers themselves never
+// throw (out of memory, they hand out one static error).
 #include "lever.h"
 
 #include <cstdlib>
@@ -45,6 +47,10 @@ struct lever_call {
   lever::Value args;
 };
 
+struct lever_invocation {
+  lever::PendingCallPtr call;  // null when the call failed before it was sent
+};
+
 namespace {
 
 using lever::Result;
@@ -57,21 +63,44 @@ const lever_value* C(const Value* v) { return reinterpret_cast<const lever_value
 const lever::CallContext* X(const lever_context* c) { return reinterpret_cast<const lever::CallContext*>(c); }
 const lever_context* C(const lever::CallContext* c) { return reinterpret_cast<const lever_context*>(c); }
 
-lever_error* MakeError(int code, int status, std::string message) {
-  auto* e = new lever_error;
-  e->code = code;
-  e->status = status;
-  e->message = std::move(message);
-  return e;
+// The error handed out when even an error cannot be allocated: static,
+// never freed (lever_error_free knows it).
+lever_error* OutOfMemoryError() noexcept {
+  // "out of memory" fits the small-string buffer: building it allocates nothing.
+  static lever_error e = [] {
+    lever_error x;
+    x.code = LEVER_ERROR;
+    x.status = static_cast<int>(lever::Code::kResourceExhausted);
+    x.message = "out of memory";
+    return x;
+  }();
+  return &e;
 }
 
-int Fail(lever_error** err, int code, int status, std::string message) {
-  if (err != nullptr) *err = MakeError(code, status, std::move(message));
+// Never throws: out of memory gives the static error above.
+lever_error* MakeError(int code, int status, std::string_view message) noexcept {
+  try {
+    auto e = std::make_unique<lever_error>();
+    e->code = code;
+    e->status = status;
+    e->message.assign(message);
+    return e.release();
+  } catch (const std::bad_alloc&) {
+    return OutOfMemoryError();
+  }
+}
+
+int Fail(lever_error** err, int code, int status, std::string_view message) noexcept {
+  if (err != nullptr) *err = MakeError(code, status, message);
   return code;
 }
 
-int Invalid(lever_error** err, std::string message) {
-  return Fail(err, LEVER_EINVALID, static_cast<int>(lever::Code::kInvalidArgument), std::move(message));
+int Invalid(lever_error** err, std::string_view message) noexcept {
+  return Fail(err, LEVER_EINVALID, static_cast<int>(lever::Code::kInvalidArgument), message);
+}
+
+int OutOfMemory(lever_error** err) noexcept {
+  return Fail(err, LEVER_ERROR, static_cast<int>(lever::Code::kResourceExhausted), "out of memory");
 }
 
 int FromStatus(lever_error** err, const lever::Status& s) {
@@ -90,10 +119,13 @@ int FromResult(Result r, lever_value** out, lever_error** err) {
       return LEVER_EEND;
     case Result::Kind::kAppError: {
       if (err != nullptr) {
-        lever_error* e = MakeError(LEVER_EAPP, static_cast<int>(lever::Code::kUnknown), r.ToStatus().message());
+        auto e = std::make_unique<lever_error>();
+        e->code = LEVER_EAPP;
+        e->status = static_cast<int>(lever::Code::kUnknown);
+        e->message = r.ToStatus().message();
         e->value = std::move(r.value);
         e->has_value = true;
-        *err = e;
+        *err = e.release();
       }
       return LEVER_EAPP;
     }
@@ -149,13 +181,90 @@ void SetBuf(lever_buf* out, const std::string& data) {
   out->size = data.size();
 }
 
+// The callback of a call or receive that ends with a value; never throws.
+// (lever_invoke_cb and lever_recv_cb are the same type.)
+void DeliverValue(lever_invoke_cb cb, void* payload, Result r) noexcept {
+  lever_value* out = nullptr;
+  lever_error* e = nullptr;
+  int rc;
+  try {
+    rc = FromResult(std::move(r), &out, &e);
+  } catch (const std::bad_alloc&) {
+    rc = OutOfMemory(&e);
+  }
+  cb(rc, out, e, payload);
+}
+
+// The callback of a msgpack call; never throws.
+void DeliverMsgpack(lever_invoke_msgpack_cb cb, void* payload, Result r, const std::string& result) noexcept {
+  lever_buf buf = LEVER_BUF_INIT;
+  lever_error* e = nullptr;
+  int rc;
+  try {
+    if (r.ok()) {
+      SetBuf(&buf, result);
+      rc = LEVER_OK;
+    } else {
+      rc = FromResult(std::move(r), nullptr, &e);
+    }
+  } catch (const std::bad_alloc&) {
+    rc = OutOfMemory(&e);
+  }
+  cb(rc, &buf, e, payload);
+}
+
+// A msgpack argument array; none is the empty array.
+std::string_view MsgpackArgs(const void* args, size_t args_len) {
+  static const char kEmptyArray = static_cast<char>(0x90);
+  return (args != nullptr && args_len > 0) ? std::string_view(static_cast<const char*>(args), args_len)
+                                           : std::string_view(&kEmptyArray, 1);
+}
+
+// The arguments of a msgpack call must be one msgpack array.
+int CheckMsgpackArgs(std::string_view a, lever_error** err) {
+  lever::MsgpackView view;
+  lever::Status s = lever::MsgpackView::Parse(a, &view);
+  if (!s.ok()) return FromStatus(err, s);
+  if (view.type() != lever::Value::Type::kArray) return Invalid(err, "args must be a msgpack array");
+  return LEVER_OK;
+}
+
+// Starts a unary call for lever_client_invoke_async (out null) and
+// lever_client_invoke_start; the arguments are checked. Errors found before
+// sending go to `cb` in this thread.
+int StartInvoke(lever_invocation** out, lever_client* client, const char* url, const lever_value* args,
+                const lever_call_options* opts, lever_invoke_cb cb, void* payload) {
+  try {
+    std::unique_ptr<lever_invocation> inv;
+    if (out != nullptr) inv = std::make_unique<lever_invocation>();
+    lever::Array a;
+    lever_error* err = nullptr;
+    int rc = ArgsOf(args, &a, &err);
+    if (rc == LEVER_OK) rc = CheckUrl(url, false, &err);
+    if (rc != LEVER_OK) {
+      if (out != nullptr) *out = inv.release();
+      cb(rc, nullptr, err, payload);
+      return LEVER_OK;
+    }
+    lever::PendingCallPtr call = client->client.InvokeUrlAsync(
+        url, std::move(a), CallOpts(opts), [cb, payload](Result r) { DeliverValue(cb, payload, std::move(r)); });
+    if (out != nullptr) {
+      inv->call = std::move(call);
+      *out = inv.release();
+    }
+  } catch (const std::bad_alloc&) {
+    return LEVER_ERROR;
+  }
+  return LEVER_OK;
+}
+
 }  // namespace
 
 #define LEVER_GUARD_BEGIN try {
 #define LEVER_GUARD_END(err)                                                               \
   }                                                                                        \
   catch (const std::bad_alloc&) {                                                          \
-    return Fail(err, LEVER_ERROR, static_cast<int>(lever::Code::kResourceExhausted), "out of memory"); \
+    return OutOfMemory(err);                                                               \
   }
 
 extern "C" {
@@ -166,7 +275,9 @@ int lever_error_code_of(const lever_error* err) { return err ? err->code : LEVER
 int lever_error_status(const lever_error* err) { return err ? err->status : 0; }
 const char* lever_error_message(const lever_error* err) { return err ? err->message.c_str() : ""; }
 const lever_value* lever_error_value(const lever_error* err) { return err && err->has_value ? C(&err->value) : nullptr; }
-void lever_error_free(lever_error* err) { delete err; }
+void lever_error_free(lever_error* err) {
+  if (err != OutOfMemoryError()) delete err;
+}
 
 void lever_buf_dispose(lever_buf* buf) {
   if (buf == nullptr) return;
@@ -390,13 +501,8 @@ int lever_client_invoke_msgpack(lever_buf* out, lever_client* client, const char
   out->size = 0;
   LEVER_GUARD_BEGIN
   if (int rc = CheckUrl(url, false, err); rc != LEVER_OK) return rc;
-  static const char kEmptyArray = static_cast<char>(0x90);
-  std::string_view a = (args != nullptr && args_len > 0) ? std::string_view(static_cast<const char*>(args), args_len)
-                                                         : std::string_view(&kEmptyArray, 1);
-  lever::MsgpackView view;
-  lever::Status s = lever::MsgpackView::Parse(a, &view);
-  if (!s.ok()) return FromStatus(err, s);
-  if (view.type() != lever::Value::Type::kArray) return Invalid(err, "args must be a msgpack array");
+  std::string_view a = MsgpackArgs(args, args_len);
+  if (int rc = CheckMsgpackArgs(a, err); rc != LEVER_OK) return rc;
   std::string result;
   Result r = client->client.InvokeUrlMsgpack(url, a, CallOpts(opts), &result);
   if (r.ok()) {
@@ -411,28 +517,58 @@ int lever_client_invoke_async(lever_client* client, const char* url, const lever
                               const lever_call_options* opts, lever_invoke_cb cb, void* payload) {
   if (client == nullptr || url == nullptr || cb == nullptr) return LEVER_EINVALID;
   if (opts && BadVersion(opts, opts->version, LEVER_CALL_OPTIONS_VERSION)) return LEVER_EINVALID;
-  lever_error* err = nullptr;
+  return StartInvoke(nullptr, client, url, args, opts, cb, payload);
+}
+
+int lever_client_invoke_start(lever_invocation** out, lever_client* client, const char* url, const lever_value* args,
+                              const lever_call_options* opts, lever_invoke_cb cb, void* payload) {
+  if (out == nullptr) return LEVER_EINVALID;
+  *out = nullptr;
+  if (client == nullptr || url == nullptr || cb == nullptr) return LEVER_EINVALID;
+  if (opts && BadVersion(opts, opts->version, LEVER_CALL_OPTIONS_VERSION)) return LEVER_EINVALID;
+  return StartInvoke(out, client, url, args, opts, cb, payload);
+}
+
+int lever_client_invoke_msgpack_start(lever_invocation** out, lever_client* client, const char* url,
+                                      const void* args, size_t args_len, const lever_call_options* opts,
+                                      lever_invoke_msgpack_cb cb, void* payload) {
+  if (out == nullptr) return LEVER_EINVALID;
+  *out = nullptr;
+  if (client == nullptr || url == nullptr || cb == nullptr || (args == nullptr && args_len > 0)) return LEVER_EINVALID;
+  if (opts && BadVersion(opts, opts->version, LEVER_CALL_OPTIONS_VERSION)) return LEVER_EINVALID;
   try {
-    lever::Array a;
-    if (int rc = ArgsOf(args, &a, &err); rc != LEVER_OK) {
-      cb(rc, nullptr, err, payload);
+    auto inv = std::make_unique<lever_invocation>();
+    lever_error* err = nullptr;
+    std::string_view a = MsgpackArgs(args, args_len);
+    int rc = CheckUrl(url, false, &err);
+    if (rc == LEVER_OK) rc = CheckMsgpackArgs(a, &err);
+    if (rc != LEVER_OK) {
+      *out = inv.release();
+      lever_buf none = LEVER_BUF_INIT;
+      cb(rc, &none, err, payload);
       return LEVER_OK;
     }
-    client->client.InvokeUrlAsync(url, std::move(a), CallOpts(opts), [cb, payload](Result r) {
-      lever_value* out = nullptr;
-      lever_error* e = nullptr;
-      int rc;
-      try {
-        rc = FromResult(std::move(r), &out, &e);
-      } catch (const std::bad_alloc&) {
-        rc = LEVER_ERROR;
-      }
-      cb(rc, out, e, payload);
-    });
+    inv->call = client->client.InvokeUrlMsgpackAsync(url, a, CallOpts(opts),
+                                                     [cb, payload](Result r, std::string result) {
+                                                       DeliverMsgpack(cb, payload, std::move(r), result);
+                                                     });
+    *out = inv.release();
   } catch (const std::bad_alloc&) {
     return LEVER_ERROR;
   }
   return LEVER_OK;
+}
+
+int lever_invocation_cancel(lever_invocation* inv) {
+  if (inv == nullptr) return LEVER_EINVALID;
+  if (inv->call) inv->call->Cancel();
+  return LEVER_OK;
+}
+
+void lever_invocation_free(lever_invocation* inv) {
+  if (inv == nullptr) return;
+  if (inv->call) inv->call->Cancel();  // a no-op once the call ended
+  delete inv;
 }
 
 // ---- Streams --------------------------------------------------------------
@@ -473,13 +609,17 @@ int lever_client_stream_open_async(lever_client* client, const char* url, const 
     }
     client->client.InvokeStreamUrlAsync(url, std::move(a), CallOpts(opts),
                                         [cb, payload](lever::Status st, lever::ClientStreamPtr s) {
+                                          lever_error* e = nullptr;
                                           if (!st.ok()) {
-                                            lever_error* e = nullptr;
-                                            Fail(&e, LEVER_ERROR, static_cast<int>(st.code()), st.message());
-                                            cb(LEVER_ERROR, nullptr, e, payload);
+                                            cb(Fail(&e, LEVER_ERROR, static_cast<int>(st.code()), st.message()),
+                                               nullptr, e, payload);
                                             return;
                                           }
-                                          auto* ls = new lever_stream;
+                                          auto* ls = new (std::nothrow) lever_stream;
+                                          if (ls == nullptr) {
+                                            cb(OutOfMemory(&e), nullptr, e, payload);  // s is cancelled
+                                            return;
+                                          }
                                           ls->client = std::move(s);
                                           cb(LEVER_OK, ls, nullptr, payload);
                                         });
@@ -540,17 +680,7 @@ int lever_stream_recv(lever_value** out, lever_stream* stream, int timeout_ms, l
 int lever_stream_recv_async(lever_stream* stream, lever_recv_cb cb, void* payload) {
   if (stream == nullptr || cb == nullptr) return LEVER_EINVALID;
   try {
-    auto done = [cb, payload](Result r) {
-      lever_value* out = nullptr;
-      lever_error* e = nullptr;
-      int rc;
-      try {
-        rc = FromResult(std::move(r), &out, &e);
-      } catch (const std::bad_alloc&) {
-        rc = LEVER_ERROR;
-      }
-      cb(rc, out, e, payload);
-    };
+    auto done = [cb, payload](Result r) { DeliverValue(cb, payload, std::move(r)); };
     if (stream->client) {
       stream->client->ReceiveAsync(std::move(done));
     } else {
@@ -584,10 +714,14 @@ int lever_stream_end_with_error(lever_stream* stream, const lever_value* app_err
 
 int lever_stream_cancel(lever_stream* stream) {
   if (stream == nullptr) return LEVER_EINVALID;
-  if (stream->client) {
-    stream->client->Cancel();
-  } else {
-    stream->server->Finish(Result::Failed(lever::Status(lever::Code::kCancelled, "cancelled by the server")));
+  try {
+    if (stream->client) {
+      stream->client->Cancel();
+    } else {
+      stream->server->Finish(Result::Failed(lever::Status(lever::Code::kCancelled, "cancelled by the server")));
+    }
+  } catch (const std::bad_alloc&) {
+    return LEVER_ERROR;
   }
   return LEVER_OK;
 }
@@ -631,8 +765,12 @@ int lever_server_handle(lever_server* server, const char* method, lever_unary_ha
   if (server == nullptr || method == nullptr || handler == nullptr) return Invalid(err, "null argument");
   LEVER_GUARD_BEGIN
   lever::Status s = server->server.HandleAsync(method, [handler, payload](lever::UnaryCallPtr call) {
-    auto* c = new lever_call;
-    c->args = Value(std::move(call->args()));
+    auto* c = new (std::nothrow) lever_call;
+    if (c == nullptr) {
+      call->Reply(Result::Failed(lever::Status(lever::Code::kResourceExhausted, "out of memory")));
+      return;
+    }
+    c->args = Value(std::move(call->args()));  // a move: no allocation
     c->call = std::move(call);
     handler(c, payload);
   });
@@ -646,8 +784,15 @@ int lever_server_handle_stream(lever_server* server, const char* method, lever_s
   if (server == nullptr || method == nullptr || handler == nullptr) return Invalid(err, "null argument");
   LEVER_GUARD_BEGIN
   lever::Status s = server->server.HandleStream(method, [handler, payload](lever::ServerStreamPtr st) {
-    auto* ls = new lever_stream;
-    ls->args = Value(st->args());
+    auto* ls = new (std::nothrow) lever_stream;
+    try {
+      if (ls == nullptr) throw std::bad_alloc();
+      ls->args = Value(st->args());
+    } catch (const std::bad_alloc&) {
+      delete ls;
+      st->Finish(Result::Failed(lever::Status(lever::Code::kResourceExhausted, "out of memory")));
+      return;
+    }
     ls->server = std::move(st);
     handler(ls, payload);
   });
@@ -731,5 +876,15 @@ int64_t lever_context_deadline_ms(const lever_context* ctx) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(X(ctx)->deadline().time_since_epoch()).count();
 }
 int lever_context_cancelled(const lever_context* ctx) { return ctx && X(ctx)->cancelled() ? 1 : 0; }
+
+int lever_context_watch_cancel(const lever_context* ctx, lever_cancel_cb cb, void* payload) {
+  if (ctx == nullptr || cb == nullptr) return LEVER_EINVALID;
+  try {
+    X(ctx)->WatchCancel([cb, payload](bool cancelled) { cb(cancelled ? 1 : 0, payload); });
+  } catch (const std::bad_alloc&) {
+    return LEVER_ERROR;
+  }
+  return LEVER_OK;
+}
 
 }  // extern "C"

@@ -578,6 +578,247 @@ static void test_c_server(void) {
   lever_server_free(srv);
 }
 
+/* ---- cancellable async calls (lever_client_invoke_start) --------------- */
+
+/* What the cancel test observes, under one lock. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  lever_call *parked;       /* a call the "park" handler holds without replying */
+  int watch_fired;          /* server watchers that ran */
+  int watch_cancelled;      /* ... of which with cancelled = 1 */
+  int client_done;          /* client callbacks that ran */
+  int client_rc, client_status;
+  lever_buf mp;             /* msgpack result */
+} cancel_state;
+
+static cancel_state cs;
+
+static void cs_reset(void) {
+  pthread_mutex_lock(&cs.mu);
+  cs.parked = NULL;
+  cs.watch_fired = cs.watch_cancelled = cs.client_done = 0;
+  cs.client_rc = cs.client_status = 0;
+  lever_buf_dispose(&cs.mp);
+  pthread_mutex_unlock(&cs.mu);
+}
+
+/* Waits until pred() holds, at most 20 s. */
+static int cs_wait(int (*pred)(void)) {
+  struct timespec until;
+  int ok;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 20;
+  pthread_mutex_lock(&cs.mu);
+  while (!(ok = pred())) {
+    if (pthread_cond_timedwait(&cs.cv, &cs.mu, &until) == ETIMEDOUT) {
+      ok = pred();
+      break;
+    }
+  }
+  pthread_mutex_unlock(&cs.mu);
+  return ok;
+}
+static int cs_parked(void) { return cs.parked != NULL; }
+static int cs_client_done(void) { return cs.client_done == 1; }
+static int cs_both(void) { return cs.client_done == 1 && cs.watch_fired == 1; }
+
+/* The server's cancel watcher: runs once per call. */
+static void on_server_cancel(int cancelled, void *payload) {
+  CHECK(payload == &cs);
+  pthread_mutex_lock(&cs.mu);
+  ++cs.watch_fired;
+  if (cancelled) ++cs.watch_cancelled;
+  pthread_cond_broadcast(&cs.cv);
+  pthread_mutex_unlock(&cs.mu);
+}
+
+/* Holds the call (no reply) and watches it for a cancel. */
+static void park_handler(lever_call *call, void *payload) {
+  (void)payload;
+  CHECK(lever_context_watch_cancel(lever_call_context(call), on_server_cancel, &cs) == 0);
+  pthread_mutex_lock(&cs.mu);
+  cs.parked = call;
+  pthread_cond_broadcast(&cs.cv);
+  pthread_mutex_unlock(&cs.mu);
+}
+
+/* Replies at once; its watcher hears cancelled = 0 when the call is over. */
+static void watched_handler(lever_call *call, void *payload) {
+  lever_value *r = lever_value_new_int(5);
+  (void)payload;
+  CHECK(lever_context_watch_cancel(lever_call_context(call), on_server_cancel, &cs) == 0);
+  CHECK(lever_context_watch_cancel(NULL, on_server_cancel, &cs) == LEVER_EINVALID);
+  lever_call_reply(call, r);
+  lever_value_free(r);
+}
+
+static void on_client_done(int rc, lever_value *result, lever_error *err, void *payload) {
+  CHECK(payload == &cs);
+  pthread_mutex_lock(&cs.mu);
+  ++cs.client_done;
+  cs.client_rc = rc;
+  cs.client_status = err ? lever_error_status(err) : (rc == 0 ? (int)lever_value_int(result) : -1);
+  pthread_cond_broadcast(&cs.cv);
+  pthread_mutex_unlock(&cs.mu);
+  lever_value_free(result);
+  lever_error_free(err);
+}
+
+static void on_client_msgpack(int rc, lever_buf *result, lever_error *err, void *payload) {
+  CHECK(payload == &cs);
+  CHECK(result != NULL);
+  pthread_mutex_lock(&cs.mu);
+  ++cs.client_done;
+  cs.client_rc = rc;
+  cs.client_status = err ? lever_error_status(err) : 0;
+  cs.mp = *result; /* take ownership of the bytes */
+  result->ptr = NULL;
+  result->size = 0;
+  pthread_cond_broadcast(&cs.cv);
+  pthread_mutex_unlock(&cs.mu);
+  lever_error_free(err);
+}
+
+/* Parks one call with `opts`, then ends it with `end` (cancel or free). */
+static void park_and_end(lever_client *c, const lever_call_options *o, int use_free) {
+  lever_invocation *inv = NULL;
+  cs_reset();
+  REQUIRE(lever_client_invoke_start(&inv, c, "lever://dev.lever/cService//park", NULL, o, on_client_done, &cs) == 0);
+  REQUIRE(inv != NULL);
+  REQUIRE(cs_wait(cs_parked));
+  CHECK(cs.client_done == 0); /* still running */
+  if (use_free) {
+    lever_invocation_free(inv); /* frees and cancels */
+    inv = NULL;
+  } else {
+    CHECK(lever_invocation_cancel(inv) == 0);
+    CHECK(lever_invocation_cancel(inv) == 0); /* idempotent */
+  }
+  CHECK(cs_wait(cs_both));
+  CHECK(cs.client_rc == LEVER_ERROR && cs.client_status == 1); /* CANCELLED */
+  CHECK(cs.watch_cancelled == 1);
+  CHECK(lever_context_cancelled(lever_call_context(cs.parked)) == 1);
+  /* A watcher added after the cancel runs at once, with cancelled = 1. */
+  CHECK(lever_context_watch_cancel(lever_call_context(cs.parked), on_server_cancel, &cs) == 0);
+  CHECK(cs.watch_fired == 2 && cs.watch_cancelled == 2);
+  CHECK(lever_call_reply(cs.parked, NULL) == 0); /* too late, harmless */
+  lever_invocation_cancel(inv);                   /* after the end: a no-op */
+  lever_invocation_free(inv);
+}
+
+static void test_cancel(void) {
+  lever_server *srv = NULL;
+  lever_server_options so = LEVER_SERVER_OPTIONS_INIT;
+  lever_invocation *inv = NULL;
+  so.listen_addr = addr;
+  pthread_mutex_init(&cs.mu, NULL);
+  pthread_cond_init(&cs.cv, NULL);
+  REQUIRE(lever_server_new(&srv, &so, NULL) == 0);
+  REQUIRE(lever_server_handle(srv, "park", park_handler, NULL, NULL) == 0);
+  REQUIRE(lever_server_handle(srv, "watched", watched_handler, NULL, NULL) == 0);
+  REQUIRE(lever_server_handle(srv, "hello", hello_handler, "!", NULL) == 0);
+  REQUIRE(lever_server_start(srv, NULL) == 0);
+  lever_client *c = new_client();
+  lever_call_options o = call_opts();
+
+  /* Cancel reaches both ends: the client's callback and the handler's watcher. */
+  park_and_end(c, &o, 0);
+  /* Freeing the handle of a running call cancels it too. */
+  park_and_end(c, &o, 1);
+
+  /* The deadline passing counts as a cancel for the server's watcher. */
+  {
+    lever_call_options short_o = o;
+    short_o.timeout_ms = 1000; /* the handler parks the call well before */
+    cs_reset();
+    REQUIRE(lever_client_invoke_start(&inv, c, "lever://dev.lever/cService//park", NULL, &short_o, on_client_done,
+                                      &cs) == 0);
+    CHECK(cs_wait(cs_parked));
+    CHECK(cs_wait(cs_both));
+    CHECK(cs.client_rc == LEVER_ERROR && cs.client_status == 4); /* DEADLINE_EXCEEDED */
+    CHECK(cs.watch_cancelled == 1);
+    if (cs.parked) lever_call_reply(cs.parked, NULL);
+    lever_invocation_free(inv);
+  }
+
+  /* A call that ends normally: the result, and the watcher hears 0. */
+  cs_reset();
+  REQUIRE(lever_client_invoke_start(&inv, c, "lever://dev.lever/cService//watched", NULL, &o, on_client_done, &cs) ==
+          0);
+  CHECK(cs_wait(cs_both));
+  CHECK(cs.client_rc == LEVER_OK && cs.client_status == 5);
+  CHECK(cs.watch_cancelled == 0);
+  CHECK(lever_invocation_cancel(inv) == 0); /* after the end: nothing happens */
+  lever_invocation_free(inv);
+  CHECK(cs.client_done == 1);
+
+  /* msgpack in and out: ["C"] -> "hello, C!". */
+  {
+    static const char args_mp[] = {(char)0x91, (char)0xa1, 'C'};
+    static const char want[] = "\xa9hello, C!";
+    cs_reset();
+    REQUIRE(lever_client_invoke_msgpack_start(&inv, c, "lever://dev.lever/cService//hello", args_mp, sizeof args_mp,
+                                              &o, on_client_msgpack, &cs) == 0);
+    CHECK(cs_wait(cs_client_done));
+    CHECK(cs.client_rc == LEVER_OK);
+    CHECK(cs.mp.size == sizeof want - 1 && memcmp(cs.mp.ptr, want, cs.mp.size) == 0);
+    lever_invocation_free(inv);
+    /* Not an array: refused before sending, in this thread, handle set anyway. */
+    cs_reset();
+    REQUIRE(lever_client_invoke_msgpack_start(&inv, c, "lever://dev.lever/cService//hello", "\xa1x", 2, &o,
+                                              on_client_msgpack, &cs) == 0);
+    CHECK(cs.client_done == 1 && cs.client_rc == LEVER_EINVALID && cs.client_status == 3 && cs.mp.ptr == NULL);
+    CHECK(inv != NULL);
+    lever_invocation_free(inv);
+  }
+
+  /* Errors before sending go to the callback in this thread. */
+  cs_reset();
+  inv = NULL;
+  CHECK(lever_client_invoke_start(&inv, c, "lever://dev.lever/cService//helloChan", NULL, &o, on_client_done, &cs) ==
+        0);
+  CHECK(inv != NULL && cs.client_done == 1 && cs.client_rc == LEVER_EINVALID);
+  lever_invocation_free(inv);
+  /* Bad arguments to the function itself: no call, no callback. */
+  cs_reset();
+  inv = (lever_invocation *)&cs;
+  CHECK(lever_client_invoke_start(&inv, NULL, "lever://dev.lever/cService//hello", NULL, &o, on_client_done, &cs) ==
+        LEVER_EINVALID);
+  CHECK(inv == NULL);
+  CHECK(lever_client_invoke_start(NULL, c, "lever://dev.lever/cService//hello", NULL, &o, on_client_done, &cs) ==
+        LEVER_EINVALID);
+  CHECK(lever_client_invoke_start(&inv, c, "lever://dev.lever/cService//hello", NULL, &o, NULL, &cs) ==
+        LEVER_EINVALID);
+  CHECK(cs.client_done == 0);
+  CHECK(lever_invocation_cancel(NULL) == LEVER_EINVALID);
+  lever_invocation_free(NULL);
+
+  lever_client_free(c);
+  CHECK(lever_server_stop(srv, 5000) == 0);
+  lever_server_free(srv);
+  cs_reset();
+}
+
+/* NULL checks come before anything that allocates: with no err requested,
+ * nothing is allocated at all, and a requested error is a real one. */
+static void test_invalid(void) {
+  lever_error *err = NULL;
+  lever_value *out = NULL;
+  CHECK(lever_client_invoke(&out, NULL, "x", NULL, NULL, NULL) == LEVER_EINVALID);
+  CHECK(lever_client_invoke(&out, NULL, "x", NULL, NULL, &err) == LEVER_EINVALID);
+  CHECK(err != NULL && lever_error_code_of(err) == LEVER_EINVALID && lever_error_status(err) == 3);
+  CHECK(strcmp(lever_error_message(err), "null argument") == 0);
+  lever_error_free(err);
+  err = NULL;
+  lever_client_options bad = LEVER_CLIENT_OPTIONS_INIT;
+  lever_client *c = NULL;
+  bad.version = 99;
+  CHECK(lever_client_new(&c, &bad, &err) == LEVER_EINVALID && c == NULL);
+  CHECK(strstr(lever_error_message(err), "version") != NULL);
+  lever_error_free(err);
+}
+
 static void test_values(void) {
   const char *json = "{\"a\":[1,2.5,\"x\",null,true],\"b\":{}}";
   lever_value *v = NULL, *back = NULL;
@@ -635,6 +876,10 @@ int main(int argc, char **argv) {
 
   if (strcmp(test, "c_server") == 0) {
     test_c_server();
+  } else if (strcmp(test, "cancel") == 0) {
+    test_cancel();
+  } else if (strcmp(test, "invalid") == 0) {
+    test_invalid();
   } else if (strcmp(test, "values") == 0) {
     test_values();
   } else if (strcmp(test, "exports") == 0) {

@@ -220,39 +220,45 @@ class Client::Impl {
     if (o.wait_for_ready) ctx->set_wait_for_ready(true);
   }
 
+  // One blocking unary call; `reply` turns its outcome into the Result.
+  template <class Reply>
+  Result Blocking(const std::string& absolute, const std::string& target, std::string encoded, const CallOptions& o,
+                  Reply&& reply) {
+    std::shared_ptr<ChannelEntry> ch = Channel(target);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, absolute, o);
+    grpc::ByteBuffer request = internal::ToByteBuffer(std::move(encoded)), response;
+    grpc::Status st = grpc::internal::BlockingUnaryCall(ch->channel.get(), ch->unary, &ctx, request, &response);
+    return reply(st, ctx, response);
+  }
+
   Result Invoke(std::string_view url, const Array& args, const CallOptions& o) {
     std::string absolute, target, encoded;
     Status s = Resolve(url, false, &absolute, &target);
     if (s.ok()) s = wire::EncodeRpc(args, options_.codec, &encoded);
     if (!s.ok()) return Result::Failed(std::move(s));
-    std::shared_ptr<ChannelEntry> ch = Channel(target);
-    grpc::ClientContext ctx;
-    Prepare(&ctx, absolute, o);
-    grpc::ByteBuffer request = internal::ToByteBuffer(std::move(encoded)), response;
-    grpc::Status st = grpc::internal::BlockingUnaryCall(ch->channel.get(), ch->unary, &ctx, request, &response);
-    return DecodeUnaryReply(st, ctx, response);
+    return Blocking(absolute, target, std::move(encoded), o, DecodeUnaryReply);
   }
 
-  Result InvokeMsgpack(std::string_view url, std::string_view args, const CallOptions& o, std::string* result) {
-    result->clear();
-    std::string absolute, target, encoded;
-    Status s = Resolve(url, false, &absolute, &target);
+  // Encodes a msgpack argument array as a request (passed through untouched
+  // with the msgpack codec).
+  Status EncodeMsgpackArgs(std::string_view args, std::string* encoded) const {
     MsgpackView view;
-    if (s.ok()) s = MsgpackView::Parse(args, &view);
+    Status s = MsgpackView::Parse(args, &view);
     if (s.ok() && view.type() != Value::Type::kArray) s = InvalidArgument("args must be a msgpack array");
-    if (s.ok()) {
-      if (options_.codec == wire::Codec::kMsgpack) {
-        wire::EncodeRpcMsgpackArray(args, &encoded);
-      } else {
-        s = wire::EncodeRpc(view.ToValue().as_array(), options_.codec, &encoded);
-      }
+    if (!s.ok()) return s;
+    if (options_.codec == wire::Codec::kMsgpack) {
+      wire::EncodeRpcMsgpackArray(args, encoded);
+      return Status::Ok();
     }
-    if (!s.ok()) return Result::Failed(std::move(s));
-    std::shared_ptr<ChannelEntry> ch = Channel(target);
-    grpc::ClientContext ctx;
-    Prepare(&ctx, absolute, o);
-    grpc::ByteBuffer request = internal::ToByteBuffer(std::move(encoded)), response;
-    grpc::Status st = grpc::internal::BlockingUnaryCall(ch->channel.get(), ch->unary, &ctx, request, &response);
+    return wire::EncodeRpc(view.ToValue().as_array(), options_.codec, encoded);
+  }
+
+  // The reply of a msgpack call: a kValue result as msgpack in `*result`
+  // (the server's bytes untouched when it answered in msgpack).
+  static Result MsgpackReply(const grpc::Status& st, const grpc::ClientContext& ctx, const grpc::ByteBuffer& response,
+                             std::string* result) {
+    result->clear();
     if (st.ok() && ReplyCodec(ctx) == wire::Codec::kMsgpack) {
       internal::FlatBytes flat(response);
       uint32_t field = 0;
@@ -272,30 +278,82 @@ class Client::Impl {
     return r;
   }
 
-  void InvokeAsync(std::string_view url, const Array& args, const CallOptions& o, std::function<void(Result)> done) {
+  Result InvokeMsgpack(std::string_view url, std::string_view args, const CallOptions& o, std::string* result) {
+    result->clear();
+    std::string absolute, target, encoded;
+    Status s = Resolve(url, false, &absolute, &target);
+    if (s.ok()) s = EncodeMsgpackArgs(args, &encoded);
+    if (!s.ok()) return Result::Failed(std::move(s));
+    return Blocking(absolute, target, std::move(encoded), o,
+                    [result](const grpc::Status& st, const grpc::ClientContext& ctx, const grpc::ByteBuffer& response) {
+                      return MsgpackReply(st, ctx, response, result);
+                    });
+  }
+
+  // One async unary call: its state lives as long as the call or the
+  // caller's handle, so Cancel() after the end is harmless.
+  struct Pending final : PendingCall {
+    std::shared_ptr<ChannelEntry> ch;
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer request, response;
+    std::function<void(Result)> done;
+    std::function<void(Result, std::string)> done_msgpack;
+    void Cancel() override { ctx.TryCancel(); }
+  };
+
+  PendingCallPtr Start(const std::string& absolute, const std::string& target, std::string encoded,
+                       const CallOptions& o, std::function<void(Result)> done,
+                       std::function<void(Result, std::string)> done_msgpack) {
+    auto p = std::make_shared<Pending>();
+    p->ch = Channel(target);
+    Prepare(&p->ctx, absolute, o);
+    p->request = internal::ToByteBuffer(std::move(encoded));
+    p->done = std::move(done);
+    p->done_msgpack = std::move(done_msgpack);
+    Pending* raw = p.get();
+    grpc::internal::CallbackUnaryCall(raw->ch->channel.get(), raw->ch->unary, &raw->ctx, &raw->request,
+                                      &raw->response, [p](grpc::Status st) mutable {
+                                        // Drops what the call needed before the callback runs.
+                                        std::shared_ptr<Pending> self = std::move(p);
+                                        auto on_value = std::move(self->done);
+                                        auto on_msgpack = std::move(self->done_msgpack);
+                                        self->request.Clear();
+                                        if (on_msgpack) {
+                                          std::string result;
+                                          Result r = MsgpackReply(st, self->ctx, self->response, &result);
+                                          self->response.Clear();
+                                          on_msgpack(std::move(r), std::move(result));
+                                        } else {
+                                          Result r = DecodeUnaryReply(st, self->ctx, self->response);
+                                          self->response.Clear();
+                                          on_value(std::move(r));
+                                        }
+                                      });
+    return p;
+  }
+
+  PendingCallPtr InvokeAsync(std::string_view url, const Array& args, const CallOptions& o,
+                             std::function<void(Result)> done) {
     std::string absolute, target, encoded;
     Status s = Resolve(url, false, &absolute, &target);
     if (s.ok()) s = wire::EncodeRpc(args, options_.codec, &encoded);
     if (!s.ok()) {
       done(Result::Failed(std::move(s)));
-      return;
+      return nullptr;
     }
-    struct Pending {
-      std::shared_ptr<ChannelEntry> ch;
-      grpc::ClientContext ctx;
-      grpc::ByteBuffer request, response;
-      std::function<void(Result)> done;
-    };
-    auto* p = new Pending;
-    p->ch = Channel(target);
-    Prepare(&p->ctx, absolute, o);
-    p->request = internal::ToByteBuffer(std::move(encoded));
-    p->done = std::move(done);
-    grpc::internal::CallbackUnaryCall(p->ch->channel.get(), p->ch->unary, &p->ctx, &p->request, &p->response,
-                                      [p](grpc::Status st) {
-                                        std::unique_ptr<Pending> owned(p);
-                                        owned->done(DecodeUnaryReply(st, owned->ctx, owned->response));
-                                      });
+    return Start(absolute, target, std::move(encoded), o, std::move(done), nullptr);
+  }
+
+  PendingCallPtr InvokeMsgpackAsync(std::string_view url, std::string_view args, const CallOptions& o,
+                                    std::function<void(Result, std::string)> done) {
+    std::string absolute, target, encoded;
+    Status s = Resolve(url, false, &absolute, &target);
+    if (s.ok()) s = EncodeMsgpackArgs(args, &encoded);
+    if (!s.ok()) {
+      done(Result::Failed(std::move(s)), std::string());
+      return nullptr;
+    }
+    return Start(absolute, target, std::move(encoded), o, nullptr, std::move(done));
   }
 
   void OpenStream(std::string_view url, const Array& args, const CallOptions& o,
@@ -572,9 +630,9 @@ std::string Endpoint::Url(std::string_view method) const {
 Result Endpoint::Invoke(std::string_view method, Array args, const CallOptions& options) const {
   return client_->InvokeUrl(Url(method), std::move(args), options);
 }
-void Endpoint::InvokeAsync(std::string_view method, Array args, const CallOptions& options,
-                           std::function<void(Result)> done) const {
-  client_->InvokeUrlAsync(Url(method), std::move(args), options, std::move(done));
+PendingCallPtr Endpoint::InvokeAsync(std::string_view method, Array args, const CallOptions& options,
+                                     std::function<void(Result)> done) const {
+  return client_->InvokeUrlAsync(Url(method), std::move(args), options, std::move(done));
 }
 Status Endpoint::InvokeStream(ClientStreamPtr* out, std::string_view method, Array args,
                               const CallOptions& options) const {
@@ -597,9 +655,14 @@ Result Client::InvokeUrlMsgpack(std::string_view url, std::string_view args_msgp
                                 std::string* result_msgpack) {
   return impl_->InvokeMsgpack(url, args_msgpack, options, result_msgpack);
 }
-void Client::InvokeUrlAsync(std::string_view url, Array args, const CallOptions& options,
-                            std::function<void(Result)> done) {
-  impl_->InvokeAsync(url, args, options, std::move(done));
+PendingCallPtr Client::InvokeUrlAsync(std::string_view url, Array args, const CallOptions& options,
+                                      std::function<void(Result)> done) {
+  return impl_->InvokeAsync(url, args, options, std::move(done));
+}
+PendingCallPtr Client::InvokeUrlMsgpackAsync(std::string_view url, std::string_view args_msgpack,
+                                             const CallOptions& options,
+                                             std::function<void(Result, std::string)> done) {
+  return impl_->InvokeMsgpackAsync(url, args_msgpack, options, std::move(done));
 }
 Status Client::InvokeStreamUrl(ClientStreamPtr* out, std::string_view url, Array args, const CallOptions& options) {
   std::promise<std::pair<Status, ClientStreamPtr>> promise;

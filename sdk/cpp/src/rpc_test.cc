@@ -518,6 +518,72 @@ TEST_P(RpcControlTest, DeadlineCancelsServerSide) {
   EXPECT_NE(parked_[0]->context().deadline(), std::chrono::system_clock::time_point::max());
 }
 
+// A pending async call's Cancel ends it at once for the caller (CANCELLED)
+// and the server's watcher hears it without polling.
+TEST_P(RpcControlTest, PendingCallCancelReachesTheHandler) {
+  std::promise<Result> done;
+  PendingCallPtr call = Svc().InvokeAsync("park", {}, {}, [&done](Result r) { done.set_value(std::move(r)); });
+  ASSERT_TRUE(call);
+  UnaryCallPtr parked;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return !parked_.empty(); }));
+    parked = parked_.back();
+  }
+  std::promise<bool> watched;
+  parked->context().WatchCancel([&watched](bool cancelled) { watched.set_value(cancelled); });
+  call->Cancel();
+  auto f = done.get_future();
+  ASSERT_EQ(f.wait_for(kWait), std::future_status::ready);
+  Result r = f.get();
+  EXPECT_EQ(r.status.code(), Code::kCancelled) << r.ToStatus().ToString();
+  auto w = watched.get_future();
+  ASSERT_EQ(w.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(w.get());
+  EXPECT_TRUE(parked->context().cancelled());
+  call->Cancel();  // after the end: harmless
+  // A watcher added late runs at once with the outcome.
+  bool late = false;
+  parked->context().WatchCancel([&late](bool cancelled) { late = cancelled; });
+  EXPECT_TRUE(late);
+}
+
+// A call that ends normally: each watcher hears `false` once it is over.
+TEST_P(RpcControlTest, WatchCancelHearsTheEndOfANormalCall) {
+  std::promise<bool> watched;
+  auto f = std::async(std::launch::async, [&] { return Svc().Invoke("park", {}); });
+  UnaryCallPtr parked;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, kWait, [&] { return !parked_.empty(); }));
+    parked = parked_.back();
+    parked_.clear();
+  }
+  parked->context().WatchCancel([&watched](bool cancelled) { watched.set_value(cancelled); });
+  parked->Reply(Result::Of(1));
+  EXPECT_TRUE(f.get().ok());
+  auto w = watched.get_future();
+  ASSERT_EQ(w.wait_for(kWait), std::future_status::ready);
+  EXPECT_FALSE(w.get());
+}
+
+TEST_P(RpcTest, MsgpackAsync) {
+  std::promise<std::pair<Result, std::string>> done;
+  PendingCallPtr call = client_->InvokeUrlMsgpackAsync(
+      "lever://dev.lever/testService//add", "\x92\x28\x02", {},
+      [&done](Result r, std::string mp) { done.set_value({std::move(r), std::move(mp)}); });
+  ASSERT_TRUE(call);
+  auto [r, mp] = done.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(mp, "\x2a");
+  // Refused before sending: inline, and no handle.
+  std::promise<Result> bad;
+  call = client_->InvokeUrlMsgpackAsync("lever://dev.lever/testService//add", "\x01", {},
+                                        [&bad](Result r2, std::string) { bad.set_value(std::move(r2)); });
+  EXPECT_FALSE(call);
+  EXPECT_EQ(bad.get_future().get().status.code(), Code::kInvalidArgument);
+}
+
 TEST_P(RpcControlTest, StreamCancelReachesServer) {
   ClientStreamPtr s;
   ASSERT_TRUE(Svc().InvokeStream(&s, "waitChan", {}).ok());

@@ -14,12 +14,48 @@
 
 namespace lever {
 
+namespace internal {
+
+// A call's cancel state, shared by its reactor and its contexts: the flag
+// CallContext::cancelled() reads and the watchers of WatchCancel, each run
+// once, when the call is cancelled or when it is over.
+struct CancelWatch {
+  std::atomic<bool> cancelled{false};
+  std::mutex mu;
+  bool over = false;
+  std::vector<std::function<void(bool)>> watchers;
+
+  void Add(std::function<void(bool)> fn) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (over) {
+      lock.unlock();
+      fn(cancelled.load());
+      return;
+    }
+    watchers.push_back(std::move(fn));
+  }
+  // The call was cancelled (`cancel`) or is over; the first call wins.
+  void Fire(bool cancel) {
+    std::vector<std::function<void(bool)>> run;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (cancel) cancelled.store(true);
+      if (over) return;
+      over = true;
+      run.swap(watchers);
+    }
+    for (auto& fn : run) fn(cancel);
+  }
+};
+
+}  // namespace internal
+
 class CallContext::Access {
  public:
   // Fills a context from the gRPC call; fails on a missing or bad lever-url.
   static Status Fill(CallContext* c, const grpc::CallbackServerContext& g,
-                     std::shared_ptr<const std::atomic<bool>> cancelled) {
-    c->cancelled_ = std::move(cancelled);
+                     std::shared_ptr<internal::CancelWatch> cancel) {
+    c->cancel_ = std::move(cancel);
     bool have_url = false;
     c->metadata_.reserve(g.client_metadata().size());
     for (const auto& [k, v] : g.client_metadata()) {
@@ -63,8 +99,16 @@ std::string_view CallContext::Metadata(std::string_view key) const {
   return {};
 }
 
+void CallContext::WatchCancel(std::function<void(bool cancelled)> fn) const {
+  if (!cancel_) {
+    fn(false);  // not a gRPC call: nothing can cancel it
+    return;
+  }
+  cancel_->Add(std::move(fn));
+}
+
 bool CallContext::cancelled() const {
-  if (cancelled_ && cancelled_->load(std::memory_order_relaxed)) return true;
+  if (cancel_ && cancel_->cancelled.load(std::memory_order_relaxed)) return true;
   return deadline_ != std::chrono::system_clock::time_point::max() && std::chrono::system_clock::now() > deadline_;
 }
 
@@ -79,7 +123,7 @@ grpc::Status ToGrpc(const Status& s) {
 
 struct CallFlags {
   std::atomic<bool> finished{false};
-  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<internal::CancelWatch> cancel = std::make_shared<internal::CancelWatch>();
 };
 
 struct HandlerEntry {
@@ -315,7 +359,7 @@ class UnaryReactor final : public grpc::ServerGenericBidiReactor {
       return;
     }
     auto call = std::make_shared<UnaryCallImpl>(this, flags_);
-    Status s = CallContext::Access::Fill(&call->ctx_, *ctx_, flags_->cancelled);
+    Status s = CallContext::Access::Fill(&call->ctx_, *ctx_, flags_->cancel);
     if (s.ok()) {
       codec_ = call->ctx_.codec();
       internal::FlatBytes flat(request_);
@@ -330,11 +374,14 @@ class UnaryReactor final : public grpc::ServerGenericBidiReactor {
   }
 
   void OnCancel() override {
-    flags_->cancelled->store(true);
+    flags_->cancel->Fire(true);
     FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    flags_->cancel->Fire(false);
+    delete this;
+  }
 
   // Called by the one party that won flags_->finished.
   void SendReply(const Result& r) {
@@ -449,13 +496,15 @@ class ServerStreamCore final : public internal::StreamBase {
   void RequestFinish(Result how);
   void HandleCancel() {
     auto self = shared_from_this();  // finishing may delete the reactor that owns us
+    cancel_->Fire(true);             // watchers run outside the stream's lock
     Lock lock(mu_);
-    flags_cancelled_->store(true);
     cancelled_ = true;
     SetTerminal(lock, Result::Failed(Status(Code::kCancelled, "call cancelled")));
     if (!lock.owns_lock()) lock.lock();
     RequestFinishLocked(lock, Result::Failed(Status(Code::kCancelled, "call cancelled")));
   }
+  // The call is over: watchers that saw no cancel hear so.
+  void HandleDone() { cancel_->Fire(false); }
 
   CallContext ctx_;
   Array args_;
@@ -487,7 +536,7 @@ class ServerStreamCore final : public internal::StreamBase {
   Server::Impl* server_;
   ServerStreamReactor* reactor_;  // valid until finish_started_
   grpc::GenericCallbackServerContext* gctx_;
-  std::shared_ptr<std::atomic<bool>> flags_cancelled_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<internal::CancelWatch> cancel_ = std::make_shared<internal::CancelWatch>();
   bool cancelled_ = false;
   bool finish_requested_ = false;
   bool finish_started_ = false;
@@ -521,7 +570,10 @@ class ServerStreamReactor final : public grpc::ServerGenericBidiReactor {
   void OnReadDone(bool ok) override { core_->HandleReadDone(ok); }
   void OnWriteDone(bool ok) override { core_->HandleWriteDone(ok); }
   void OnCancel() override { core_->HandleCancel(); }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    core_->HandleDone();
+    delete this;
+  }
 
  private:
   std::shared_ptr<ServerStreamCore> core_;
@@ -541,7 +593,7 @@ void ServerStreamCore::HandleFirstRead(Lock& lock, bool ok) {
     RequestFinishLocked(lock, Result::Failed(InvalidArgument("stream ended before its first message")));
     return;
   }
-  Status s = CallContext::Access::Fill(&ctx_, *gctx_, flags_cancelled_);
+  Status s = CallContext::Access::Fill(&ctx_, *gctx_, cancel_);
   wire::StreamKind kind = wire::StreamKind::kEmpty;
   if (s.ok()) {
     rx_codec_ = tx_codec_ = ctx_.codec();

@@ -64,6 +64,19 @@ class Client;
 class ClientStream;
 using ClientStreamPtr = std::shared_ptr<ClientStream>;
 
+// A unary call started with InvokeUrlAsync or InvokeUrlMsgpackAsync, while
+// its caller may still want to cancel it. Holding the handle keeps the call's
+// state (not the call) alive; drop it whenever you like.
+class PendingCall {
+ public:
+  virtual ~PendingCall() = default;
+  // Cancels the call if it has not ended: its `done` then runs (once, as
+  // always, on a gRPC thread) with a CANCELLED platform error, and the server
+  // sees the cancellation. Thread-safe, idempotent; a no-op once it ended.
+  virtual void Cancel() = 0;
+};
+using PendingCallPtr = std::shared_ptr<PendingCall>;
+
 // An open streaming call (a method whose name ends in `Chan`, `_chan` or is
 // `chan`). The handshake is done when you get one. Sends and receives may
 // come from several threads; each side keeps message order. Dropping the
@@ -105,8 +118,8 @@ class Endpoint {
 
   // Unary call. Methods with streaming names are refused (INVALID_ARGUMENT).
   Result Invoke(std::string_view method, Array args, const CallOptions& options = {}) const;
-  void InvokeAsync(std::string_view method, Array args, const CallOptions& options,
-                   std::function<void(Result)> done) const;
+  PendingCallPtr InvokeAsync(std::string_view method, Array args, const CallOptions& options,
+                             std::function<void(Result)> done) const;
   // Opens a streaming call. Methods without a streaming name are refused.
   Status InvokeStream(ClientStreamPtr* out, std::string_view method, Array args,
                       const CallOptions& options = {}) const;
@@ -142,9 +155,14 @@ class Client {
   // being decoded into Values. Errors come back as from InvokeUrl.
   Result InvokeUrlMsgpack(std::string_view url, std::string_view args_msgpack, const CallOptions& options,
                           std::string* result_msgpack);
-  // `done` runs once, on a gRPC thread (or inline for an immediate error).
-  void InvokeUrlAsync(std::string_view url, Array args, const CallOptions& options,
-                      std::function<void(Result)> done);
+  // `done` runs once, on a gRPC thread (or inline for an immediate error,
+  // and then the handle is null). The handle cancels the call.
+  PendingCallPtr InvokeUrlAsync(std::string_view url, Array args, const CallOptions& options,
+                                std::function<void(Result)> done);
+  // InvokeUrlAsync with msgpack in and out, as InvokeUrlMsgpack: a kValue
+  // result comes with its encoded msgpack value as the second argument.
+  PendingCallPtr InvokeUrlMsgpackAsync(std::string_view url, std::string_view args_msgpack, const CallOptions& options,
+                                       std::function<void(Result, std::string result_msgpack)> done);
   Status InvokeStreamUrl(ClientStreamPtr* out, std::string_view url, Array args,
                          const CallOptions& options = {});
   // Opens a stream without blocking: `done` gets the stream or the error.

@@ -41,6 +41,10 @@
 
 namespace lever {
 
+namespace internal {
+struct CancelWatch;
+}
+
 // What a handler knows about its call. Valid for the handler's call.
 class CallContext {
  public:
@@ -61,6 +65,11 @@ class CallContext {
   const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
   // True once the caller cancelled or the deadline passed.
   bool cancelled() const;
+  // Calls `fn(true)` once the caller cancels the call or its deadline passes
+  // (on a gRPC thread, or here when that already happened), or `fn(false)`
+  // once the call is over without that: exactly once either way, so `fn` may
+  // free what it holds. Any number of watchers; thread-safe.
+  void WatchCancel(std::function<void(bool cancelled)> fn) const;
 
   class Access;
 
@@ -70,7 +79,7 @@ class CallContext {
   std::chrono::system_clock::time_point deadline_ = std::chrono::system_clock::time_point::max();
   wire::Codec codec_ = wire::Codec::kProtoJson;
   std::vector<std::pair<std::string, std::string>> metadata_;
-  std::shared_ptr<const std::atomic<bool>> cancelled_;
+  std::shared_ptr<internal::CancelWatch> cancel_;
 };
 
 // A unary call handed to an asynchronous handler. Reply exactly once, from
