@@ -12,6 +12,7 @@ package lever
 import "C"
 
 import (
+	"context"
 	"runtime/cgo"
 	"unsafe"
 )
@@ -40,6 +41,33 @@ func leverGoStream(stream *C.lever_stream, payload unsafe.Pointer) {
 //export leverGoInvokeDone
 func leverGoInvokeDone(rc C.int, result *C.lever_value, err *C.lever_error, payload unsafe.Pointer) {
 	deliver(payload, asyncResult{rc: int(rc), value: result, err: err})
+}
+
+// leverGoInvokeMsgpackDone runs on a gRPC thread (or the calling thread)
+// once a msgpack call ends; it takes over the result's bytes.
+//
+//export leverGoInvokeMsgpackDone
+func leverGoInvokeMsgpackDone(rc C.int, result *C.lever_buf, err *C.lever_error, payload unsafe.Pointer) {
+	r := asyncResult{rc: int(rc), err: err}
+	if result != nil {
+		r.mp = *result
+		result.ptr, result.size = nil, 0
+	}
+	deliver(payload, r)
+}
+
+// leverGoCancelWatch runs once per watched handler call: cancelled != 0
+// when its caller cancelled or the deadline passed (then the handler's
+// context ends), 0 when the call is over.
+//
+//export leverGoCancelWatch
+func leverGoCancelWatch(cancelled C.int, payload unsafe.Pointer) {
+	h := cgo.Handle(uintptr(payload))
+	cancel := h.Value().(context.CancelFunc)
+	h.Delete()
+	if cancelled != 0 {
+		cancel()
+	}
 }
 
 // leverGoOpenDone runs on a gRPC thread (or the calling thread) once a

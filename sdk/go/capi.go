@@ -21,6 +21,8 @@ extern void leverGoStream(lever_stream *stream, void *payload);
 extern void leverGoInvokeDone(int rc, lever_value *result, lever_error *err, void *payload);
 extern void leverGoOpenDone(int rc, lever_stream *stream, lever_error *err, void *payload);
 extern void leverGoRecvDone(int rc, lever_value *msg, lever_error *err, void *payload);
+extern void leverGoInvokeMsgpackDone(int rc, lever_buf *result, lever_error *err, void *payload);
+extern void leverGoCancelWatch(int cancelled, void *payload);
 
 // Handles travel as uintptr_t and become the void* payload here, so Go never
 // converts an integer to a pointer.
@@ -30,11 +32,14 @@ static int go_server_handle(lever_server *s, const char *m, uintptr_t h, lever_e
 static int go_server_handle_stream(lever_server *s, const char *m, uintptr_t h, lever_error **err) {
 	return lever_server_handle_stream(s, m, leverGoStream, (void *)h, err);
 }
-static int go_invoke_async(lever_client *c, const char *url, const lever_value *args, unsigned int timeout_ms,
-                           uintptr_t h) {
+static int go_invoke_start(lever_invocation **out, lever_client *c, const char *url, const void *args, size_t len,
+                           unsigned int timeout_ms, uintptr_t h) {
 	lever_call_options o = LEVER_CALL_OPTIONS_INIT;
 	o.timeout_ms = timeout_ms;
-	return lever_client_invoke_async(c, url, args, &o, leverGoInvokeDone, (void *)h);
+	return lever_client_invoke_msgpack_start(out, c, url, args, len, &o, leverGoInvokeMsgpackDone, (void *)h);
+}
+static int go_watch_cancel(const lever_context *ctx, uintptr_t h) {
+	return lever_context_watch_cancel(ctx, leverGoCancelWatch, (void *)h);
 }
 static int go_invoke_msgpack(lever_buf *out, lever_client *c, const char *url, const void *args, size_t len,
                              unsigned int timeout_ms, lever_error **err) {
@@ -69,8 +74,10 @@ static int go_server_new(lever_server **out, const char *listen, int max_workers
 import "C"
 
 import (
+	"context"
 	"runtime/cgo"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -222,6 +229,7 @@ type asyncResult struct {
 	value  cValue
 	stream cStream
 	err    cError
+	mp     C.lever_buf // msgpack result (lever_client_invoke_msgpack_start)
 }
 
 // free releases whatever the result still owns.
@@ -231,12 +239,26 @@ func (r *asyncResult) free() {
 	if r.stream != nil {
 		C.lever_stream_free(r.stream)
 	}
+	C.lever_buf_dispose(&r.mp)
 	*r = asyncResult{}
 }
 
+// States of an asyncCall: the callback and an abandoning caller race for the
+// result through one compare-and-swap, so neither a goroutine nor a leak is
+// left whoever comes first.
+const (
+	asyncPending   = iota
+	asyncDelivered // the result is (about to be) in ch
+	asyncAbandoned // the caller left: the callback frees the result
+)
+
 // asyncCall is the payload of an async C call: its callback sends the result
 // on ch (buffered, so the C thread never blocks) and deletes the handle.
-type asyncCall struct{ ch chan asyncResult }
+type asyncCall struct {
+	ch    chan asyncResult
+	state atomic.Int32
+	inv   *C.lever_invocation // unary calls: cancels the call; freed by finish
+}
 
 func newAsync() (*asyncCall, cgo.Handle) {
 	a := &asyncCall{ch: make(chan asyncResult, 1)}
@@ -247,24 +269,48 @@ func deliver(payload unsafe.Pointer, r asyncResult) {
 	h := cgo.Handle(uintptr(payload))
 	a := h.Value().(*asyncCall)
 	h.Delete()
-	a.ch <- r
+	if a.state.CompareAndSwap(asyncPending, asyncDelivered) {
+		a.ch <- r
+		return
+	}
+	r.free() // abandoned: nobody will read it
+}
+
+// abandon gives up on the call: a unary call is cancelled at once, a late
+// result (a stream: cancelled by its free) is freed by whoever sees it last.
+// Returns at once; nothing waits on the result.
+func (a *asyncCall) abandon() {
+	a.finish()
+	if !a.state.CompareAndSwap(asyncPending, asyncAbandoned) {
+		r := <-a.ch // delivered: the callback has sent it or is sending it now
+		r.free()
+	}
+}
+
+// finish releases the cancel handle (cancelling a unary call not yet ended).
+func (a *asyncCall) finish() {
+	if a.inv != nil {
+		C.lever_invocation_free(a.inv)
+		a.inv = nil
+	}
 }
 
 func clientInvokeAsync(c cClient, url string, args []byte, timeoutMs uint32) (*asyncCall, error) {
-	return startAsync(url, args, func(curl *C.char, v cValue, h C.uintptr_t) C.int {
-		return C.go_invoke_async(c, curl, v, C.uint(timeoutMs), h)
-	})
+	curl := C.CString(url)
+	defer C.free(unsafe.Pointer(curl))
+	a, h := newAsync()
+	var inv *C.lever_invocation
+	rc := int(C.go_invoke_start(&inv, c, curl, unsafe.Pointer(&args[0]), C.size_t(len(args)), C.uint(timeoutMs),
+		C.uintptr_t(h)))
+	if rc != rcOK {
+		h.Delete()
+		return nil, takeError(rc, nil)
+	}
+	a.inv = inv
+	return a, nil
 }
 
 func streamOpenAsync(c cClient, url string, args []byte, timeoutMs uint32) (*asyncCall, error) {
-	return startAsync(url, args, func(curl *C.char, v cValue, h C.uintptr_t) C.int {
-		return C.go_stream_open_async(c, curl, v, C.uint(timeoutMs), h)
-	})
-}
-
-// startAsync converts the URL and arguments for C, registers the asyncCall
-// the callback completes, and starts the call with `start`.
-func startAsync(url string, args []byte, start func(curl *C.char, v cValue, h C.uintptr_t) C.int) (*asyncCall, error) {
 	v, err := newValue(args)
 	if err != nil {
 		return nil, err
@@ -273,11 +319,21 @@ func startAsync(url string, args []byte, start func(curl *C.char, v cValue, h C.
 	curl := C.CString(url)
 	defer C.free(unsafe.Pointer(curl))
 	a, h := newAsync()
-	if rc := int(start(curl, v, C.uintptr_t(h))); rc != rcOK {
+	if rc := int(C.go_stream_open_async(c, curl, v, C.uint(timeoutMs), C.uintptr_t(h))); rc != rcOK {
 		h.Delete()
 		return nil, takeError(rc, nil)
 	}
 	return a, nil
+}
+
+// watchCancel calls cancel when the caller of the call with context x
+// cancels it or its deadline passes (liblever tells, exactly once: no
+// polling, and the handle is deleted either way).
+func watchCancel(x *C.lever_context, cancel context.CancelFunc) {
+	h := cgo.NewHandle(cancel)
+	if int(C.go_watch_cancel(x, C.uintptr_t(h))) != rcOK {
+		h.Delete() // out of memory: the context still ends at the deadline and with the handler
+	}
 }
 
 // ---- streams ----
@@ -365,10 +421,12 @@ func serverWait(s cServer)               { C.lever_server_wait(s) }
 func serverStop(s cServer, grace uint32) { C.lever_server_stop(s, C.uint(grace)) }
 func serverFree(s cServer)               { C.lever_server_free(s) }
 
-// callCancelled / streamCancelled: the caller cancelled or the deadline passed.
-func callCancelled(c cCall) bool { return C.lever_context_cancelled(C.lever_call_context(c)) != 0 }
-func streamCancelled(s cStream) bool {
-	return C.lever_context_cancelled(C.lever_stream_context(s)) != 0
+// watchCallCancel / watchStreamCancel: see watchCancel.
+func watchCallCancel(c cCall, cancel context.CancelFunc) {
+	watchCancel(C.lever_call_context(c), cancel)
+}
+func watchStreamCancel(s cStream, cancel context.CancelFunc) {
+	watchCancel(C.lever_stream_context(s), cancel)
 }
 
 func callArgs(c cCall, fn func([]byte) error) error { return withMsgpack(C.lever_call_args(c), fn) }
@@ -422,7 +480,13 @@ func (r *asyncResult) take(reply any) error {
 		r.err = nil
 		return takeError(r.rc, e)
 	}
-	if reply == nil || r.value == nil {
+	if reply == nil {
+		return nil
+	}
+	if r.mp.ptr != nil { // a msgpack call's result
+		return unmarshal(unsafe.Slice((*byte)(unsafe.Pointer(r.mp.ptr)), int(r.mp.size)), reply)
+	}
+	if r.value == nil {
 		return nil
 	}
 	return decodeValue(r.value, reply)

@@ -214,11 +214,10 @@ func (c *Client) InvokeURL(ctx context.Context, reply any, url string, args ...a
 	}
 	select {
 	case r := <-call.ch:
+		call.finish()
 		return ctxError(ctx, r.take(reply))
 	case <-ctx.Done():
-		// liblever has no cancel for a unary call: it runs on (bounded by
-		// ctx's deadline, if any) and its result is dropped.
-		go func() { r := <-call.ch; r.free() }()
+		call.abandon() // cancels the call now; its result is freed by the callback
 		return ctx.Err()
 	}
 }
@@ -257,7 +256,7 @@ func (c *Client) InvokeChanURL(ctx context.Context, url string, args ...any) (St
 		}
 		return newClientStream(ctx, p), nil
 	case <-ctx.Done():
-		go func() { r := <-call.ch; r.free() }() // frees (and so cancels) a late stream
+		call.abandon() // a late stream is freed, and so cancelled, by the callback
 		return nil, ctx.Err()
 	}
 }

@@ -51,8 +51,9 @@
 // must match, else the call fails with InvalidArgument.
 //
 // The context is cancelled at the call's deadline, when the caller cancels
-// (noticed within 100 ms), when the server stops and when the handler returns; lever.CallInfoFromContext tells the call's URL,
-// environment, resource, method and caller's environment.
+// (liblever tells at once), when the server stops and when the handler
+// returns; lever.CallInfoFromContext tells the call's URL, environment,
+// resource, method and caller's environment.
 //
 // A []byte result travels as bytes (byte_result). An error travels in-band
 // as its Error() string, or as bytes when it is a lever.BytesError (such as

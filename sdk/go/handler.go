@@ -151,9 +151,8 @@ func (m *method) serveUnary(call cCall) {
 	info := callInfo(call)
 	ctx, cancel := m.srv.callContext(info)
 	defer cancel()
-	id := m.srv.track(func() bool { return callCancelled(call) }, cancel)
+	watchCallCancel(call, cancel)
 	o := m.runUnary(ctx, info, call)
-	m.srv.untrack(id) // before finishing: the watcher never sees a finished call
 	if o.fail {
 		callFail(call, o.code, o.msg)
 	} else {
@@ -227,15 +226,7 @@ func (m *method) serveStream(p cStream) {
 	defer cancel()
 	s := newServerStream(ctx, cancel, p)
 	defer s.h.finish()
-	id := m.srv.track(func() bool {
-		q := s.h.acquire()
-		if q == nil {
-			return false
-		}
-		defer s.h.release()
-		return streamCancelled(q)
-	}, cancel)
-	defer m.srv.untrack(id)
+	watchStreamCancel(p, cancel)
 	var in []reflect.Value
 	err := streamArgs(p, func(b []byte) (err error) {
 		in, err = m.decodeArgs(ctx, info, s, b)

@@ -26,6 +26,7 @@ type testHandler struct {
 	resources chan string // NewResource reports here
 	release   chan struct{}
 	canceled  chan error // WaitChan reports its context's end here
+	blocked   chan error // Block reports its context's end here
 }
 
 func (testHandler) BasicHello(name string) (string, error) { return "hello " + name, nil }
@@ -73,6 +74,14 @@ func (testHandler) FailValue() (int, error) {
 func (testHandler) Panic() (int, error)        { panic("boom") }
 func (testHandler) Nothing() error             { return nil }
 func (testHandler) Generic(v any) (any, error) { return v, nil }
+
+// Park reports its start (nil) and its context's end on blocked.
+func (h testHandler) Park(ctx context.Context) error {
+	h.blocked <- nil
+	<-ctx.Done()
+	h.blocked <- ctx.Err()
+	return ctx.Err()
+}
 func (h testHandler) Block(ctx context.Context) (string, error) {
 	select {
 	case <-ctx.Done():
@@ -125,6 +134,7 @@ type inProcess struct {
 	svc       *Endpoint
 	release   chan struct{}
 	canceled  chan error
+	blocked   chan error
 	resources chan string
 }
 
@@ -135,8 +145,10 @@ func startInProcess(t *testing.T) *inProcess {
 	srv.GracePeriod = 2 * time.Second
 	release := make(chan struct{})
 	canceled := make(chan error, 10)
+	blocked := make(chan error, 100)
 	resources := make(chan string, 100)
-	if err := srv.RegisterHandlerObject(testHandler{release: release, canceled: canceled, resources: resources}); err != nil {
+	h := testHandler{release: release, canceled: canceled, blocked: blocked, resources: resources}
+	if err := srv.RegisterHandlerObject(h); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.RegisterHandler("plainFunc", func(a, b string) (string, error) { return a + b, nil }); err != nil {
@@ -148,7 +160,8 @@ func startInProcess(t *testing.T) *inProcess {
 	c := NewClient()
 	c.ForceHost = "127.0.0.1:" + itoaTest(srv.Port())
 	c.Timeout = 20 * time.Second
-	p := &inProcess{srv: srv, client: c, svc: c.Service("dev.lever", "svc"), release: release, canceled: canceled, resources: resources}
+	p := &inProcess{srv: srv, client: c, svc: c.Service("dev.lever", "svc"), release: release, canceled: canceled, blocked: blocked,
+		resources: resources}
 	t.Cleanup(func() {
 		c.Close()
 		srv.Stop()
@@ -342,13 +355,27 @@ func TestInProcessCancel(t *testing.T) {
 	if err := p.svc.Invoke(ctx, nil, "Block"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline: %v", err)
 	}
-	// Cancelling ctx returns at once.
-	ctx, cancel = context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.svc.Invoke(ctx, nil, "Block") }()
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancel: %v", err)
+	// Cancelling ctx returns at once and cancels the call: the handler's
+	// context ends with Canceled (liblever's cancel watch; the deadline is 20 s).
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.svc.Invoke(ctx, nil, "Park") }()
+		if err := <-p.blocked; err != nil { // the handler runs
+			t.Fatalf("Block started with %v", err)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancel: %v", err)
+		}
+		select {
+		case err := <-p.blocked:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("handler context: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the unary handler's context was not cancelled")
+		}
 	}
 	// A stream: cancelling its ctx ends Receive with ctx.Err().
 	ctx, cancel = context.WithCancel(t.Context())
@@ -363,7 +390,7 @@ func TestInProcessCancel(t *testing.T) {
 	if err := s.Send("x"); err == nil {
 		t.Fatal("Send after cancel succeeded")
 	}
-	// The server handler's context ends too (the watcher polls liblever).
+	// The server handler's context ends too (liblever's cancel watch tells it).
 	select {
 	case err := <-p.canceled:
 		if !errors.Is(err, context.Canceled) {

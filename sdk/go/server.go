@@ -38,64 +38,13 @@ type Server struct {
 	waitOnce sync.Once
 	stopped  chan struct{} // closed once lever_server_stop has returned
 	done     chan struct{}
-
-	liveMu sync.Mutex // calls whose handler runs, for the cancel watcher
-	live   map[uint64]liveCall
-	nextID uint64
-}
-
-// liveCall is a running handler: cancelled() polls liblever, cancel ends
-// the handler's context.
-type liveCall struct {
-	cancelled func() bool
-	cancel    context.CancelFunc
-}
-
-// watchInterval is how often running handlers are checked for a caller's
-// cancel (liblever has no callback for it).
-const watchInterval = 100 * time.Millisecond
-
-func (s *Server) track(cancelled func() bool, cancel context.CancelFunc) uint64 {
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
-	s.nextID++
-	s.live[s.nextID] = liveCall{cancelled, cancel}
-	return s.nextID
-}
-
-func (s *Server) untrack(id uint64) {
-	s.liveMu.Lock()
-	delete(s.live, id)
-	s.liveMu.Unlock()
-}
-
-// watch cancels the context of each handler whose caller has cancelled,
-// until the server is done.
-func (s *Server) watch() {
-	t := time.NewTicker(watchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		s.liveMu.Lock()
-		for id, c := range s.live {
-			if c.cancelled() {
-				c.cancel()
-				delete(s.live, id)
-			}
-		}
-		s.liveMu.Unlock()
-	}
 }
 
 // NewServer returns a server with no handlers.
 func NewServer() *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{methods: map[string]*method{}, base: ctx, cancel: cancel, done: make(chan struct{}),
-		stopped: make(chan struct{}), live: map[uint64]liveCall{}}
+		stopped: make(chan struct{})}
 }
 
 // RegisterHandler registers fn as the method name. See the package
@@ -178,7 +127,6 @@ func (s *Server) Start() error {
 	}
 	s.p = p
 	s.started = true
-	go s.watch()
 	return nil
 }
 

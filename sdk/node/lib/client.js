@@ -20,6 +20,23 @@ function splitCallback(argsAndCb) {
   return [argsAndCb, undefined];
 }
 
+// An AbortSignal as the last argument (before the callback) is not sent: it
+// cancels the call.
+function splitSignal(args) {
+  const n = args.length;
+  if (n > 0 && args[n - 1] instanceof AbortSignal) return [args.slice(0, n - 1), args[n - 1]];
+  return [args, undefined];
+}
+
+// What an aborted call fails with, as Node's own APIs do.
+function abortError(signal, site) {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  if (site && site.stack) err.stack = ['AbortError: The operation was aborted', ...site.stack.split('\n').slice(1)].join('\n');
+  return err;
+}
+
 class Client {
   // options.forceHost: dial every call here ("host:port" or "unix:/path.sock").
   //   Without it: internal envs and the own env go to
@@ -78,7 +95,8 @@ class Client {
     return this._native;
   }
 
-  _invoke(target, args, cb, streaming, site) {
+  _invoke(target, argsAndSignal, cb, streaming, site) {
+    const [args, signal] = streaming ? [argsAndSignal, undefined] : splitSignal(argsAndSignal);
     return complete(cb, (done) => {
       let url;
       try {
@@ -96,10 +114,28 @@ class Client {
       const { timeout, waitForReady } = this;
       try {
         if (!streaming) {
-          c.invoke(url, args, timeout, waitForReady, (info, result) => {
+          if (signal && signal.aborted) {
+            process.nextTick(done, abortError(signal, site));
+            return;
+          }
+          let ended = false;
+          let onAbort;
+          const handle = c.invoke(url, args, timeout, waitForReady, (info, result) => {
+            if (ended) return; // aborted: already answered
+            ended = true;
+            if (signal) signal.removeEventListener('abort', onAbort);
             if (info) done(fromNative(info, site));
             else done(null, result);
           });
+          if (signal && handle !== undefined) {
+            onAbort = () => {
+              if (ended) return;
+              ended = true;
+              c.cancelInvoke(handle); // the server sees the cancellation
+              done(abortError(signal, site));
+            };
+            signal.addEventListener('abort', onAbort, { once: true });
+          }
         } else {
           c.openStream(url, args, timeout, waitForReady, (info, ns) => {
             if (info) done(fromNative(info, site));

@@ -53,6 +53,9 @@ export class Endpoint {
   readonly environment: string;
   readonly service: string;
   readonly resource: string;
+  /** Unary call. An AbortSignal as the last argument (before an optional
+   * callback) is not sent: aborting it cancels the call, which then fails
+   * with an AbortError (`code: 'ABORT_ERR'`, `cause`: the signal's reason). */
   invoke(method: string, ...args: any[]): Promise<any> | undefined;
   invokeChan(method: string, ...args: any[]): Promise<LeverStream> | undefined;
 }
@@ -65,6 +68,7 @@ export class Client {
   protoJson: boolean;
   service(env: string, service: string): Endpoint;
   resource(env: string, service: string, resource: string): Endpoint;
+  /** As Endpoint.invoke (an AbortSignal last cancels the call). */
   invokeURL(url: string, ...args: any[]): Promise<any> | undefined;
   invokeChanURL(url: string, ...args: any[]): Promise<LeverStream> | undefined;
   close(): void;

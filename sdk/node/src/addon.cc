@@ -159,6 +159,7 @@ class Client : public Napi::ObjectWrap<Client> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Client",
                        {InstanceMethod<&Client::InvokeMethod>("invoke"),
+                        InstanceMethod<&Client::CancelInvoke>("cancelInvoke"),
                         InstanceMethod<&Client::OpenStream>("openStream"),
                         InstanceMethod<&Client::Close>("close")});
   }
@@ -185,9 +186,11 @@ class Client : public Napi::ObjectWrap<Client> {
     int rc = 0;
     lever_value* result = nullptr;
     lever_error* err = nullptr;
+    lever_invocation* inv = nullptr;  // cancels the call (cancelInvoke)
     ~InvokeDone() override {
       lever_value_free(result);
       lever_error_free(err);
+      lever_invocation_free(inv);  // the call has ended: nothing to cancel
     }
     void Deliver(Napi::Env env) override {
       addon->Release(env);
@@ -218,7 +221,8 @@ class Client : public Napi::ObjectWrap<Client> {
     return o;
   }
 
-  // invoke(url, args[], timeoutMs, waitForReady, cb(errInfo, result))
+  // invoke(url, args[], timeoutMs, waitForReady, cb(errInfo, result)) -> a
+  // handle for cancelInvoke, valid until cb has run.
   Napi::Value InvokeMethod(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Check(env);
@@ -229,11 +233,24 @@ class Client : public Napi::ObjectWrap<Client> {
     d->addon = GetAddon(env);
     d->cb = Keep(env, info[4].As<Napi::Function>());
     d->addon->Hold(env);
-    int rc = lever_client_invoke_async(client_, url.c_str(), args.get(), &opts, &Client::OnInvoke, d);
+    lever_invocation* inv = nullptr;
+    int rc = lever_client_invoke_start(&inv, client_, url.c_str(), args.get(), &opts, &Client::OnInvoke, d);
     // A non-zero rc means the callback will not run (NULL args, out of
-    // memory); errors in the arguments come through the callback.
-    if (rc != 0) OnInvoke(rc, nullptr, nullptr, d);
-    return env.Undefined();
+    // memory); errors in the arguments come through the callback. Either way
+    // it is delivered on this thread later, so `d` is still ours here.
+    if (rc != 0) {
+      OnInvoke(rc, nullptr, nullptr, d);
+      return env.Undefined();
+    }
+    d->inv = inv;
+    return Napi::External<InvokeDone>::New(env, d);
+  }
+
+  // cancelInvoke(handle): cancels a call invoke started whose callback has
+  // not run yet (its callback then gets CANCELLED).
+  Napi::Value CancelInvoke(const Napi::CallbackInfo& info) {
+    if (info[0].IsExternal()) lever_invocation_cancel(info[0].As<Napi::External<InvokeDone>>().Data()->inv);
+    return info.Env().Undefined();
   }
 
   struct OpenDone : Completion {

@@ -115,6 +115,34 @@ test('deadlines: a call past its timeout fails DEADLINE_EXCEEDED', async () => {
   assert.equal(await e.invoke('slow', 1), 'slow');
 });
 
+test('an AbortSignal as the last argument cancels invoke', async () => {
+  const ac = new AbortController();
+  const p = ep.invoke('slow', 5000, ac.signal);
+  setImmediate(() => ac.abort(new Error('enough')));
+  await assert.rejects(p, (err) => {
+    assert.equal(err.name, 'AbortError');
+    assert.equal(err.code, 'ABORT_ERR');
+    assert.equal(err.cause.message, 'enough');
+    assert.match(err.stack, /features\.test\.js/); // the caller's stack
+    return true;
+  });
+  // Already aborted: nothing is sent.
+  await assert.rejects(ep.invoke('add', 1, 2, ac.signal), { name: 'AbortError' });
+  // A signal that does not fire changes nothing, and is not an argument.
+  const quiet = new AbortController();
+  assert.equal(await ep.invoke('add', 1, 2, quiet.signal), 3);
+  assert.deepEqual(await ep.invoke('echo', 'a', quiet.signal), ['a']);
+  // The callback form, and invokeURL.
+  const late = new AbortController();
+  const err = await new Promise((resolve) => {
+    client.invokeURL('lever://dev.lever/basictestservice/slow', 5000, late.signal, resolve);
+    late.abort();
+  });
+  assert.equal(err.name, 'AbortError');
+  // The client still works after aborted calls.
+  assert.equal(await ep.invoke('add', 2, 2), 4);
+});
+
 test('bytes are Buffers both ways (unary, errors, streams)', async () => {
   const r = await ep.invoke('reverseBytes', Buffer.from([1, 2, 3, 0, 255]));
   assert.ok(Buffer.isBuffer(r));
