@@ -21,7 +21,8 @@
 #include <boost/asio/write.hpp>
 
 #include "http_api.h"
-#include "relay.h"
+#include "io.h"
+#include "worker.h"
 
 namespace lever::gateway {
 namespace {
@@ -94,6 +95,7 @@ struct Gateway::Impl {
   };
 
   GatewayOptions options;
+  Http1Handler http1;  // the HTTP API unless a test replaced it
   host::RouterPtr router;
   std::vector<std::shared_ptr<WorkerImpl>> workers;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
@@ -124,7 +126,7 @@ struct Gateway::Impl {
       }
       {
         asio::post(w->io_context(), [this, w, socket, env = l->src_env]() mutable {
-          auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env), &options.http1);
+          auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env), &http1);
           sniffer->Start(options.sniff_timeout);
         });
       }
@@ -152,13 +154,19 @@ struct Gateway::Impl {
 Gateway::Gateway(GatewayOptions options, host::RouterPtr router) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->router = std::move(router);
-  if (!impl_->options.http1) {
-    const HttpApiOptions* http = &impl_->options.http;
-    impl_->options.http1 = [http](Socket&& socket, std::string already_read, std::string_view, Worker& w) {
-      // HTTP calls are external whichever listener they came in on.
-      StartHttpApi(static_cast<WorkerImpl*>(&w), std::move(socket), std::move(already_read), *http);
-    };
-  }
+  const HttpApiOptions* http = &impl_->options.http;
+  impl_->http1 = [http](Socket&& socket, std::string already_read, std::string_view, Worker& w) {
+    // HTTP calls are external whichever listener they came in on.
+    StartHttpApi(static_cast<WorkerImpl*>(&w), std::move(socket), std::move(already_read), *http);
+  };
+}
+
+struct GatewayTesting {
+  static void SetHttp1(Gateway& g, Http1Handler handler) { g.impl_->http1 = std::move(handler); }
+};
+
+void SetHttp1HandlerForTest(Gateway& gateway, Http1Handler handler) {
+  GatewayTesting::SetHttp1(gateway, std::move(handler));
 }
 
 Gateway::~Gateway() { Stop(std::chrono::milliseconds(0)); }

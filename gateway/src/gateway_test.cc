@@ -28,6 +28,7 @@
 #include <gtest/gtest.h>
 
 #include "echo_service.h"
+#include "io.h"
 #include "leverrpc.grpc.pb.h"
 
 extern char** environ;
@@ -508,7 +509,9 @@ TEST(GatewayHttp1Hook, HookGetsSocketAndSniffedBytes) {
   GatewayOptions options;
   options.listen = "127.0.0.1:0";
   options.workers = 1;
-  options.http1 = [&](Socket&& socket, std::string already_read, std::string_view src_env, Worker& worker) {
+  Gateway gateway(options, std::make_shared<TestRouter>());
+  SetHttp1HandlerForTest(gateway, [&](Socket&& socket, std::string already_read, std::string_view src_env,
+                                      Worker& worker) {
     // Runs on the worker: answer from the hook with the socket it was given.
     auto s = std::make_shared<Socket>(std::move(socket));
     static const std::string kAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
@@ -519,8 +522,7 @@ TEST(GatewayHttp1Hook, HookGetsSocketAndSniffedBytes) {
     std::lock_guard<std::mutex> lock(mu);
     got = already_read + "|" + std::string(src_env) + "|" + std::to_string(worker.index());
     cv.notify_all();
-  };
-  Gateway gateway(options, std::make_shared<TestRouter>());
+  });
   ASSERT_TRUE(gateway.Start().ok());
   std::string answer = RawExchange(gateway.port(), "GET / HTTP/1.1\r\n\r\n");
   EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK", 0), 0u) << answer;

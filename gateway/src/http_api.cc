@@ -20,7 +20,7 @@
 #include "lever/json.h"
 #include "lever/url.h"
 #include "lever/wire.h"
-#include "relay.h"
+#include "worker.h"
 
 namespace lever::gateway {
 namespace {

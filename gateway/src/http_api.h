@@ -1,8 +1,11 @@
 // The HTTP/1.1 API (private). See gateway/http_api.md.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "io.h"
 #include "lever/gateway/gateway.h"
 
 namespace lever::gateway {

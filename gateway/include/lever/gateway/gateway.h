@@ -23,42 +23,18 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/asio/generic/stream_protocol.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include "lever/host/router.h"
 #include "lever/status.h"
 
 namespace lever::gateway {
 
-// A connected stream socket (TCP or unix), bound to its worker's io_context.
-using Socket = boost::asio::generic::stream_protocol::socket;
-
-// One worker thread: its io_context runs every connection it owns.
-class Worker {
- public:
-  virtual ~Worker() = default;
-  virtual boost::asio::io_context& io_context() = 0;
-  // 0 .. workers-1.
-  virtual size_t index() const = 0;
-};
-
-// Takes over a connection whose first bytes were not the HTTP/2 preface.
-// Called on the worker thread that owns `socket`; `already_read` holds the
-// bytes the sniffer consumed (never more than 24); `src_env` is the
-// environment of the internal listener it arrived on, empty on the public
-// port. The handler owns the socket from then on and must not block.
-using Http1Handler =
-    std::function<void(Socket&& socket, std::string already_read, std::string_view src_env, Worker& worker)>;
-
-// The HTTP/1.1 API (gateway/http_api.md, docs/http-api.md): the default
-// Http1Handler.
+// The HTTP/1.1 API (gateway/http_api.md, docs/http-api.md): every connection
+// whose first bytes are not the HTTP/2 preface.
 struct HttpApiOptions {
   // Request line plus headers. Default 16 KiB (431 beyond).
   size_t max_header_bytes = 16u << 10;
@@ -102,8 +78,7 @@ struct GatewayOptions {
   // before it sleeps in epoll: lower latency at low load for CPU. Default 0
   // (off). See docs/BENCHMARKS.md, "Gateway relay".
   std::chrono::microseconds busy_poll{0};
-  // HTTP/1.1 hook. Default (empty): the HTTP API with `http` below.
-  Http1Handler http1;
+  // The HTTP API.
   HttpApiOptions http;
 };
 
@@ -147,6 +122,7 @@ class Gateway {
   GatewayStats StatsForTest() const;
 
  private:
+  friend struct GatewayTesting;  // src/io.h: test hooks
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,198 @@
+#include "client_side.h"
+
+#include <iterator>
+
+#include "backend_side.h"
+#include "worker.h"
+
+namespace lever::gateway {
+namespace {
+
+constexpr std::string_view kLeverUrl = "lever-url";
+// Request headers kept per stream (names + values); beyond it the call is
+// answered RESOURCE_EXHAUSTED.
+constexpr size_t kMaxHeaderBytes = 64u << 10;
+
+// --- callbacks of the server session (toward clients) -----------------------
+
+struct ClientCallbacks {
+  static int OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    auto* conn = static_cast<ClientConn*>(user);
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    Stream* s = conn->worker()->NewStream();
+    s->client = conn;
+    s->csid = frame->hd.stream_id;
+    conn->AddStream(s);
+    nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s);
+    return 0;
+  }
+
+  static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
+                      const uint8_t* value, size_t valuelen, uint8_t, void*) {
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    Stream* s = StreamOf(session, frame->hd.stream_id);
+    if (s == nullptr) return 0;
+    std::string_view n = View(name, namelen), v = View(value, valuelen);
+    // Reference §2.4: every client x-* header is dropped (no spoofing).
+    if (n.starts_with("x-")) return 0;
+    // A bounded header list: beyond it the call is answered RESOURCE_EXHAUSTED.
+    if (s->headers_too_large || s->req.bytes() + s->up_trailers.bytes() + namelen + valuelen > kMaxHeaderBytes) {
+      s->headers_too_large = true;
+      return 0;
+    }
+    if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      if (n == kLeverUrl) s->url.assign(v);
+      s->req.Add(n, v);
+    } else {
+      s->up_trailers.Add(n, v);
+    }
+    return 0;
+  }
+
+  static int OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    auto* conn = static_cast<ClientConn*>(user);
+    WorkerImpl* w = conn->worker();
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+    Stream* s = StreamOf(session, frame->hd.stream_id);
+    if (s == nullptr) return 0;
+    bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (end) s->up_eof = true;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      if (s->headers_too_large) {
+        w->FailClient(s, Code::kResourceExhausted, "request headers exceed 64 KiB");
+        return 0;
+      }
+      w->Route(s, conn->src_env());
+      return 0;
+    }
+    if (end && s->bconn != nullptr && s->bsid > 0 && s->up_deferred) {
+      s->up_deferred = false;
+      nghttp2_session_resume_data(s->bconn->session(), s->bsid);
+      w->MarkDirty(s->bconn);
+    }
+    return 0;
+  }
+
+  static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t sid, const uint8_t* data, size_t len,
+                         void* user) {
+    auto* conn = static_cast<ClientConn*>(user);
+    Stream* s = StreamOf(session, sid);
+    if (s == nullptr || s->discard_up) {
+      nghttp2_session_consume(session, sid, len);
+      return 0;
+    }
+    s->up.Append(data, len);
+    conn->worker()->AddBuffered(static_cast<int64_t>(len));
+    if (s->bconn != nullptr && s->bsid > 0 && s->up_deferred) {
+      s->up_deferred = false;
+      nghttp2_session_resume_data(s->bconn->session(), s->bsid);
+      conn->worker()->MarkDirty(s->bconn);
+    }
+    return 0;
+  }
+
+  static int OnStreamClose(nghttp2_session* session, int32_t sid, uint32_t error_code, void* user) {
+    auto* conn = static_cast<ClientConn*>(user);
+    Stream* s = StreamOf(session, sid);
+    if (s == nullptr || s->client != conn || s->csid != sid) return 0;
+    nghttp2_session_set_stream_user_data(session, sid, nullptr);
+    conn->worker()->OnClientStreamClosed(s, error_code);
+    return 0;
+  }
+
+  // Response DATA toward the client, read from the stream's `down` buffer.
+  static ssize_t ReadDown(nghttp2_session* session, int32_t sid, uint8_t* buf, size_t length, uint32_t* flags,
+                          nghttp2_data_source* source, void* user) {
+    auto* conn = static_cast<ClientConn*>(user);
+    WorkerImpl* w = conn->worker();
+    auto* s = static_cast<Stream*>(source->ptr);
+    size_t n = s->down.Read(buf, length);
+    if (n != 0) {
+      w->AddBuffered(-static_cast<int64_t>(n));
+      // The backend may send more only as the client takes it.
+      if (!s->down_consumed && s->bconn != nullptr && s->bsid > 0) {
+        nghttp2_session_consume(s->bconn->session(), s->bsid, n);
+        w->MarkDirty(s->bconn);
+      }
+    }
+    return EndOfRead(w, session, sid, n, s->down, s->down_eof, s->trailers, &s->down_deferred, flags);
+  }
+};
+
+
+const nghttp2_session_callbacks* SessionCallbacksOfClient() {
+  static const SessionCallbacks callbacks([](nghttp2_session_callbacks* cb) {
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &ClientCallbacks::OnBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(cb, &ClientCallbacks::OnHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &ClientCallbacks::OnFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &ClientCallbacks::OnDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, &ClientCallbacks::OnStreamClose);
+  });
+  return callbacks.get();
+}
+
+}  // namespace
+
+nghttp2_data_provider DownProvider(Stream* s) {
+  nghttp2_data_provider prd;
+  prd.source.ptr = s;
+  prd.read_callback = &ClientCallbacks::ReadDown;
+  return prd;
+}
+
+// --- ClientConn -----------------------------------------------------------------
+
+ClientConn::ClientConn(WorkerImpl* w, Socket socket, std::string src_env)
+    : H2Conn(w, std::move(socket)), src_env_(std::move(src_env)) {}
+
+ClientConn::~ClientConn() = default;
+
+bool ClientConn::Init(const std::string& preface) {
+  if (nghttp2_session_server_new2(&session_, SessionCallbacksOfClient(), this, RelaySessionOption()) != 0) {
+    return false;
+  }
+  const RelayConfig& config = w_->config();
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, config.stream_window},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, std::size(iv));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(config.connection_window));
+  SetTcpNoDelay(socket_);
+  client_addr_ = PeerAddress(socket_);
+  if (!Feed(reinterpret_cast<const uint8_t*>(preface.data()), preface.size())) return false;
+  StartRead();
+  return true;
+}
+
+void ClientConn::AddStream(Stream* s) {
+  s->client_index = streams_.size();
+  streams_.push_back(s);
+}
+
+void ClientConn::RemoveStream(Stream* s) {
+  size_t i = s->client_index;
+  if (i >= streams_.size() || streams_[i] != s) return;
+  streams_[i] = streams_.back();
+  streams_[i]->client_index = i;
+  streams_.pop_back();
+}
+
+void ClientConn::Goaway() {
+  if (closed_) return;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
+  w_->MarkDirty(this);
+}
+
+void ClientConn::OnClose() {
+  std::vector<Stream*> streams;
+  streams.swap(streams_);
+  for (Stream* s : streams) {
+    s->client_index = SIZE_MAX;
+    w_->OnClientStreamClosed(s, NGHTTP2_CANCEL);
+  }
+}
+
+}  // namespace lever::gateway

@@ -1,0 +1,39 @@
+// The public side of the relay (private): one nghttp2 *server* session toward
+// one client (an h2c connection from the public port or an internal socket).
+// See gateway/relay.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "h2_conn.h"
+#include "header_block.h"
+
+namespace lever::gateway {
+
+// The data provider of a response toward the client: reads `s->down`.
+nghttp2_data_provider DownProvider(Stream* s);
+
+class ClientConn final : public H2Conn {
+ public:
+  ClientConn(WorkerImpl* w, Socket socket, std::string src_env);
+  ~ClientConn() override;
+  bool Init(const std::string& preface);
+  const std::string& src_env() const { return src_env_; }
+  // The peer, for x-lever-client-addr: "ip:port", "[ip6]:port" or "unix:<listener path>".
+  const std::string& client_addr() const { return client_addr_; }
+  void AddStream(Stream* s);
+  void RemoveStream(Stream* s);
+  size_t stream_count() const { return streams_.size(); }
+  void Goaway();
+  HeaderBlock& scratch() { return scratch_; }
+
+ private:
+  void OnClose() override;
+  std::string src_env_;
+  std::string client_addr_;
+  std::vector<Stream*> streams_;
+  HeaderBlock scratch_;
+};
+
+}  // namespace lever::gateway

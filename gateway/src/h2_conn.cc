@@ -1,0 +1,152 @@
+#include "h2_conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include <boost/asio/write.hpp>
+
+#include "worker.h"
+
+namespace lever::gateway {
+
+namespace asio = boost::asio;
+
+std::string_view View(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
+
+nghttp2_nv Nv(std::string_view name, std::string_view value) {
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                    NGHTTP2_NV_FLAG_NONE};
+}
+
+Stream* StreamOf(nghttp2_session* session, int32_t sid) {
+  return static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, sid));
+}
+
+const nghttp2_option* RelaySessionOption() {
+  struct Option {
+    nghttp2_option* option = nullptr;
+    Option() {
+      nghttp2_option_new(&option);
+      // Flow control end to end: bytes are consumed only as the other side
+      // takes them (nghttp2_session_consume).
+      nghttp2_option_set_no_auto_window_update(option, 1);
+    }
+    ~Option() { nghttp2_option_del(option); }
+  };
+  static const Option option;
+  return option.option;
+}
+
+void SetTcpNoDelay(Socket& socket) {
+  boost::system::error_code ec;
+  auto local = socket.local_endpoint(ec);
+  if (ec) return;
+  if (local.protocol().family() == AF_INET || local.protocol().family() == AF_INET6) {
+    int one = 1;
+    ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+}
+
+std::string PeerAddress(Socket& socket) {
+  boost::system::error_code ec;
+  auto peer = socket.remote_endpoint(ec);
+  if (ec) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  const sockaddr* sa = peer.data();
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  if (sa->sa_family == AF_UNIX) {
+    auto local = socket.local_endpoint(ec);
+    if (ec || local.size() <= offsetof(sockaddr_un, sun_path)) return "unix:";
+    auto* un = reinterpret_cast<const sockaddr_un*>(local.data());
+    size_t n = local.size() - offsetof(sockaddr_un, sun_path);
+    return "unix:" + std::string(un->sun_path, strnlen(un->sun_path, n));
+  }
+  return "";
+}
+
+H2Conn::~H2Conn() {
+  if (session_ != nullptr) nghttp2_session_del(session_);
+}
+
+void H2Conn::StartRead() {
+  socket_.async_read_some(asio::buffer(rbuf_), [self = shared_from_this(), this](boost::system::error_code ec,
+                                                                                  size_t n) {
+    if (closed_) return;
+    if (ec || !Feed(rbuf_.data(), n)) {
+      Close();
+      w_->FlushDirty();
+      return;
+    }
+    // Forward first: the next read (often a speculative recv that finds
+    // nothing) stays off the critical path.
+    w_->FlushDirty();
+    if (!closed_) StartRead();
+  });
+}
+
+bool H2Conn::Feed(const uint8_t* data, size_t n) {
+  ssize_t rv = nghttp2_session_mem_recv(session_, data, n);
+  if (rv < 0) return false;
+  w_->MarkDirty(this);
+  return true;
+}
+
+void H2Conn::Flush() {
+  if (closed_ || writing_ || !ready_) return;
+  wbuf_.clear();
+  for (;;) {
+    const uint8_t* p = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session_, &p);
+    if (n < 0) {
+      Close();
+      return;
+    }
+    if (n == 0) break;
+    wbuf_.insert(wbuf_.end(), p, p + n);
+    if (wbuf_.size() >= (256u << 10)) break;
+  }
+  if (wbuf_.empty()) {
+    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) Close();
+    return;
+  }
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(wbuf_),
+                    [self = shared_from_this(), this](boost::system::error_code ec, size_t) {
+                      writing_ = false;
+                      if (closed_) return;
+                      if (ec) {
+                        Close();
+                      } else {
+                        w_->MarkDirty(this);
+                      }
+                      w_->FlushDirty();
+                    });
+}
+
+void H2Conn::Close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  OnClose();
+  w_->OnConnClosed(this);
+}
+
+}  // namespace lever::gateway
