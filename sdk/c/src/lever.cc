@@ -611,13 +611,15 @@ int lever_client_stream_open_async(lever_client* client, const char* url, const 
                                         [cb, payload](lever::Status st, lever::ClientStreamPtr s) {
                                           lever_error* e = nullptr;
                                           if (!st.ok()) {
-                                            cb(Fail(&e, LEVER_ERROR, static_cast<int>(st.code()), st.message()),
-                                               nullptr, e, payload);
+                                            // (Two statements: `e` must be set before it is passed.)
+                                            int failed = Fail(&e, LEVER_ERROR, static_cast<int>(st.code()), st.message());
+                                            cb(failed, nullptr, e, payload);
                                             return;
                                           }
                                           auto* ls = new (std::nothrow) lever_stream;
                                           if (ls == nullptr) {
-                                            cb(OutOfMemory(&e), nullptr, e, payload);  // s is cancelled
+                                            int failed = OutOfMemory(&e);  // s is cancelled
+                                            cb(failed, nullptr, e, payload);
                                             return;
                                           }
                                           ls->client = std::move(s);

@@ -241,6 +241,7 @@ typedef struct {
   int good;
   int ended;
   int end_rc;
+  int open_status; /* the status in a failed open's error */
   int64_t got[64];
   int ngot;
   lever_stream *stream;
@@ -397,6 +398,7 @@ static void on_open(int rc, lever_stream *s, lever_error *err, void *payload) {
   pthread_mutex_lock(&w->mu);
   w->end_rc = rc;
   w->stream = s;
+  w->open_status = err != NULL ? lever_error_status(err) : -1; /* a failed open carries its error */
   w->done = 1;
   pthread_cond_broadcast(&w->cv);
   pthread_mutex_unlock(&w->mu);
@@ -442,6 +444,7 @@ static void test_stream_nonblocking(void) {
   CHECK(lever_client_stream_open_async(c, "lever://dev.lever/testService//missingChan", NULL, &o, on_open, &w) == 0);
   REQUIRE(waiter_wait(&w, opened));
   CHECK(w.end_rc == LEVER_ERROR && w.stream == NULL);
+  CHECK(w.open_status == 5); /* NOT_FOUND, in the error handed to the callback */
   lever_client_free(c);
 }
 
