@@ -48,3 +48,20 @@ function(lever_fuzzer name)
     endif()
   endif()
 endfunction()
+
+# lever_grpc_proto(<file.proto> <out dir> <var>): generates the protobuf and
+# gRPC C++ code of one proto file into <out dir> and sets <var> to the two
+# .cc files to compile.
+function(lever_grpc_proto proto out var)
+  get_filename_component(dir ${proto} DIRECTORY)
+  get_filename_component(name ${proto} NAME_WE)
+  file(MAKE_DIRECTORY ${out})
+  get_target_property(plugin gRPC::grpc_cpp_plugin LOCATION)
+  add_custom_command(
+    OUTPUT ${out}/${name}.pb.cc ${out}/${name}.pb.h ${out}/${name}.grpc.pb.cc ${out}/${name}.grpc.pb.h
+    COMMAND protobuf::protoc
+    ARGS --proto_path=${dir} --cpp_out=${out} --grpc_out=${out} --plugin=protoc-gen-grpc=${plugin} ${proto}
+    DEPENDS ${proto}
+    COMMENT "Generating C++ from ${name}.proto")
+  set(${var} ${out}/${name}.pb.cc ${out}/${name}.grpc.pb.cc PARENT_SCOPE)
+endfunction()

@@ -1,9 +1,10 @@
 // Every registry backend, registered by name; OpenRegistry picks one by the
-// scheme of its URL ("embedded:...", later "etcd://...").
+// scheme of its URL ("embedded:...", "etcd://...").
 #include <string>
 
 #include "lever/host/registry.h"
 #include "registry_embedded.h"
+#include "registry_etcd.h"
 
 namespace lever::host {
 namespace {
@@ -17,6 +18,7 @@ struct Backend {
 
 constexpr Backend kBackends[] = {
     {"embedded", &OpenEmbeddedRegistry},
+    {"etcd", &OpenEtcdRegistry},
 };
 
 }  // namespace

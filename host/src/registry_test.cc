@@ -6,26 +6,44 @@
 #include <set>
 #include <thread>
 
+#include "etcd/test_cluster.h"
 #include "testutil.h"
 
 namespace lever::host {
 namespace {
 
+using testing::CheckAndDeleteSample;
 using testing::TempDir;
+using testing::WriteSample;
 
-// The contract every backend must meet, run against each URL (the etcd
-// backend joins this list when it lands).
+// The contract every backend must meet, run against each URL; "etcd" is a
+// real 3-member etcd cluster started for the test.
 class RegistryContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    Status s = OpenRegistry(GetParam(), dir_.path(), &reg_);
+    std::string url = GetParam();
+    if (url == "etcd") {
+      Status s = etcd::testing::Cluster::Start({}, &cluster_);
+      ASSERT_TRUE(s.ok()) << s.message();
+      url = "etcd://" + cluster_->Endpoints() + "/contract";
+    }
+    Status s = OpenRegistry(url, dir_.path(), &reg_);
     ASSERT_TRUE(s.ok()) << s.message();
   }
+  void TearDown() override { reg_.reset(); }
+  std::unique_ptr<etcd::testing::Cluster> cluster_;
   TempDir dir_;
   RegistryPtr reg_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, RegistryContract, ::testing::Values("embedded:", "embedded::memory:"));
+INSTANTIATE_TEST_SUITE_P(Backends, RegistryContract, ::testing::Values("embedded:", "embedded::memory:", "etcd"),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
+                           for (char& c : name) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
 
 TEST_P(RegistryContract, VersionsAreAllocatedOnceEachUnderConcurrency) {
   ASSERT_TRUE(reg_->CreateService({"dev.lever", "counter", "", false, 0, 1}).ok());
@@ -87,71 +105,21 @@ TEST(Registry, UnknownSchemeRejected) {
   EXPECT_EQ(OpenRegistry("no-scheme", "/tmp", &reg).code(), Code::kInvalidArgument);
 }
 
-TEST(Registry, CrudAndPersistenceAcrossReopen) {
+TEST_P(RegistryContract, CrudRules) {
+  WriteSample(*reg_);
+  CheckAndDeleteSample(*reg_);
+}
+
+TEST(Registry, EmbeddedPersistsAcrossReopen) {
   TempDir dir;
   {
     RegistryPtr reg;
     ASSERT_TRUE(OpenRegistry("embedded:", dir.path(), &reg).ok());
-    EXPECT_TRUE(reg->CreateEnvironment({"prod.lever", "Production"}).ok());
-    EXPECT_EQ(reg->CreateEnvironment({"prod.lever", "again"}).code(), Code::kAlreadyExists);
-    EXPECT_EQ(reg->CreateEnvironment({"x", ""}).code(), Code::kInvalidArgument);
-    EXPECT_EQ(reg->CreateEnvironment({"a/b.lever", ""}).code(), Code::kInvalidArgument);
-
-    ServiceInfo s;
-    s.env = "prod.lever";
-    s.name = "hello";
-    s.description = "says hello";
-    s.is_private = true;
-    ASSERT_TRUE(reg->CreateService(s).ok());
-    EXPECT_EQ(reg->CreateService(s).code(), Code::kAlreadyExists);
-    s.name = "no";
-    EXPECT_EQ(reg->CreateService(s).code(), Code::kInvalidArgument);
-
-    int64_t v1 = 0, v2 = 0;
-    ASSERT_TRUE(reg->AllocateVersion("prod.lever", "hello", &v1).ok());
-    ASSERT_TRUE(reg->AllocateVersion("prod.lever", "hello", &v2).ok());
-    EXPECT_EQ(v1, 1);
-    EXPECT_EQ(v2, 2);
-    EXPECT_EQ(reg->AllocateVersion("prod.lever", "nope", &v1).code(), Code::kNotFound);
-    ASSERT_TRUE(reg->AddCodeVersion({"prod.lever", "hello", 2, R"({"name":"hello"})", 0}).ok());
-    EXPECT_EQ(reg->AddCodeVersion({"prod.lever", "hello", 2, "{}", 0}).code(), Code::kAlreadyExists);
-
-    ServiceInfo got;
-    ASSERT_TRUE(reg->GetService("prod.lever", "hello", &got).ok());
-    got.live_version = 2;
-    got.description = "updated";
-    ASSERT_TRUE(reg->UpdateService(got).ok());
-    got.name = "missing";
-    EXPECT_EQ(reg->UpdateService(got).code(), Code::kNotFound);
+    WriteSample(*reg);
   }
-  {
-    RegistryPtr reg;
-    ASSERT_TRUE(OpenRegistry("embedded:" + dir.path() + "/lever.db", "", &reg).ok());
-    EnvironmentInfo env;
-    ASSERT_TRUE(reg->GetEnvironment("prod.lever", &env).ok());
-    EXPECT_EQ(env.description, "Production");
-    ServiceInfo s;
-    ASSERT_TRUE(reg->GetService("prod.lever", "hello", &s).ok());
-    EXPECT_EQ(s.description, "updated");
-    EXPECT_TRUE(s.is_private);
-    EXPECT_EQ(s.live_version, 2);
-    EXPECT_EQ(s.next_version, 3);
-    CodeVersionInfo cv;
-    ASSERT_TRUE(reg->GetCodeVersion("prod.lever", "hello", 2, &cv).ok());
-    EXPECT_EQ(cv.lever_json, R"({"name":"hello"})");
-    EXPECT_GT(cv.created_unix_ms, 0);
-    EXPECT_EQ(reg->GetCodeVersion("prod.lever", "hello", 1, &cv).code(), Code::kNotFound);
-    std::vector<ServiceInfo> list;
-    ASSERT_TRUE(reg->ListServices("prod.lever", &list).ok());
-    ASSERT_EQ(list.size(), 1u);
-    EXPECT_EQ(list[0].name, "hello");
-
-    ASSERT_TRUE(reg->DeleteEnvironment("prod.lever").ok());
-    EXPECT_EQ(reg->GetEnvironment("prod.lever", &env).code(), Code::kNotFound);
-    EXPECT_EQ(reg->GetService("prod.lever", "hello", &s).code(), Code::kNotFound);
-    EXPECT_EQ(reg->GetCodeVersion("prod.lever", "hello", 2, &cv).code(), Code::kNotFound);
-    EXPECT_EQ(reg->DeleteEnvironment("prod.lever").code(), Code::kNotFound);
-  }
+  RegistryPtr reg;
+  ASSERT_TRUE(OpenRegistry("embedded:" + dir.path() + "/lever.db", "", &reg).ok());
+  CheckAndDeleteSample(*reg);
 }
 
 }  // namespace

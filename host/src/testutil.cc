@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include <gtest/gtest.h>
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -154,6 +156,69 @@ std::string ReadFileOrEmpty(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// Writes a sample state, checking every rule on the way.
+void WriteSample(Registry& reg) {
+  EXPECT_TRUE(reg.CreateEnvironment({"prod.lever", "Production"}).ok());
+  EXPECT_EQ(reg.CreateEnvironment({"prod.lever", "again"}).code(), Code::kAlreadyExists);
+  EXPECT_EQ(reg.CreateEnvironment({"x", ""}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(reg.CreateEnvironment({"a/b.lever", ""}).code(), Code::kInvalidArgument);
+
+  ServiceInfo s;
+  s.env = "prod.lever";
+  s.name = "hello";
+  s.description = "says hello";
+  s.is_private = true;
+  ASSERT_TRUE(reg.CreateService(s).ok());
+  EXPECT_EQ(reg.CreateService(s).code(), Code::kAlreadyExists);
+  s.name = "no";
+  EXPECT_EQ(reg.CreateService(s).code(), Code::kInvalidArgument);
+
+  int64_t v1 = 0, v2 = 0;
+  ASSERT_TRUE(reg.AllocateVersion("prod.lever", "hello", &v1).ok());
+  ASSERT_TRUE(reg.AllocateVersion("prod.lever", "hello", &v2).ok());
+  EXPECT_EQ(v1, 1);
+  EXPECT_EQ(v2, 2);
+  EXPECT_EQ(reg.AllocateVersion("prod.lever", "nope", &v1).code(), Code::kNotFound);
+  ASSERT_TRUE(reg.AddCodeVersion({"prod.lever", "hello", 2, R"({"name":"hello"})", 0}).ok());
+  EXPECT_EQ(reg.AddCodeVersion({"prod.lever", "hello", 2, "{}", 0}).code(), Code::kAlreadyExists);
+
+  ServiceInfo got;
+  ASSERT_TRUE(reg.GetService("prod.lever", "hello", &got).ok());
+  got.live_version = 2;
+  got.description = "updated";
+  ASSERT_TRUE(reg.UpdateService(got).ok());
+  got.name = "missing";
+  EXPECT_EQ(reg.UpdateService(got).code(), Code::kNotFound);
+}
+
+// Checks the sample state, then deletes its environment with everything in it.
+void CheckAndDeleteSample(Registry& reg) {
+  EnvironmentInfo env;
+  ASSERT_TRUE(reg.GetEnvironment("prod.lever", &env).ok());
+  EXPECT_EQ(env.description, "Production");
+  ServiceInfo s;
+  ASSERT_TRUE(reg.GetService("prod.lever", "hello", &s).ok());
+  EXPECT_EQ(s.description, "updated");
+  EXPECT_TRUE(s.is_private);
+  EXPECT_EQ(s.live_version, 2);
+  EXPECT_EQ(s.next_version, 3);
+  CodeVersionInfo cv;
+  ASSERT_TRUE(reg.GetCodeVersion("prod.lever", "hello", 2, &cv).ok());
+  EXPECT_EQ(cv.lever_json, R"({"name":"hello"})");
+  EXPECT_GT(cv.created_unix_ms, 0);
+  EXPECT_EQ(reg.GetCodeVersion("prod.lever", "hello", 1, &cv).code(), Code::kNotFound);
+  std::vector<ServiceInfo> list;
+  ASSERT_TRUE(reg.ListServices("prod.lever", &list).ok());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name, "hello");
+
+  ASSERT_TRUE(reg.DeleteEnvironment("prod.lever").ok());
+  EXPECT_EQ(reg.GetEnvironment("prod.lever", &env).code(), Code::kNotFound);
+  EXPECT_EQ(reg.GetService("prod.lever", "hello", &s).code(), Code::kNotFound);
+  EXPECT_EQ(reg.GetCodeVersion("prod.lever", "hello", 2, &cv).code(), Code::kNotFound);
+  EXPECT_EQ(reg.DeleteEnvironment("prod.lever").code(), Code::kNotFound);
 }
 
 }  // namespace lever::host::testing

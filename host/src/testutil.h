@@ -9,6 +9,8 @@
 #include <set>
 #include <string>
 
+#include "lever/host/registry.h"
+
 struct archive;
 
 namespace lever::host::testing {
@@ -50,5 +52,12 @@ std::set<std::string> ListTree(const std::string& root);
 bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 std::string ReadFileOrEmpty(const std::string& path);
+
+// A sample registry state for the backend tests (registry_test.cc,
+// registry_etcd_test.cc): WriteSample writes it, checking each rule on the
+// way; CheckAndDeleteSample reads it back (through the same registry, or one
+// reopened on the same store), then deletes it.
+void WriteSample(Registry& reg);
+void CheckAndDeleteSample(Registry& reg);
 
 }  // namespace lever::host::testing

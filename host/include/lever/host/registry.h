@@ -1,8 +1,8 @@
 // The registry: the durable state of a Lever node or cluster (environments,
 // services, code versions, the live version). One small interface, backends
 // registered by name in host/src/registry_backends.cc and picked by the URL
-// scheme: "embedded:<sqlite file>" (one node, SQLite) or, later,
-// "etcd://host:port" (clusters).
+// scheme: "embedded:<sqlite file>" (one node, SQLite) or
+// "etcd://h1:2379,h2:2379,h3:2379[/prefix]" (clusters; host/src/etcd/etcd.md).
 #pragma once
 
 #include <cstdint>
@@ -46,7 +46,13 @@ struct CodeVersionInfo {
 // a backend serialises what it must. Methods may block on disk or network
 // I/O, so they are never called on the gateway's routing path (the host
 // caches what routing needs). Errors: INVALID_ARGUMENT (bad name),
-// NOT_FOUND, ALREADY_EXISTS, INTERNAL (storage failure).
+// NOT_FOUND, ALREADY_EXISTS, INTERNAL (storage failure), UNAVAILABLE (etcd:
+// no member reachable; writes are refused, reads answer from the node's
+// watched copy).
+// Consistency: a registry sees its own writes at once. The etcd backend
+// reads from a copy kept current by a watch, so another node's write shows
+// up a watch delivery later (milliseconds); read-modify-writes
+// (UpdateService, AllocateVersion) compare-and-swap against etcd itself.
 class Registry {
  public:
   virtual ~Registry() = default;
@@ -81,7 +87,9 @@ using RegistryPtr = std::shared_ptr<Registry>;
 
 // Opens the backend named by the URL scheme. "embedded:" alone means
 // "embedded:<data_dir>/lever.db"; "embedded::memory:" is an in-memory SQLite
-// database (tests). Unknown scheme: INVALID_ARGUMENT.
+// database (tests). "etcd://h1:2379,h2:2379" uses the key prefix "/lever";
+// "etcd://h1:2379/team-a" uses "/team-a". Unknown scheme or a bad URL:
+// INVALID_ARGUMENT; etcd unreachable while opening: UNAVAILABLE.
 Status OpenRegistry(std::string_view url, std::string_view data_dir, RegistryPtr* out);
 
 }  // namespace lever::host
