@@ -40,6 +40,7 @@ using cli::ParseDuration;
 struct Flags {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir;
+  std::string registry = "embedded:";
   int workers = 0;
   std::string idle_timeout = "5m";
   std::string log_format = "text";
@@ -209,6 +210,7 @@ int Run(const Flags& f) {
   host::HostOptions ho;
   ho.process = std::move(process);  // with the runners found above
   ho.data_dir = data_dir;
+  ho.registry_url = f.registry;
   ho.idle_timeout = idle;
   ho.cold_start_wait = cold;
   ho.autoscale_stable_window = stable;
@@ -285,6 +287,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", f.data_dir,
                  "Code, registry and sockets (default: $LEVER_DATA_DIR, systemd's $STATE_DIRECTORY, "
                  "$XDG_DATA_HOME/lever, ~/.lever)")
+      ->capture_default_str();
+  app.add_option("--registry", f.registry,
+                 "Where environments, services and versions live: embedded: (SQLite in the data dir) or "
+                 "etcd://h1:2379,h2:2379,h3:2379[/prefix] (docs/cluster.md)")
       ->capture_default_str();
   app.add_option("--workers", f.workers, "Gateway worker threads (0: one per core)")->capture_default_str();
   app.add_option("--idle-timeout", f.idle_timeout, "Scale a service to zero after this long without calls")

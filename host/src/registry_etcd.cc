@@ -43,7 +43,7 @@ class EtcdRegistryImpl final : public EtcdRegistry {
     etcd::MirrorOptions mo;
     mo.prefix = root_;
     Status s = etcd::Mirror::Start(client_, mo, &mirror_);
-    if (!s.ok()) return Wrap(s, "opening");
+    if (!s.ok()) return Status(s.code(), "registry: cannot read " + root_ + " from etcd: " + s.message());
     // Every node seeds; the first one's writes win and the rest find them.
     Json admin = {{"description", "Manages Lever deployments"}, {"private", false}, {"live_version", 1},
                   {"next_version", 2}};

@@ -15,9 +15,9 @@
 #include <cstdint>
 #include <deque>
 
-namespace lever::host::etcd {
+#include "lever/host/clock.h"
 
-using SteadyTime = std::chrono::steady_clock::time_point;
+namespace lever::host::etcd {
 
 class LeaseTimer {
  public:

@@ -1,19 +1,14 @@
 #include "session.h"
 
 namespace lever::host::etcd {
-namespace {
-
-SteadyTime SteadyNow() { return std::chrono::steady_clock::now(); }
-
-}  // namespace
 
 Session::Session(std::shared_ptr<Client> client, SessionOptions options, int64_t lease, LeaseTimer timer)
     : client_(std::move(client)), options_(std::move(options)), lease_(lease), timer_(timer) {}
 
 Status Session::Start(std::shared_ptr<Client> client, SessionOptions options, std::unique_ptr<Session>* out) {
   if (options.ttl.count() <= 0) return InvalidArgument("etcd session: the lease TTL must be at least 1 s");
-  if (!options.now) options.now = SteadyNow;
-  SteadyTime sent = options.now();
+  if (!options.clock) return InvalidArgument("etcd session: no clock");
+  SteadyTime sent = options.clock->Now();
   pb::LeaseGrantResponse grant;
   Status s = client->LeaseGrant(options.ttl.count(), &grant);
   if (!s.ok()) return s;
@@ -46,7 +41,7 @@ std::chrono::seconds Session::ttl() const {
 }
 
 bool Session::Alive() const {
-  SteadyTime now = options_.now();
+  SteadyTime now = options_.clock->Now();
   std::lock_guard lock(mu_);
   return !lost_ && !revoked_ && timer_.Alive(now);
 }
@@ -66,7 +61,7 @@ void Session::Run() {
     {
       std::lock_guard lock(mu_);
       if (stopping_ || revoked_) return;
-      SteadyTime now = options_.now();
+      SteadyTime now = options_.clock->Now();
       lost_ = lost_ || !timer_.Alive(now);
       lost = lost_;
       if (!lost) {
@@ -104,7 +99,7 @@ void Session::Run() {
       pb::LeaseKeepAliveRequest req;
       req.set_id(lease_);
       for (;;) {
-        SteadyTime now = options_.now();
+        SteadyTime now = options_.clock->Now();
         if (stopping_ || revoked_) break;
         if (!timer_.Alive(now)) {
           lost_ = true;

@@ -15,17 +15,16 @@
 
 #include "client.h"
 #include "lease_timer.h"
+#include "lever/host/clock.h"
 
 namespace lever::host::etcd {
-
-using NowFn = std::function<SteadyTime()>;
 
 struct SessionOptions {
   // The lease TTL. Default 3 s; etcd may grant more (its minimum is about
   // 1.5 x its election timeout), and the granted TTL is what counts.
   std::chrono::seconds ttl{3};
-  // The clock of every lease decision. Default: steady_clock::now.
-  NowFn now;
+  // The clock of every lease decision. Required (RealClock() in leverd).
+  ClockPtr clock;
   // Called once, on the session's thread, when the lease is gone or may be
   // (etcd said so, or no keep-alive was answered in time). From then on
   // Alive() is false and every write fails; the owner starts a new session.

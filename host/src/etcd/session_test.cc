@@ -29,10 +29,11 @@ class SessionTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.message();
     client_ = Connect(cluster_->Endpoints());
   }
-  std::unique_ptr<Session> NewSession(std::chrono::seconds ttl = std::chrono::seconds(1), NowFn now = {}) {
+  std::unique_ptr<Session> NewSession(std::chrono::seconds ttl = std::chrono::seconds(1),
+                                      ClockPtr clock = RealClock()) {
     SessionOptions so;
     so.ttl = ttl;
-    so.now = std::move(now);
+    so.clock = std::move(clock);
     so.on_lost = [this] { ++lost_; };
     std::unique_ptr<Session> s;
     Status st = Session::Start(Connect(cluster_->Endpoints()), so, &s);
@@ -88,6 +89,7 @@ TEST_F(SessionTest, KeepAlivesMovePastAKilledMember) {
   auto client = Connect(cluster_->Endpoints());
   SessionOptions so;
   so.ttl = std::chrono::seconds(2);
+  so.clock = RealClock();
   so.on_lost = [this] { ++lost_; };
   std::unique_ptr<Session> s;
   ASSERT_TRUE(Session::Start(client, so, &s).ok());
@@ -126,15 +128,16 @@ TEST_F(SessionTest, ADeadHoldersKeyIsTakenOnlyAfterItsLeaseRanOut) {
 }
 
 TEST_F(SessionTest, APausedNodeDropsItsLeaseOnItsOwnClock) {
-  // A fake clock jumps past the TTL, as a SIGSTOPped leverd's clock does
+  // The fake clock jumps past the TTL, as a SIGSTOPped leverd's clock does
   // when it runs again: the session gives up before etcd says anything.
-  std::atomic<int64_t> offset_ms{0};
-  auto now = [&] { return std::chrono::steady_clock::now() + std::chrono::milliseconds(offset_ms.load()); };
-  auto s = NewSession(std::chrono::seconds(5), now);
+  auto clock = std::make_shared<FakeClock>();
+  auto s = NewSession(std::chrono::seconds(5), clock);
   Ownership o;
   ASSERT_TRUE(s->Acquire("/r/z", "me", &o).ok());
   ASSERT_TRUE(s->Holds(o));
-  offset_ms = 6000;
+  clock->Advance(std::chrono::milliseconds(4999));
+  EXPECT_TRUE(s->Holds(o));
+  clock->Advance(std::chrono::milliseconds(1));
   EXPECT_FALSE(s->Holds(o));  // decided at once, from the clock alone
   s->WakeForTest();
   ASSERT_TRUE(WaitFor([&] { return lost_ == 1; }));
