@@ -537,15 +537,18 @@ int Main(int argc, char** argv) {
   }
   if (*ps) {
     std::string scope = all_envs ? "" : g.env;
-    Value services, instances;
-    int rc = AdminCall(g, admin::kListServices, Array{scope}, &services);
-    if (rc != kExitOk) return rc;
-    rc = AdminCall(g, admin::kListInstances, Array{scope}, &instances);
+    // One admin call, whose value is also leverd's GET /_lever/status.
+    Value status;
+    int rc = AdminCall(g, admin::kStatus, Array{scope}, &status);
     if (rc != kExitOk) return rc;
     if (g.json) {
-      std::cout << ToJson(Map{{"services", services}, {"instances", instances}}, g.pretty) << std::endl;
+      std::cout << ToJson(status, g.pretty) << std::endl;
       return kExitOk;
     }
+    const Value* found = status.is_map() ? status.as_map().Find("services") : nullptr;
+    Value services = found ? *found : Value(Array{});
+    found = status.is_map() ? status.as_map().Find("instances") : nullptr;
+    Value instances = found ? *found : Value(Array{});
     PrintTable(g, services,
                {{"env", "ENV"}, {"name", "SERVICE"}, {"liveVersion", "LIVE"}, {"desired", "DESIRED"},
                 {"reason", "REASON"}, {"private", "PRIVATE"}, {"description", "DESCRIPTION"}});

@@ -60,6 +60,56 @@ std::string IsoTime(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+}  // namespace
+
+Status ServiceRows(Host& host, std::string_view env, Array* rows) {
+  std::vector<std::string> envs;
+  if (env.empty()) {
+    std::vector<host::EnvironmentInfo> all;
+    if (Status e = host.ListEnvironments(&all); !e.ok()) return e;
+    for (auto& e : all) envs.push_back(e.name);
+  } else {
+    envs.emplace_back(env);
+  }
+  for (const auto& e : envs) {
+    std::vector<host::ServiceStatus> services;
+    if (Status st = host.ListServiceStatus(e, &services); !st.ok()) return st;
+    for (const auto& sv : services) rows->push_back(ServiceRow(sv));
+  }
+  return Status::Ok();
+}
+
+Status InstanceRows(Host& host, std::string_view env, Array* rows) {
+  std::vector<host::InstanceInfo> instances;
+  if (Status e = host.ListInstances(env, "", &instances); !e.ok()) return e;
+  for (const auto& i : instances) {
+    rows->push_back(Map{{"env", i.env},
+                        {"service", i.service},
+                        {"id", i.instance_id},
+                        {"version", i.version},
+                        {"pid", i.pid},
+                        {"state", i.state},
+                        {"inFlight", i.calls_in_flight},
+                        {"startedAt", IsoTime(i.started_at)},
+                        {"resources", [&] {
+                           Array r;
+                           for (const auto& name : i.resources) r.push_back(Value(name));
+                           return Value(std::move(r));
+                         }()}});
+  }
+  return Status::Ok();
+}
+
+Status NodeStatus(Host& host, std::string_view env, Value* out) {
+  Array services, instances;
+  if (Status s = ServiceRows(host, env, &services); !s.ok()) return s;
+  if (Status s = InstanceRows(host, env, &instances); !s.ok()) return s;
+  *out = Value(Map{{"services", std::move(services)}, {"instances", std::move(instances)}});
+  return Status::Ok();
+}
+
+namespace {
+
 void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, ServerStreamPtr stream) {
   const CallContext& ctx = stream->context();
   if (Status s = CheckAccess(ctx, options.token); !s.ok()) return stream->Finish(Result::Failed(s));
@@ -218,20 +268,8 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
     s = unary(kListServices, [host](const Array& args) {
       std::string env;
       if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("ListServices takes ([env])"));
-      std::vector<std::string> envs;
-      if (env.empty()) {
-        std::vector<host::EnvironmentInfo> all;
-        if (Status e = host->ListEnvironments(&all); !e.ok()) return AppError(e);
-        for (auto& e : all) envs.push_back(e.name);
-      } else {
-        envs.push_back(env);
-      }
       Array rows;
-      for (const auto& e : envs) {
-        std::vector<host::ServiceStatus> services;
-        if (Status st = host->ListServiceStatus(e, &services); !st.ok()) return AppError(st);
-        for (const auto& sv : services) rows.push_back(ServiceRow(sv));
-      }
+      if (Status e = ServiceRows(*host, env, &rows); !e.ok()) return AppError(e);
       return Result::Of(Value(std::move(rows)));
     });
   }
@@ -239,25 +277,18 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
     s = unary(kListInstances, [host](const Array& args) {
       std::string env;
       if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("ListInstances takes ([env])"));
-      std::vector<host::InstanceInfo> instances;
-      if (Status e = host->ListInstances(env, "", &instances); !e.ok()) return AppError(e);
       Array rows;
-      for (const auto& i : instances) {
-        rows.push_back(Map{{"env", i.env},
-                           {"service", i.service},
-                           {"id", i.instance_id},
-                           {"version", i.version},
-                           {"pid", i.pid},
-                           {"state", i.state},
-                           {"inFlight", i.calls_in_flight},
-                           {"startedAt", IsoTime(i.started_at)},
-                           {"resources", [&] {
-                              Array r;
-                              for (const auto& name : i.resources) r.push_back(Value(name));
-                              return Value(std::move(r));
-                            }()}});
-      }
+      if (Status e = InstanceRows(*host, env, &rows); !e.ok()) return AppError(e);
       return Result::Of(Value(std::move(rows)));
+    });
+  }
+  if (s.ok()) {
+    s = unary(admin::kStatus, [host](const Array& args) {
+      std::string env;
+      if (!StringArg(args, 0, &env)) return AppError(InvalidArgument("Status takes ([env])"));
+      Value status;
+      if (Status e = NodeStatus(*host, env, &status); !e.ok()) return AppError(e);
+      return Result::Of(std::move(status));
     });
   }
   if (!s.ok()) return s;

@@ -32,6 +32,9 @@ inline constexpr std::string_view kListServices = "ListServices";
 // ListInstances(env or "" for all) -> [{"env","service","id","version","pid","state",
 //                                       "inFlight","startedAt","resources"}]
 inline constexpr std::string_view kListInstances = "ListInstances";
+// Status(env or "" for all) -> {"services": ListServices rows, "instances":
+// ListInstances rows}: `lever ps --json`, and leverd's GET /_lever/status.
+inline constexpr std::string_view kStatus = "Status";
 // LogsChan(env, service, {"follow": bool, "lines": N}): log lines as string
 // messages; ends after the tail unless following.
 inline constexpr std::string_view kLogs = "LogsChan";

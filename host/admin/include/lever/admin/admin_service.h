@@ -34,6 +34,13 @@ struct AdminOptions {
   std::function<void(std::string_view line)> log;
 };
 
+// The rows of ListServices and ListInstances for `env` ("" = every
+// environment), and Status: {"services": ..., "instances": ...}, which is
+// both `lever ps --json` and leverd's GET /_lever/status (one source).
+Status ServiceRows(host::Host& host, std::string_view env, Array* rows);
+Status InstanceRows(host::Host& host, std::string_view env, Array* rows);
+Status NodeStatus(host::Host& host, std::string_view env, Value* out);
+
 class AdminService {
  public:
   static Status Start(AdminOptions options, std::shared_ptr<host::Host> host, std::unique_ptr<AdminService>* out);
