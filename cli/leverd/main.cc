@@ -56,6 +56,10 @@ struct Flags {
   std::vector<std::string> runners = std::vector<std::string>(std::size(kRunners));  // by kRunners' order
   size_t http_max_body_kib = 512;
   std::string http_idle_timeout = "30s";
+  size_t ws_max_message_kib = 1024;
+  size_t ws_max_frame_kib = 16;
+  std::string ws_idle_timeout = "30s";
+  std::vector<std::string> ws_allowed_origins;
 };
 
 // --data-dir's default: $LEVER_DATA_DIR, else systemd's StateDirectory=
@@ -160,11 +164,11 @@ std::string InternalSocketPath(const std::string& run_dir, std::string_view env)
 }
 
 int Run(const Flags& f) {
-  std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle;
+  std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle, ws_idle;
   if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) ||
       !ParseDuration(f.cold_start_wait, &cold) || !ParseDuration(f.http_idle_timeout, &http_idle) ||
       !ParseDuration(f.stable_window, &stable) || !ParseDuration(f.panic_window, &panic) ||
-      !ParseDuration(f.resource_idle, &resource_idle)) {
+      !ParseDuration(f.resource_idle, &resource_idle) || !ParseDuration(f.ws_idle_timeout, &ws_idle)) {
     LogError("bad duration flag (use 500ms, 30s, 5m, 1h)");
     return 2;
   }
@@ -199,6 +203,12 @@ int Run(const Flags& f) {
   go.workers = f.workers;
   go.http.max_body_bytes = f.http_max_body_kib << 10;  // the HTTP API (gateway/http_api.md)
   go.http.idle_timeout = http_idle;
+  // WebSocket calls and the status page (gateway/websocket.md, gateway/status_page.md).
+  go.http.websocket.max_message_bytes = f.ws_max_message_kib << 10;
+  go.http.websocket.max_frame_bytes = f.ws_max_frame_kib << 10;
+  go.http.websocket.idle_timeout = ws_idle;
+  go.http.websocket.allowed_origins = f.ws_allowed_origins;
+  go.http.admin_token = token;
   auto gw = std::make_unique<gateway::Gateway>(go, router);
   if (Status s = gw->Start(); !s.ok()) {
     LogError("cannot listen on " + f.listen + ": " + s.message());
@@ -316,6 +326,19 @@ int main(int argc, char** argv) {
   app.add_option("--http-idle-timeout", f.http_idle_timeout,
                  "HTTP API: a request's headers must arrive, and a stream or response must move, within this")
       ->capture_default_str();
+  app.add_option("--ws-max-message-kib", f.ws_max_message_kib,
+                 "WebSocket: largest message a client may send (closed with 1009 beyond)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--ws-max-frame-kib", f.ws_max_frame_kib, "WebSocket: largest frame leverd sends (longer messages are fragmented)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--ws-idle-timeout", f.ws_idle_timeout,
+                 "WebSocket: close a client that sends nothing, not even a pong, for this long (pinged at half of it)")
+      ->capture_default_str();
+  app.add_option("--ws-allowed-origins", f.ws_allowed_origins,
+                 "WebSocket: origins pages may connect from, comma-separated (default: any)")
+      ->delimiter(',');
   for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
     const auto& spec = lever::leverd::kRunners[i];
     app.add_option(lever::leverd::RunnerFlag(spec), f.runners[i],

@@ -20,6 +20,8 @@
 #include "lever/json.h"
 #include "lever/url.h"
 #include "lever/wire.h"
+#include "status_page.h"
+#include "websocket.h"
 #include "worker.h"
 
 namespace lever::gateway {
@@ -122,6 +124,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   void ResetRequest() {
     parser_.emplace();
     origin_.clear();
+    admin_token_.clear();
     http10_ = false;
     parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(o_.max_header_bytes, UINT32_MAX)));
     parser_->body_limit((std::numeric_limits<std::uint64_t>::max)());
@@ -173,6 +176,10 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     std::string_view target = SV(req.target());
     if (target.size() > o_.max_url_bytes) return Reply(414, "the URL exceeds the limit");
     std::string_view path = target.substr(0, target.find('?'));
+    if (ws::WantsUpgrade(req)) return UpgradeToWebSocket();  // websocket.cc
+    if ((req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) && pages::IsPagePath(path)) {
+      return ServePage(target, path);  // status_page.cc
+    }
     if (req.method() == bhttp::verb::options) {
       body_done_ = parser_->is_done();
       return Respond(200, "", "", "Access-Control-Allow-Methods: POST, OPTIONS\r\n");
@@ -205,6 +212,43 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     }
     SetDeadline(Clock::now() + o_.idle_timeout);
     ReadBody();
+  }
+
+  // A checked upgrade hands the socket to websocket.cc; this connection ends.
+  void UpgradeToWebSocket() {
+    keep_alive_ = false;
+    ws::Upgrade up;
+    std::string error, extra;
+    if (int status = ws::CheckUpgrade(parser_->get(), addr_, buf_.size(), o_, &up, &error, &extra); status != 0) {
+      return Reply(status, error, extra);
+    }
+    WorkerImpl* w = w_;
+    const HttpApiOptions& o = o_;
+    Socket socket = std::move(socket_);
+    ws::RequestHead head = std::move(parser_->get().base());
+    Close();  // `this` may be gone
+    ws::StartWebSocket(w, std::move(socket), std::move(head), std::move(up), o.websocket);
+  }
+
+  // The status page; GET /_lever/status is the admin service's Status("")
+  // as a unary call.
+  void ServePage(std::string_view target, std::string_view path) {
+    auto& req = parser_->get();
+    origin_.clear();  // same-origin only: no CORS headers
+    size_t q = target.find('?');
+    pages::Request pr{path, q == std::string_view::npos ? std::string_view() : target.substr(q + 1),
+                      SV(req[bhttp::field::accept]),
+                      {addr_, SV(req[bhttp::field::host]), SV(req[bhttp::field::authorization]),
+                       SV(req[bhttp::field::cookie])}};
+    pages::Answer a = pages::Serve(pr, o_.admin_token);
+    if (a.kind == pages::Answer::Kind::kRespond) return Respond(a.status, a.content_type, a.body, a.headers);
+    target_ = http::Target{"admin.lever", "admin", "", "Status", false};  // cli/common/admin_api.h
+    streaming_ = false;
+    json_in_ = true;
+    timeout_ms_ = 0;
+    admin_token_ = std::move(a.admin_token);
+    body_ = "[\"\"]";
+    OnBody({}, 0, true);
   }
 
   void ReadBody() {
@@ -375,24 +419,11 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   }
 
   void OpenCall(const char* grpc_path, std::string_view initial, bool eof) {
-    Stream* s = w_->NewStream();
-    s_ = s;
-    s->ds = this;
-    FormatUrl(UrlView{target_.env, target_.service, target_.resource, target_.method}, &s->url);
-    s->req.Add(":method", "POST");
-    s->req.Add(":scheme", "http");
-    s->req.Add(":path", grpc_path);
-    s->req.Add(":authority", target_.env);
-    s->req.Add("content-type", "application/grpc");
-    s->req.Add("te", "trailers");
-    s->req.Add(wire::kUrlKey, s->url);
     if (timeout_ms_ > 0) {
-      s->req.Add("grpc-timeout", std::to_string(timeout_ms_) + "m");
       call_deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms_);
       Arm();
     }
-    w_->PushUp(s, initial, eof);
-    w_->Route(s, {});  // HTTP calls are external: private services are refused
+    s_ = OpenHttpCall(w_, this, target_, grpc_path, admin_token_, initial, eof, timeout_ms_);
   }
 
   // --- response ---
@@ -739,6 +770,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   http::Target target_;
   bool streaming_ = false, json_in_ = false, http10_ = false, keep_alive_ = true;
   std::string origin_;
+  std::string admin_token_;  // lever-admin-token for a status call
   int64_t timeout_ms_ = 0;
   std::string body_;  // unary body, or the current line of a streaming body
   bool first_line_done_ = false, body_done_ = false;
@@ -770,6 +802,25 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
 };
 
 }  // namespace
+
+Stream* OpenHttpCall(WorkerImpl* w, Downstream* d, const http::Target& t, const char* grpc_path,
+                     std::string_view admin_token, std::string_view initial, bool eof, int64_t timeout_ms) {
+  Stream* s = w->NewStream();
+  s->ds = d;
+  FormatUrl(UrlView{t.env, t.service, t.resource, t.method}, &s->url);
+  s->req.Add(":method", "POST");
+  s->req.Add(":scheme", "http");
+  s->req.Add(":path", grpc_path);
+  s->req.Add(":authority", t.env);
+  s->req.Add("content-type", "application/grpc");
+  s->req.Add("te", "trailers");
+  s->req.Add(wire::kUrlKey, s->url);
+  if (timeout_ms > 0) s->req.Add("grpc-timeout", std::to_string(timeout_ms) + "m");
+  if (!admin_token.empty()) s->req.Add("lever-admin-token", admin_token);
+  w->PushUp(s, initial, eof);
+  w->Route(s, {});  // HTTP calls are external: private services are refused
+  return s;
+}
 
 void StartHttpApi(WorkerImpl* w, Socket socket, std::string already_read, const HttpApiOptions& options) {
   auto conn = std::make_shared<HttpConn>(w, std::move(socket), options);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -139,6 +140,26 @@ int main(int argc, char** argv) {
     Result r = ep.Invoke(args[1].as_string(), std::move(rest));
     if (r.is_platform_error()) return Result::AppError(Value(r.status.ToString()));
     return r;
+  });
+  // Prints its argument as one line on stdout (for log tails).
+  (void)server.Handle("Print", [](const CallContext&, Array& args) {
+    std::string text = args.empty() || !args[0].is_string() ? "" : args[0].as_string();
+    std::printf("print: %s\n", text.c_str());
+    std::fflush(stdout);
+    return Result::Of(Value("printed"));
+  });
+  // Sends "ready", reads until its input ends, then writes to args[0] how it
+  // ended: "eof N" (the client half-closed after N messages) or "cancelled".
+  (void)server.HandleStream("RecordEndChan", [](lever::ServerStreamPtr s) {
+    std::string path = s->args().empty() || !s->args()[0].is_string() ? "" : s->args()[0].as_string();
+    (void)s->Send(Value("ready"));
+    int n = 0;
+    Result m = s->Receive();
+    for (; m.ok(); m = s->Receive()) ++n;
+    std::string how = m.is_end() ? "eof " + std::to_string(n) : "cancelled";
+    if (!path.empty()) std::ofstream(path + ".tmp") << how;
+    if (!path.empty()) std::rename((path + ".tmp").c_str(), path.c_str());
+    s->Finish(Result::End());
   });
   (void)server.HandleStream("ReqReplyStreamChan", [](lever::ServerStreamPtr s) {
     std::string prefix = s->args().empty() || !s->args()[0].is_string() ? "" : s->args()[0].as_string();

@@ -33,6 +33,28 @@
 
 namespace lever::gateway {
 
+// WebSocket streaming calls on the HTTP port (gateway/websocket.md,
+// docs/http-api.md "WebSocket").
+struct WebSocketOptions {
+  // Largest message a client may send, over all its frames; a frame header
+  // announcing more closes the connection with 1009 before its payload is
+  // read. Default 1 MiB.
+  size_t max_message_bytes = 1u << 20;
+  // Largest frame leverd sends: a longer message goes out in fragments of
+  // this size. Default 16 KiB; at least 8 bytes.
+  size_t max_frame_bytes = 16u << 10;
+  // A client that sends nothing (no frame at all) for this long is closed
+  // with 1001; after half of it leverd pings, so a live browser (which
+  // answers pings by itself) stays connected while its call is quiet. The
+  // first message (the arguments) must arrive within it too. Default 30 s.
+  std::chrono::milliseconds idle_timeout{30000};
+  // Origins a page may open WebSockets from, e.g. "https://app.example";
+  // other origins get 403. Empty (default): any origin, as CORS for the HTTP
+  // API. A WebSocket to admin.lever is only ever accepted from leverd's own
+  // pages (same origin) or a client that sends no Origin.
+  std::vector<std::string> allowed_origins;
+};
+
 // The HTTP/1.1 API (gateway/http_api.md, docs/http-api.md): every connection
 // whose first bytes are not the HTTP/2 preface.
 struct HttpApiOptions {
@@ -52,6 +74,12 @@ struct HttpApiOptions {
   std::chrono::milliseconds idle_timeout{30000};
   // Requests per connection before it is closed. Default 0 (unlimited).
   uint32_t max_requests_per_connection = 0;
+  // GET requests with `Upgrade: websocket`.
+  WebSocketOptions websocket;
+  // The node's admin token: the status page (GET /, GET /_lever/status,
+  // gateway/status_page.md) is served to loopback clients, and to others
+  // that present this token. Empty (default): loopback only.
+  std::string admin_token;
 };
 
 struct GatewayOptions {
