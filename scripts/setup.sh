@@ -22,6 +22,8 @@ packages=(
   # the Debian package (CPack runs dpkg-shlibdeps), its Python runtime (built
   # for Debian's python3 with its cffi) and its tests
   dpkg-dev python3-cffi
+  # browser tests (tests/browser): Debian's Chromium, driven by playwright-core
+  chromium
 )
 
 missing=()
@@ -43,7 +45,7 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 # The Node SDK's dependencies too; its addon is compiled by scripts/test.sh
 # once liblever is built (--ignore-scripts here).
-for pkg in tests/compat/node sdk/node; do
+for pkg in tests/compat/node tests/browser sdk/node; do
   if [ -f "$root/$pkg/package.json" ] && [ ! -d "$root/$pkg/node_modules" ]; then
     echo "setup: npm ci in $pkg" >&2
     (cd "$root/$pkg" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
