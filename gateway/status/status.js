@@ -25,6 +25,7 @@ function el(tag, attrs, ...children) {
 function ago(iso) {
   const t = Date.parse(iso);
   if (Number.isNaN(t)) return iso || '';
+  if (t <= 0) return '';  // the built-in admin service has no start time
   const s = Math.max(0, Math.round((Date.now() - t) / 1000));
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
