@@ -167,7 +167,8 @@ class WsConn final : public Downstream, public std::enable_shared_from_this<WsCo
     if (ec) return Close();  // CheckUpgrade passed, so only I/O errors get here
     open_ = true;
     w_->counters().http_responses[1].fetch_add(1, std::memory_order_relaxed);  // 101
-    if (draining_) return StartClose(websocket::close_code::going_away, "leverd is stopping");
+    if (draining_) StartClose(websocket::close_code::going_away, "leverd is stopping");
+    if (close_pending_) return Write();  // a close asked for during the handshake
     Read();
   }
 
