@@ -59,7 +59,7 @@ struct Flags {
   size_t ws_max_message_kib = 1024;
   size_t ws_max_frame_kib = 16;
   std::string ws_idle_timeout = "30s";
-  std::vector<std::string> ws_allowed_origins;
+  std::string ws_allowed_origins;  // comma-separated
 };
 
 // --data-dir's default: $LEVER_DATA_DIR, else systemd's StateDirectory=
@@ -207,7 +207,14 @@ int Run(const Flags& f) {
   go.http.websocket.max_message_bytes = f.ws_max_message_kib << 10;
   go.http.websocket.max_frame_bytes = f.ws_max_frame_kib << 10;
   go.http.websocket.idle_timeout = ws_idle;
-  go.http.websocket.allowed_origins = f.ws_allowed_origins;
+  for (size_t at = 0; at < f.ws_allowed_origins.size();) {
+    size_t comma = std::min(f.ws_allowed_origins.find(',', at), f.ws_allowed_origins.size());
+    std::string origin = f.ws_allowed_origins.substr(at, comma - at);
+    origin.erase(0, origin.find_first_not_of(' '));
+    origin.erase(origin.find_last_not_of(' ') + 1);
+    if (!origin.empty()) go.http.websocket.allowed_origins.push_back(origin);
+    at = comma + 1;
+  }
   go.http.admin_token = token;
   auto gw = std::make_unique<gateway::Gateway>(go, router);
   if (Status s = gw->Start(); !s.ok()) {
@@ -338,7 +345,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--ws-allowed-origins", f.ws_allowed_origins,
                  "WebSocket: origins pages may connect from, comma-separated (default: any)")
-      ->delimiter(',');
+      ->capture_default_str();
   for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
     const auto& spec = lever::leverd::kRunners[i];
     app.add_option(lever::leverd::RunnerFlag(spec), f.runners[i],
