@@ -85,7 +85,8 @@ function renderEnv(env, { services, instances }) {
     const row = el('tr', { class: 'service' + (key === logKey ? ' selected' : ''), 'data-service': key,
       title: 'Follow its log below' },
       el('td', {}, el('code', {}, s.name)),
-      el('td', { class: 'num' }, s.liveVersion ? `v${s.liveVersion}` : '—'),
+      el('td', { class: 'num' }, (s.liveVersion ? `v${s.liveVersion}` : '—') +
+        (s.rolloutVersion ? ` → v${s.rolloutVersion}` : '')),
       el('td', {}, s.private ? 'private' : ''),
       el('td', { class: 'num', 'data-instances': mine.length }, mine.length ? `${ready}/${mine.length} ready` : '0'),
       el('td', { class: 'num' }, inFlight),
@@ -117,7 +118,7 @@ function renderEnv(env, { services, instances }) {
       el('td', { class: 'num', 'data-in-flight': i.inFlight }, i.inFlight),
       el('td', { class: 'num' }, i.pid || ''),
       el('td', { title: i.startedAt }, ago(i.startedAt)),
-      showResources ? el('td', {}, text(i.resources)) : null));
+      showResources ? el('td', {}, Array.isArray(i.resources) ? i.resources.join(', ') : text(i.resources)) : null));
   }
   if (!instances.length) ibody.append(el('tr', {}, el('td', { class: 'none', colspan: 8 }, 'no instances running')));
   itable.append(ibody);

@@ -27,7 +27,9 @@ let leverd;
 let browser;
 
 before(async () => {
-  leverd = new Leverd();
+  // Services scale to zero 2 s after their last call (a deploy starts one
+  // instance to check the version), so the status page test starts from none.
+  leverd = new Leverd(['--idle-timeout', '2s']);
   await leverd.start();
   await leverd.deployTestService('wsbrowser');
   await leverd.deployTestService('pagesvc');
@@ -108,8 +110,11 @@ test('the status page lists a deployed service, shows a new instance without a r
     const row = page.locator('tr.service[data-service="dev.lever/pagesvc"]');
     await row.waitFor({ timeout: WAIT });
     assert.match(await row.innerText(), /pagesvc\s+v1/);
+    // The instance the deploy started goes away when idle: none is left.
+    await page.locator('tr.service[data-service="dev.lever/pagesvc"] td[data-instances="0"]')
+      .waitFor({ timeout: WAIT });
     const instances = page.locator('tr.instance[data-service="dev.lever/pagesvc"]');
-    assert.equal(await instances.count(), 0, 'no instance before the first call');
+    assert.equal(await instances.count(), 0, 'no instance before the call');
 
     // Follow its log (a WebSocket call to the admin service's LogsChan).
     await row.click();
@@ -117,6 +122,8 @@ test('the status page lists a deployed service, shows a new instance without a r
 
     // The page must not reload: a mark on its window survives.
     await page.evaluate(() => { window.leverTestMark = 'same page'; });
+    // A slow call keeps the new instance busy (and on the page) while we look.
+    const slow = leverd.run('invoke', '/pagesvc/SleepMs', '6000');
     const marker = `printed from Chromium ${Date.now()}`;
     assert.equal((await leverd.run('invoke', '/pagesvc/Print', JSON.stringify(marker))).trim(), '"printed"');
 
@@ -126,6 +133,8 @@ test('the status page lists a deployed service, shows a new instance without a r
     assert.equal(await instances.count(), 1);
     await page.locator('tr.service[data-service="dev.lever/pagesvc"]', { hasText: '1/1 ready' })
       .waitFor({ timeout: WAIT });
+    await page.locator('tr.instance[data-service="dev.lever/pagesvc"] td[data-in-flight="1"]')
+      .waitFor({ timeout: WAIT });
     await page.locator('#log-lines .line', { hasText: marker }).waitFor({ timeout: WAIT });
     assert.equal(await page.evaluate(() => window.leverTestMark), 'same page');
 
@@ -133,6 +142,7 @@ test('the status page lists a deployed service, shows a new instance without a r
     const shot = path.join(artifacts, 'status-page.png');
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(fs.statSync(shot).size > 10000, 'a real screenshot');
+    assert.equal((await slow).trim(), '"slept"');
   } finally {
     await page.close();
   }
