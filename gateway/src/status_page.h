@@ -46,7 +46,8 @@ struct Request {
 struct Answer {
   // kRespond: answer status/content_type/body/headers. kStatus: answer with
   // the value of the admin service's Status("") as JSON (GET /_lever/status),
-  // sending `admin_token` as lever-admin-token when it is not empty.
+  // sending `admin_token` as lever-admin-token when it is not empty (the
+  // caller passed CheckAccess, so it may act as the node's admin).
   enum class Kind { kRespond, kStatus } kind = Kind::kRespond;
   int status = 200;
   std::string content_type;

@@ -131,7 +131,7 @@ TEST(WebSocketUpgrade, AdminOnlyFromLeverdsOwnPages) {
   h.set(bhttp::field::origin, "http://127.0.0.1:8080");
   Checked c = Check(h, o);
   EXPECT_EQ(c.status, 0) << c.error;
-  EXPECT_TRUE(c.up.admin_token.empty());  // loopback: the admin service lets it in by itself
+  EXPECT_EQ(c.up.admin_token, o.admin_token);  // checked here: the admin service gets the token
   // DNS rebinding: same origin, but a name that is not loopback.
   h.set(bhttp::field::host, "evil.example:8080");
   h.set(bhttp::field::origin, "http://evil.example:8080");
@@ -143,9 +143,11 @@ TEST(WebSocketUpgrade, AdminOnlyFromLeverdsOwnPages) {
   c = Check(h, o, "10.0.0.7:4000");
   EXPECT_EQ(c.status, 0) << c.error;
   EXPECT_EQ(c.up.admin_token, o.admin_token);
-  // A non-browser client (no Origin) is left to the admin service's own check.
+  // A non-browser client (no Origin, no token) is left to the admin service's own check.
   RequestHead cli = Head("/admin/LogsChan?forceenv=admin.lever");
-  EXPECT_EQ(Check(cli, o, "10.0.0.7:4000").status, 0);
+  c = Check(cli, o, "10.0.0.7:4000");
+  EXPECT_EQ(c.status, 0);
+  EXPECT_TRUE(c.up.admin_token.empty());
 }
 
 TEST(WebSocketIdle, PingsAtHalfThenClosesAtTheTimeout) {
