@@ -208,6 +208,7 @@ Status Host::Impl::DeleteEnvironment(std::string_view name) {
   for (auto& svc : catalog_->RemoveEnvironment(name)) {
     std::lock_guard lock(svc->mu);
     svc->removed = true;
+    svc->rollout_cv.notify_all();  // a deploy waiting on it learns at once
     routing_->FailWaitersLocked(*svc, Status(Code::kNotFound, "environment " + std::string(name) + " was deleted"),
                                 &d);
   }
