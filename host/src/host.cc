@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <thread>
 
 #include "catalog.h"
 #include "routing.h"
@@ -116,6 +117,9 @@ Status Host::Impl::Init(RegistryPtr registry) {
   so.lifecycle.resource_idle = options_.resource_idle;
   so.lifecycle.max_instances = options_.max_instances_per_service;
   so.count_at_placement = options_.count_at_placement;
+  so.max_starting = options_.max_starting > 0
+                        ? options_.max_starting
+                        : std::max<size_t>(2, std::thread::hardware_concurrency());
   so.on_switched = [this](const std::string& env, const std::string& service, int64_t version) {
     SetLive(env, service, version);
   };

@@ -303,7 +303,11 @@ TEST_F(HostTest, IdleInstanceStops) {
   Deploy("dev.lever", "sleepy", {});
   Routed r = Route("dev.lever", "sleepy");
   ASSERT_TRUE(r.result.status.ok());
-  ASSERT_TRUE(WaitFor([&] { return !r.result.backend->alive() && Instances("sleepy").empty(); }));
+  ASSERT_TRUE(WaitFor([&] { return !r.result.backend->alive() && Instances("sleepy").empty(); })) << [&] {
+    std::vector<ServiceStatus> st;
+    (void)host_->ListServiceStatus("dev.lever", &st);
+    return st.empty() ? "" : st[0].reason + " " + std::to_string(st[0].desired);
+  }();
 }
 
 TEST_F(HostTest, StubbornInstanceIsKilledAfterGrace) {

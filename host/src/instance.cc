@@ -107,13 +107,18 @@ void Instance::Placed(SteadyTime now) {
   if (placement_counts) {
     Count(1, now);
   } else {
+    pending_.fetch_add(1, std::memory_order_relaxed);
     last_active_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count(),
                          std::memory_order_relaxed);
   }
 }
 
 void Instance::OnCallStart() {
-  if (!placement_counts) Count(1, clock->Now());
+  if (placement_counts) return;
+  Count(1, clock->Now());
+  int64_t p = pending_.load(std::memory_order_relaxed);
+  while (p > 0 && !pending_.compare_exchange_weak(p, p - 1, std::memory_order_relaxed)) {
+  }
 }
 
 void Instance::OnCallEnd() {

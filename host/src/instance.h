@@ -82,6 +82,12 @@ class Instance final : public Backend {
 
   void Touch();
   int64_t in_flight() const { return load.in_flight(); }
+  // Without placement_counts: calls placed whose OnCallStart has not come
+  // yet, so that placement spreads a burst. A placed call that never starts
+  // (its caller left first) would leave one behind: ForgetPending() clears
+  // them once the instance has been quiet for a while.
+  int64_t pending() const { return pending_.load(std::memory_order_relaxed); }
+  void ForgetPending() { pending_.store(0, std::memory_order_relaxed); }
   SteadyTime last_active() const;
   // The meter's time base: microseconds since the instance was created.
   int64_t MeterUs(SteadyTime t) const;
@@ -112,7 +118,9 @@ class Instance final : public Backend {
   SteadyTime drain_deadline{};
   SteadyTime kill_deadline{};
   size_t resources = 0;      // leases it owns
-  int64_t batch_placed = 0;  // calls placed in the current release of waiters
+  int failed_probes = 0;     // suspect: refused probes in a row
+  SteadyTime next_check{};   // suspect: when to probe again
+
   bool killed = false;
   bool stop_intended = false;
 
@@ -134,6 +142,7 @@ class Instance final : public Backend {
   void Count(int64_t delta, SteadyTime now);
   std::shared_ptr<const Wakeup> wakeup_;
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> pending_{0};
 };
 
 // The built-in admin service, served in-process by leverd.

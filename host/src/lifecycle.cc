@@ -172,23 +172,25 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
       area += s.concurrency * span;
       covered += span;
     }
-    if (s.at > now - o.panic_window) peak = std::max(peak, s.concurrency);
+    if (s.at > now - o.panic_window) peak = std::max({peak, s.concurrency, s.peak});
   }
   const double stable_average = covered > 0 ? area / covered : view.concurrency_now;
   const int64_t stable_need = Need(stable_average, load);
   const int64_t panic_need = Need(peak, load);
-  if (panic_need > 0 && panic_need >= 2 * current) plan.panic_until = now + o.stable_window;
+  // A version just switched to counts as called now: it stays warm. With
+  // no call for the idle period the windows' history is moot: zero.
+  const SteadyTime last_call = plan.switch_live ? now : view.last_call;
+  const bool recent = view.concurrency_now > 0 || now - last_call < o.idle_timeout;
+  if (recent && panic_need > 0 && panic_need >= 2 * current) plan.panic_until = now + o.stable_window;
+  if (!recent) plan.panic_until = {};
   const bool panicking = now < plan.panic_until;
 
-  int64_t desired = stable_need;
+  int64_t desired = recent ? stable_need : 0;
   plan.reason = "stable";
   if (panicking && std::max(panic_need, current) >= desired) {
     desired = std::max(panic_need, current);  // no scale-down while panicking
     plan.reason = "panic";
   }
-  // A version just switched to counts as called now: it stays warm.
-  const SteadyTime last_call = plan.switch_live ? now : view.last_call;
-  bool recent = view.concurrency_now > 0 || now - last_call < o.idle_timeout;
   if (desired == 0 && recent) desired = 1;  // stays warm until the idle period ends
   if (desired == 0) plan.reason = "idle";
   if (live_view.min_instances > desired) {

@@ -44,12 +44,15 @@ struct LifecycleOptions {
 // The load sample period: a sixth of the panic window, within [10 ms, 1 s].
 SteadyDuration SampleTick(const LifecycleOptions& options);
 
-// Mean concurrency (calls in flight plus calls waiting) over one tick,
-// time-weighted; `at` is the tick's end, `span` its length.
+// Concurrency (calls in flight plus calls waiting) over one tick: its mean,
+// time-weighted, and its peak (the most at once, as calls were placed; a
+// burst of short calls barely moves the mean); `at` is the tick's end,
+// `span` its length.
 struct LoadSample {
   SteadyTime at{};
   SteadyDuration span{};
   double concurrency = 0;
+  double peak = 0;  // >= concurrency
 };
 
 struct InstanceView {

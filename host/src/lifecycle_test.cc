@@ -176,6 +176,29 @@ TEST(Lifecycle, PanicScalesUpAtOnceWhenTheShortWindowNeedsTwiceTheCount) {
   EXPECT_EQ(sim.Serving(1), 15u);
 }
 
+TEST(Lifecycle, APeakOfShortCallsPanicsThoughTheMeanIsLow) {
+  Sim sim;
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.view.last_call = sim.now;
+  // 1000 calls of 1 ms at once: the tick's mean is ~1, its peak 1000.
+  sim.now += SampleTick(sim.o);
+  sim.samples.push_back({sim.now, SampleTick(sim.o), 1.0, 1000.0});
+  Plan p = sim.Pass();
+  EXPECT_STREQ(p.reason, "panic");
+  EXPECT_EQ(p.desired, 64);  // capped at max_instances
+}
+
+TEST(Lifecycle, NoPanicFromHistoryOnceTheIdlePeriodPassed) {
+  Sim sim;
+  sim.o.idle_timeout = milliseconds(200);
+  sim.view.last_call = sim.now;
+  sim.now += milliseconds(500);
+  sim.samples.push_back({sim.now - milliseconds(100), SampleTick(sim.o), 0.0, 1.0});  // a call's peak, 400 ms ago
+  Plan p = sim.Pass();
+  EXPECT_EQ(p.start, 0u) << "an old peak restarted an idle service";
+  EXPECT_STREQ(p.reason, "idle");
+}
+
 TEST(Lifecycle, NoPanicBelowTwiceTheCount) {
   Sim sim;
   sim.view.instances = {Ready(1, sim.now), Ready(1, sim.now)};

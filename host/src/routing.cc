@@ -53,7 +53,7 @@ PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteRes
       if (live) {
         result.backend =
             req.resource.empty()
-                ? PlaceLocked(*svc, PickLocked(*svc, std::numeric_limits<double>::infinity()), now)
+                ? PlaceLocked(*svc, PickLocked(*svc, std::numeric_limits<double>::infinity(), true), now)
                 : PlaceResourceLocked(*svc, req.resource, now, &d);
       }
       if (result.backend) {
@@ -65,6 +65,7 @@ PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteRes
         result.status = ResourceExhausted("too many calls waiting for " + ServiceUrl(req.env, req.service) +
                                           " to start (" + std::to_string(options_.max_waiting_calls) + ")");
       } else {
+        NotePeakLocked(*svc, 1, 0);
         uint64_t id = next_waiter_id_.fetch_add(1, std::memory_order_relaxed);
         svc->waiters.push_back({id, std::string(req.resource), now + options_.cold_start_wait, std::move(done)});
         pending = {svc, id};
@@ -95,29 +96,46 @@ void Routing::Cancel(const PendingRoute& pending) {
   done({Status(Code::kCancelled, "the caller went away"), nullptr});
 }
 
-Instance* Routing::PickLocked(ServiceState& svc, double max_load) {
+Instance* Routing::PickLocked(ServiceState& svc, double max_load, bool note_peak) {
   thread_local std::vector<PlacementCandidate> candidates;
   thread_local std::vector<Instance*> ready;
   candidates.clear();
   ready.clear();
+  int64_t total = 0;
+  size_t usable = 0;
   for (auto& inst : svc.instances) {
     // A connection the gateway saw fail makes the instance suspect until the
     // supervisor has checked it: the next call must not go to a crashed one.
     if (!UsableLocked(svc, *inst)) continue;
-    int64_t load = inst->in_flight() + (options_.count_at_placement ? 0 : inst->batch_placed);
+    int64_t load = inst->in_flight() + inst->pending();
+    total += load;
+    ++usable;
     if (static_cast<double>(load) >= max_load) continue;
     candidates.push_back({inst->placement_key, load});
     ready.push_back(inst.get());
   }
+  if (note_peak) NotePeakLocked(svc, static_cast<double>(total + 1), usable);
   if (ready.empty()) return nullptr;
   size_t i = placement_->Pick(candidates, {});
   return ready[std::min(i, ready.size() - 1)];
 }
 
+// The autoscaler's peak: the most calls at once. A peak that needs twice the
+// usable instances wakes the supervisor now, not at its next tick.
+void Routing::NotePeakLocked(ServiceState& svc, double concurrency, size_t usable) {
+  concurrency += static_cast<double>(svc.waiters.size());
+  if (concurrency <= svc.scaler.peak) return;
+  svc.scaler.peak = concurrency;
+  double load = svc.config.max_instance_load > 0 ? svc.config.max_instance_load : 10.0;
+  if (!svc.scaler.peak_woken && concurrency > 2.0 * load * static_cast<double>(usable)) {
+    svc.scaler.peak_woken = true;
+    supervisor_->Wake();
+  }
+}
+
 BackendPtr Routing::PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now) {
   if (inst == nullptr) return nullptr;
   inst->Placed(now);
-  ++inst->batch_placed;
   for (auto& i : svc.instances) {
     if (i.get() == inst) return i;
   }
@@ -180,14 +198,13 @@ void Routing::ReleaseWaitersLocked(ServiceState& svc, SteadyTime now, Deferred* 
     // maxInstanceLoad of the waiting calls: the rest wait for the others.
     bool starting = false;
     for (auto& inst : svc.instances) {
-      inst->batch_placed = 0;
       starting |= inst->state == InstanceState::kStarting && inst->version == svc.info.live_version;
     }
     double limit = starting ? std::max(svc.config.max_instance_load, 1.0) : std::numeric_limits<double>::infinity();
     size_t kept = 0;
     for (size_t i = 0; i < svc.waiters.size(); ++i) {
       Waiter& w = svc.waiters[i];
-      BackendPtr b = w.resource.empty() ? PlaceLocked(svc, PickLocked(svc, limit), now)
+      BackendPtr b = w.resource.empty() ? PlaceLocked(svc, PickLocked(svc, limit, false), now)
                                         : PlaceResourceLocked(svc, w.resource, now, d);
       if (b) {
         d->Answer(std::move(w.done), RouteResult{Status::Ok(), std::move(b)});

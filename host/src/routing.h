@@ -57,13 +57,15 @@ class Routing {
 
  private:
   // A ready instance of the live version with fewer than `max_load` calls
-  // (counting this batch's), or null.
-  Instance* PickLocked(ServiceState& svc, double max_load);
+  // (placed ones counted), or null; with `note_peak`, the call counts
+  // toward the autoscaler's peak (not for queued calls: already counted).
+  Instance* PickLocked(ServiceState& svc, double max_load, bool note_peak);
   // The lease's backend for a call for `resource`, or null when the call
   // must wait (a lease opening or closing, or no instance to own it yet);
   // makes a lease when there is none.
   BackendPtr PlaceResourceLocked(ServiceState& svc, std::string_view resource, SteadyTime now, Deferred* d);
   BackendPtr PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now);
+  void NotePeakLocked(ServiceState& svc, double concurrency, size_t usable);
 
   const Catalog& catalog_;
   const PlacementPtr placement_;

@@ -62,6 +62,11 @@ struct Autoscaler {
   uint64_t retired_area = 0;  // call-µs of instances that are gone
   SteadyTime panic_until{};
   SteadyTime last_scale_down{};
+  // The most calls at once since the last sample, as routing placed them.
+  double peak = 0;
+  // Routing woke the supervisor for a peak that needs twice the instances
+  // (once per pass; the pass clears it).
+  bool peak_woken = false;
   int64_t desired = 0;
   const char* reason = "idle";
 };

@@ -38,6 +38,7 @@ SteadyDuration RestartDelay(int crash_streak) {
 constexpr size_t kMaxLineBytes = 16 * 1024;
 constexpr auto kFirstBackoff = milliseconds(1);
 constexpr auto kMaxBackoff = milliseconds(100);
+constexpr int kProbesToDeath = 4;
 
 }  // namespace
 
@@ -246,12 +247,32 @@ void Supervisor::Unwatch(int fd) {
 }
 
 void Supervisor::StartQueued() {
-  std::vector<std::pair<ServicePtr, std::shared_ptr<Instance>>> queue;
+  // At most max_starting instances start at once (host-wide): the planned
+  // count of a burst is queued, not spawned all together, so starts do not
+  // starve each other (and the instances serving) of the CPU. Queued ones
+  // that were stopped meanwhile leave the queue and their service.
+  std::vector<std::pair<ServicePtr, std::shared_ptr<Instance>>> queue, kept;
   {
     std::lock_guard lock(queue_mu_);
     queue.swap(to_start_);
   }
-  for (auto& [svc, inst] : queue) Spawn(svc, inst);
+  for (auto& entry : queue) {
+    auto& [svc, inst] = entry;
+    if (starting_.size() < options_.max_starting) {
+      Spawn(svc, inst);
+      continue;
+    }
+    std::lock_guard lock(svc->mu);
+    if (svc->removed || inst->state != InstanceState::kStarting) {
+      std::erase(svc->instances, inst);
+    } else {
+      kept.push_back(std::move(entry));
+    }
+  }
+  if (!kept.empty()) {
+    std::lock_guard lock(queue_mu_);
+    to_start_.insert(to_start_.begin(), std::make_move_iterator(kept.begin()), std::make_move_iterator(kept.end()));
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -327,6 +348,7 @@ void Supervisor::Spawn(const ServicePtr& svc, const std::shared_ptr<Instance>& i
       Watch(inst->proc->stdout_fd(), inst, 1);
       Watch(inst->proc->stderr_fd(), inst, 2);
       by_socket_name_[inst->socket_path.substr(options_.run_dir.size() + 1)] = inst;
+      starting_.insert(inst.get());
     }
   }
   Flush(&d);
@@ -410,6 +432,7 @@ void Supervisor::HandleExit(const std::shared_ptr<Instance>& inst) {
   inst->proc->Cleanup();
   unlink(inst->socket_path.c_str());
   by_socket_name_.erase(inst->socket_path.substr(options_.run_dir.size() + 1));
+  if (starting_.erase(inst.get())) WakeAt(clock_->Now());
 
   ServicePtr svc = inst->owner.lock();
   Deferred d;
@@ -480,17 +503,30 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
         inst.alive_.store(true, std::memory_order_release);
         inst.Touch();
         svc.crash_streak = 0;
+        if (starting_.erase(&inst)) WakeAt(now);  // room for a queued start
       } else {
         inst.backoff = std::min<SteadyDuration>(inst.backoff * 2, kMaxBackoff);
         inst.next_attempt = now + inst.backoff;
       }
-    } else if (inst.state == InstanceState::kReady && inst.check_requested.load()) {
-      // Dead only if its socket refuses: a full backlog (busy) is alive.
+    } else if (inst.state == InstanceState::kReady && inst.check_requested.load() && now >= inst.next_check) {
+      // Dead only if its socket keeps refusing connections while the
+      // process lives (its exit is seen apart): a full backlog (busy) is
+      // alive, and one refusal may be a listener being re-made, so it is
+      // probed kProbesToDeath times, 10 ms apart and doubling (~150 ms),
+      // taking no new call meanwhile.
       if (ProbeSocket(inst.socket_path) == Probe::kDead) {
-        unhealthy[i] = true;
+        if (++inst.failed_probes >= kProbesToDeath) {
+          unhealthy[i] = true;
+        } else {
+          inst.next_check = now + milliseconds(10 << (inst.failed_probes - 1));
+          WakeAt(inst.next_check);
+        }
       } else {
         inst.check_requested.store(false);
+        inst.failed_probes = 0;
       }
+    } else if (inst.state == InstanceState::kReady && inst.check_requested.load()) {
+      WakeAt(inst.next_check);
     }
   }
   if (!svc.removed) routing_.ReleaseWaitersLocked(svc, now, d);
@@ -501,6 +537,7 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
     }
   }
   SampleLocked(svc, now);
+  svc.scaler.peak_woken = false;
 
   ServiceView view;
   view.removed = svc.removed;
@@ -536,10 +573,12 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
     v.kill_deadline = inst.kill_deadline;
     v.killed = inst.killed;
     view.instances.push_back(v);
-    concurrency += static_cast<double>(v.in_flight);
+    concurrency += static_cast<double>(v.in_flight + inst.pending());
     if (inst.state == InstanceState::kStarting && inst.spawned) WakeAt(inst.next_attempt);
   }
-  view.concurrency_now = concurrency;
+  // Now: what is in flight and waiting, or the peak routing saw since the
+  // last sample if that was more.
+  view.concurrency_now = std::max(concurrency, svc.scaler.peak);
   std::vector<std::shared_ptr<ResourceLease>> leases;
   for (auto& [_, lease] : svc.leases) {
     auto it = index.find(lease->owner.get());
@@ -668,13 +707,23 @@ void Supervisor::SampleLocked(ServiceState& svc, SteadyTime now) {
     return;
   }
   uint64_t area = a.retired_area;
-  for (auto& inst : svc.instances) area += inst->load.Area(inst->MeterUs(now));
+  for (auto& inst : svc.instances) {
+    area += inst->load.Area(inst->MeterUs(now));
+    // Placements that never started (their callers left before the gateway
+    // opened the stream) once nothing has happened there for a second.
+    if (inst->pending() > 0 && now - inst->last_active() > std::chrono::seconds(1)) inst->ForgetPending();
+  }
   if (a.last_sample != SteadyTime{} && now > a.last_sample) {
     SteadyDuration span = now - a.last_sample;
     double us = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(span).count());
     double value = (area >= a.last_area ? static_cast<double>(area - a.last_area) : 0.0) / std::max(us, 1.0);
-    a.samples.push_back({now, span, value + static_cast<double>(svc.waiters.size())});
+    double mean = value + static_cast<double>(svc.waiters.size());
+    a.samples.push_back({now, span, mean, std::max(mean, a.peak)});
   }
+  // The next tick's peak starts from what is in flight now.
+  double current = static_cast<double>(svc.waiters.size());
+  for (auto& inst : svc.instances) current += static_cast<double>(inst->in_flight() + inst->pending());
+  a.peak = current;
   a.last_area = area;
   a.last_sample = now;
   a.next_sample = now + tick;
@@ -695,6 +744,7 @@ void Supervisor::DrainLocked(ServiceState& svc, Instance& inst, const std::strin
 
 void Supervisor::StopLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d) {
   if (inst.state == InstanceState::kStopping) return;
+  if (starting_.erase(&inst)) WakeAt(clock_->Now());
   inst.state = InstanceState::kStopping;
   inst.alive_.store(false, std::memory_order_release);
   inst.stop_intended = true;

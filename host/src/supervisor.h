@@ -14,6 +14,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "catalog.h"
@@ -30,6 +31,9 @@ struct SupervisorOptions {
   std::string run_dir;  // <data>/run: instance sockets
   LifecycleOptions lifecycle;
   bool count_at_placement = false;  // RoutingOptions::count_at_placement
+  // Instances spawned and not yet ready, at most, host-wide; more wait in
+  // the start queue (still "starting"). Default 4.
+  size_t max_starting = 4;
   std::function<Status(std::string_view env, std::string* socket_path)> ensure_internal_listener;
   std::function<void(std::string_view line)> log_sink;  // required
   // A rollout switched `version` live: make it so in the registry. Called
@@ -116,6 +120,7 @@ class Supervisor {
   };
   std::unordered_map<int, FdRef> fds_;
   StringMap<std::shared_ptr<Instance>> by_socket_name_;
+  std::unordered_set<const Instance*> starting_;  // spawned, not ready yet
   StringMap<std::string> listeners_;  // env -> internal socket path
   SteadyTime next_wake_{};
 };

@@ -94,6 +94,9 @@ struct HostOptions {
   std::chrono::milliseconds stop_grace{10000};
   // Instances per service (all versions). Default 16.
   size_t max_instances_per_service = 16;
+  // Instances spawned and not yet ready at once, host-wide (more wait their
+  // turn, still "starting"). Default: the number of cores, at least 2.
+  size_t max_starting = 0;
   // Lines / bytes kept per service for `lever logs`. Defaults 1000 / 1 MiB.
   size_t log_lines = 1000;
   size_t log_bytes = 1 << 20;
