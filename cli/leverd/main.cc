@@ -51,6 +51,7 @@ struct Flags {
   std::string panic_window = "6s";
   std::string resource_idle = "3m";
   size_t max_instances = 16;
+  size_t max_waiting_calls = 1000;
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
   std::vector<std::string> runners = std::vector<std::string>(std::size(kRunners));  // by kRunners' order
@@ -234,6 +235,8 @@ int Run(const Flags& f) {
   ho.autoscale_panic_window = panic;
   ho.resource_idle = resource_idle;
   ho.max_instances_per_service = f.max_instances;
+  ho.max_waiting_calls = f.max_waiting_calls;
+  ho.count_at_placement = true;  // the gateway owes OnCallEnd for every placed call (router.h)
   ho.deploy.max_compressed_bytes = uint64_t{f.max_upload_mib} << 20;
   ho.deploy.max_uncompressed_bytes = uint64_t{f.max_unpacked_mib} << 20;
   ho.admin_address = "unix:" + run_dir + "/admin.sock";
@@ -317,6 +320,9 @@ int main(int argc, char** argv) {
   app.add_option("--cold-start-wait", f.cold_start_wait, "How long a call waits for an instance to start")
       ->capture_default_str();
   app.add_option("--max-instances", f.max_instances, "Instances per service, at most")->capture_default_str();
+  app.add_option("--max-waiting-calls", f.max_waiting_calls,
+                 "Calls that may wait for an instance, per service (RESOURCE_EXHAUSTED beyond)")
+      ->capture_default_str();
   app.add_option("--autoscale-stable-window", f.stable_window,
                  "Autoscaler: the average concurrency over this window sets the instance count")
       ->capture_default_str();

@@ -47,7 +47,7 @@ struct BackendCallbacks {
     auto* conn = static_cast<BackendConn*>(user);
     WorkerImpl* w = conn->worker();
     if (frame->hd.type == NGHTTP2_GOAWAY) {
-      conn->OnGoaway();
+      conn->OnGoaway(frame->goaway.error_code);
       return 0;
     }
     if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
@@ -146,6 +146,7 @@ struct BackendCallbacks {
     auto* s = static_cast<Stream*>(source->ptr);
     size_t n = s->up.Read(buf, length);
     if (n != 0) {
+      s->up_taken = true;
       w->AddBuffered(-static_cast<int64_t>(n));
       if (!s->up_consumed && s->client != nullptr) {
         nghttp2_session_consume(s->client->session(), s->csid, n);
@@ -299,9 +300,7 @@ bool BackendConn::SubmitNow(Stream* s) {
     w_->MaybeRelease(s);
     return false;
   }
-  s->bsid = sid;
-  s->call_started = true;
-  backend_->OnCallStart();
+  s->bsid = sid;  // the host counted the call when it placed it (Router contract)
   w_->MarkDirty(this);
   return true;
 }
@@ -314,14 +313,18 @@ void BackendConn::RemoveStream(Stream* s) {
   streams_.pop_back();
 }
 
-void BackendConn::OnGoaway() {
+// GOAWAY is not death: a graceful one (NO_ERROR: the instance is shutting
+// down, or closing an old connection) drains this connection: no new
+// streams here, the open ones finish, refused ones go elsewhere. Only an
+// error GOAWAY is reported as a failed connection (the host then checks).
+void BackendConn::OnGoaway(uint32_t error_code) {
   if (goaway_) return;
   goaway_ = true;
-  if (!failed_reported_) {
+  if (error_code != NGHTTP2_NO_ERROR && !failed_reported_) {
     failed_reported_ = true;
     backend_->OnConnectionFailed();
   }
-  w_->ForgetBackend(this);  // no new streams here; existing ones finish
+  w_->ForgetBackend(this);
 }
 
 void BackendConn::OnClose() {
@@ -338,10 +341,7 @@ void BackendConn::OnClose() {
       // The instance never spoke HTTP/2 here, so it saw nothing of this call:
       // place it again, once (the host no longer offers a backend whose
       // connection failed until it has checked it).
-      s->rerouted = true;
-      s->bconn = nullptr;
-      s->backend.reset();
-      w_->Route(s, s->client != nullptr ? std::string_view(s->client->src_env()) : std::string_view());
+      w_->Replace(s);
       continue;
     }
     w_->OnBackendStreamClosed(s, NGHTTP2_INTERNAL_ERROR, fail_message_.empty() ? "connection to instance lost" : fail_message_);

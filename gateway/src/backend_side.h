@@ -26,7 +26,7 @@ class BackendConn final : public H2Conn {
   // Opens the backend stream for `s` now or once connected.
   void Submit(Stream* s);
   void RemoveStream(Stream* s);  // s->bconn cleared by caller
-  void OnGoaway();
+  void OnGoaway(uint32_t error_code);
   // The instance's first SETTINGS frame: it speaks HTTP/2 on this connection.
   void OnPeerSettings();
   HeaderBlock& scratch() { return scratch_; }

@@ -52,11 +52,13 @@ class TestBackend final : public host::Backend {
   explicit TestBackend(std::string address) : address_(std::move(address)), id_(next_id_++) {}
   const std::string& address() const override { return address_; }
   uint64_t id() const override { return id_; }
-  void OnCallStart() override { starts++; }
+  // The router counts a call when it places it (`starts`); the gateway owes
+  // OnCallEnd once for every placed call and never calls OnCallStart.
+  void OnCallStart() override { unexpected_starts++; }
   void OnCallEnd() override { ends++; }
   void OnConnectionFailed() override { conn_failed++; }
   bool alive() const override { return true; }
-  std::atomic<int> starts{0}, ends{0}, conn_failed{0};
+  std::atomic<int> starts{0}, ends{0}, conn_failed{0}, unexpected_starts{0};
 
  private:
   static inline std::atomic<uint64_t> next_id_{1};
@@ -74,24 +76,67 @@ class TestBackend final : public host::Backend {
 //   anything else: NOT_FOUND
 class TestRouter final : public host::Router {
  public:
+  // Places a call on `b`: counted there, as the host does.
+  static void Place(const std::function<void(host::RouteResult)>& done, const std::shared_ptr<TestBackend>& b) {
+    b->starts++;
+    done({Status(), b});
+  }
+
   void Route(const host::RouteRequest& r, std::function<void(host::RouteResult)> done) override {
+    (void)RouteCancellable(r, std::move(done));
+  }
+
+  // Held `cold` calls can be cancelled, as the host's queue can.
+  host::PendingRoute RouteCancellable(const host::RouteRequest& r,
+                                      std::function<void(host::RouteResult)> done) override {
+    if (r.service == "cold") {
+      std::lock_guard<std::mutex> lock(mu);
+      requests.push_back({std::string(r.env), std::string(r.service), std::string(r.resource),
+                          std::string(r.method), std::string(r.src_env)});
+      uint64_t id = ++next_cold_id;
+      cold.push_back(std::move(done));
+      cold_ids.push_back(id);
+      cv.notify_all();
+      return {queue_token, id};
+    }
+    RouteNow(r, std::move(done));
+    return {};
+  }
+
+  void CancelRoute(const host::PendingRoute& p) override {
+    std::function<void(host::RouteResult)> done;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (size_t i = 0; i < cold_ids.size(); ++i) {
+        if (cold_ids[i] != p.id) continue;
+        done = std::move(cold[i]);
+        cold.erase(cold.begin() + static_cast<ptrdiff_t>(i));
+        cold_ids.erase(cold_ids.begin() + static_cast<ptrdiff_t>(i));
+        ++cancelled;
+        break;
+      }
+    }
+    if (done) done({Status(Code::kCancelled, "the caller went away"), nullptr});
+  }
+
+  void RouteNow(const host::RouteRequest& r, std::function<void(host::RouteResult)> done) {
     {
       std::lock_guard<std::mutex> lock(mu);
       requests.push_back({std::string(r.env), std::string(r.service), std::string(r.resource),
                           std::string(r.method), std::string(r.src_env)});
     }
-    if (r.service == "echo") return done({Status(), echo});
+    if (r.service == "echo") return Place(done, echo);
     if (r.service == "private") {
       if (r.src_env.empty()) {
         return done({Status(Code::kPermissionDenied, "service \"private\" is private to its environment"), nullptr});
       }
-      return done({Status(), echo});
+      return Place(done, echo);
     }
-    if (r.service == "remote") return done({Status(), remote_backend});
-    if (r.service == "dead") return done({Status(), dead});
-    if (r.service == "badaddr") return done({Status(), std::make_shared<TestBackend>("no-port-here")});
+    if (r.service == "remote") return Place(done, remote_backend);
+    if (r.service == "dead") return Place(done, dead);
+    if (r.service == "badaddr") return Place(done, std::make_shared<TestBackend>("no-port-here"));
     if (r.service == "longpath") {
-      return done({Status(), std::make_shared<TestBackend>("unix:/" + std::string(200, 'p') + ".sock")});
+      return Place(done, std::make_shared<TestBackend>("unix:/" + std::string(200, 'p') + ".sock"));
     }
     if (r.service == "full") {
       return done({Status(Code::kResourceExhausted, "queue full: 100% of 64 slots\ntry later"), nullptr});
@@ -99,12 +144,6 @@ class TestRouter final : public host::Router {
     if (r.service == "down") return done({Status(Code::kUnavailable, "no instance could start"), nullptr});
     if (r.service == "late") {
       return done({Status(Code::kDeadlineExceeded, "cold start took longer than 30s"), nullptr});
-    }
-    if (r.service == "cold") {
-      std::lock_guard<std::mutex> lock(mu);
-      cold.push_back(std::move(done));
-      cv.notify_all();
-      return;
     }
     std::string message = "service \"" + std::string(r.service) + "\" not found in environment \"" +
                           std::string(r.env) + "\"";
@@ -121,8 +160,9 @@ class TestRouter final : public host::Router {
     {
       std::lock_guard<std::mutex> lock(mu);
       held.swap(cold);
+      cold_ids.clear();
     }
-    for (auto& done : held) done({Status(), echo});
+    for (auto& done : held) Place(done, echo);
   }
 
   struct Seen {
@@ -132,6 +172,10 @@ class TestRouter final : public host::Router {
   std::condition_variable cv;
   std::vector<Seen> requests;
   std::vector<std::function<void(host::RouteResult)>> cold;
+  std::vector<uint64_t> cold_ids;
+  uint64_t next_cold_id = 0;
+  int cancelled = 0;
+  std::shared_ptr<int> queue_token = std::make_shared<int>(0);
   std::shared_ptr<TestBackend> echo, dead, remote_backend;
 };
 
@@ -709,10 +753,12 @@ TEST_F(GatewayTest, InstanceGoawayMovesNewCallsToANewConnection) {
   auto stub = core::LeverRPC::NewStub(Channel());
   core::RPCReply reply;
   ASSERT_TRUE(Call(stub.get(), "lever://dev.lever/remote//echo", "one", &reply).ok());
-  // A graceful shutdown sends GOAWAY and closes the connection.
+  // A graceful shutdown sends GOAWAY and closes the connection: the gateway
+  // drops that connection, and a graceful GOAWAY is no failure to report.
   first->server->Shutdown();
   first.reset();
-  ASSERT_TRUE(WaitFor([&] { return router_->remote_backend->conn_failed.load() >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return gateway_->StatsForTest().backend_connections == 0; }));
+  EXPECT_EQ(router_->remote_backend->conn_failed.load(), 0);
   std::filesystem::remove(sock);
   auto second = std::make_unique<EchoServer>();
   ASSERT_TRUE(second->Start("unix:" + sock));
@@ -900,6 +946,57 @@ TEST_F(GatewayTest, ColdStartBuffersTheRequestUntilTheRouterAnswers) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_TRUE(reply.byte_result() == payload);
   EXPECT_EQ(router_->echo->starts.load(), 1);
+}
+
+// A caller that gives up while its call waits for a cold start takes it out
+// of the host's queue at once (not when the wait times out).
+TEST_F(GatewayTest, CancelledWaitingCallsLeaveTheQueueAtOnce) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  constexpr int kCalls = 20;
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::thread> callers;
+  std::vector<grpc::Status> status(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    ctxs.back()->AddMetadata("lever-url", "lever://dev.lever/cold//echo");
+    callers.emplace_back([&, i] {
+      core::RPCReply r;
+      status[i] = stub->HandleRPC(ctxs[i].get(), core::RPC(), &r);
+    });
+  }
+  ASSERT_TRUE(router_->WaitCold(kCalls));
+  for (auto& c : ctxs) c->TryCancel();  // client RST_STREAM
+  for (auto& t : callers) t.join();
+  for (auto& st : status) EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(router_->mu);
+    return router_->cancelled == kCalls && router_->cold.empty();
+  }));
+  EXPECT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
+}
+
+// A call placed after its caller left still ends its placement: the host's
+// count of calls in flight comes back to zero.
+TEST_F(GatewayTest, APlacementWhoseCallerLeftIsEnded) {
+  auto stub = core::LeverRPC::NewStub(Channel());
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->AddMetadata("lever-url", "lever://dev.lever/cold//echo");
+  std::thread caller([&] {
+    core::RPCReply r;
+    (void)stub->HandleRPC(ctx.get(), core::RPC(), &r);
+  });
+  ASSERT_TRUE(router_->WaitCold(1));
+  {
+    // Take it out of reach of CancelRoute: the host is answering it.
+    std::lock_guard<std::mutex> lock(router_->mu);
+    router_->cold_ids.assign(router_->cold_ids.size(), 0);
+  }
+  ctx->TryCancel();
+  caller.join();
+  router_->ReleaseCold();  // placed on echo after the caller left
+  EXPECT_EQ(router_->echo->starts.load(), 1);
+  EXPECT_TRUE(WaitFor([&] { return router_->echo->ends.load() == 1; }));
+  EXPECT_EQ(router_->echo->unexpected_starts.load(), 0);
 }
 
 TEST_F(GatewayTest, ManyColdCallsOnBothWorkersReleasedFromAnotherThread) {

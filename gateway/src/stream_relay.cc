@@ -57,11 +57,30 @@ void WorkerImpl::Route(Stream* s, std::string_view src_env) {
   }
   s->routing = true;
   host::RouteRequest request{url.env, url.service, url.resource, url.method, src_env};
-  router_->Route(request, RouteDone{RouteTicket{serial_, s->slot, s->gen}});
+  uint64_t gen = s->gen;
+  host::PendingRoute pending = router_->RouteCancellable(request, RouteDone{RouteTicket{serial_, s->slot, gen}});
+  // A call that waits (cold start) can be taken back if its caller goes.
+  if (pending && s->gen == gen && s->routing) s->pending = std::move(pending);
+}
+
+// The caller went away while its call waited in the host's queue: it leaves
+// the queue now (its `done` runs here with CANCELLED, which releases it).
+void WorkerImpl::CancelRouting(Stream* s) {
+  if (!s->routing || !s->pending) return;
+  host::PendingRoute pending = std::move(s->pending);
+  s->pending = {};
+  router_->CancelRoute(pending);
 }
 
 void WorkerImpl::OnRouted(Stream* s, host::RouteResult result) {
   s->routing = false;
+  s->pending = {};
+  if (result.backend) {
+    // The host counted the call on the backend when it placed it: whatever
+    // becomes of the call now, OnCallEnd is owed once.
+    s->backend = std::move(result.backend);
+    s->call_started = true;
+  }
   if (!s->attached()) {
     MaybeRelease(s);
     return;
@@ -70,12 +89,25 @@ void WorkerImpl::OnRouted(Stream* s, host::RouteResult result) {
     FailClient(s, result.status.code(), result.status.message());
     return;
   }
-  if (!result.backend) {
+  if (!s->backend) {
     FailClient(s, Code::kUnavailable, "no instance for this call");
     return;
   }
-  s->backend = std::move(result.backend);
   GetBackendConn(s->backend)->Submit(s);
+}
+
+// The call goes to the host again (it never reached the instance it was
+// placed on): that placement ends.
+void WorkerImpl::Replace(Stream* s) {
+  s->rerouted = true;
+  s->bconn = nullptr;
+  s->bsid = -1;
+  if (s->call_started) {
+    s->call_started = false;
+    s->backend->OnCallEnd();
+  }
+  s->backend.reset();
+  Route(s, s->client != nullptr ? std::string_view(s->client->src_env()) : std::string_view());
 }
 
 void WorkerImpl::FailClient(Stream* s, Code code, std::string_view message) {
@@ -143,6 +175,7 @@ void WorkerImpl::OnClientStreamClosed(Stream* s, uint32_t error_code) {
   s->up.Clear();
   s->client = nullptr;
   ReleaseBackendSide(s, error_code != NGHTTP2_NO_ERROR);
+  CancelRouting(s);  // last: it may release the stream
 }
 
 // The downstream (h2 client or HTTP exchange) is gone: a cancel resets the
@@ -173,6 +206,13 @@ void WorkerImpl::OnBackendStreamClosed(Stream* s, uint32_t error_code, std::stri
   BackendConn* c = s->bconn;
   if (c == nullptr) return;
   if (s->backend_index != SIZE_MAX) c->RemoveStream(s);
+  if (error_code == NGHTTP2_REFUSED_STREAM && conn_lost.empty() && s->attached() && !s->resp_started &&
+      !s->up_taken && !s->rerouted) {
+    // Refused before the instance read any of it (it is going away: a
+    // graceful GOAWAY): the call goes elsewhere, once.
+    Replace(s);
+    return;
+  }
   if (!s->down_consumed) {
     if (!s->down.empty() && c->session() != nullptr) nghttp2_session_consume_connection(c->session(), s->down.size());
     s->down_consumed = true;
@@ -249,6 +289,7 @@ void WorkerImpl::DetachDownstream(Stream* s, bool cancel) {
   s->up.Clear();
   s->up_consumed = true;
   ReleaseBackendSide(s, cancel);
+  CancelRouting(s);  // last: it may release the stream
 }
 
 }  // namespace lever::gateway

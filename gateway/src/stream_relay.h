@@ -69,9 +69,10 @@ struct Stream {
   int32_t bsid = -1;  // -1: not submitted yet
   size_t backend_index = 0;
   host::BackendPtr backend;
-  bool call_started = false;  // OnCallStart called, OnCallEnd owed
+  bool call_started = false;  // placed on `backend` (the host counted it): OnCallEnd owed
   bool routing = false;       // a Router answer is outstanding
-  bool rerouted = false;      // placed again once after a dead instance connection
+  bool rerouted = false;      // placed again once (a dead connection, a refused stream)
+  host::PendingRoute pending;  // while routing and queued in the host: to cancel it
 
   // Request (client -> backend).
   HeaderBlock req;
@@ -82,6 +83,7 @@ struct Stream {
   bool up_consumed = false;   // connection window already returned for `up`
   bool discard_up = false;    // answered by the relay: drop client DATA
   bool headers_too_large = false;
+  bool up_taken = false;      // some request DATA went to a backend stream
   HeaderBlock up_trailers;    // rare: request trailers
 
   // Response (backend -> client).
@@ -103,6 +105,7 @@ struct Stream {
     bsid = -1;
     backend.reset();
     call_started = routing = rerouted = false;
+    pending = {};
     req.Release();
     if (url.capacity() > HeaderBlock::kKeepArenaBytes) {
       std::string().swap(url);
@@ -110,7 +113,7 @@ struct Stream {
       url.clear();
     }
     up.Release();
-    up_eof = up_deferred = up_consumed = discard_up = headers_too_large = false;
+    up_eof = up_deferred = up_consumed = discard_up = headers_too_large = up_taken = false;
     up_trailers.Release();
     down.Release();
     resp_started = down_eof = down_deferred = down_consumed = false;

@@ -84,6 +84,11 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   // End of the request HEADERS: check lever-url, ask the Router.
   void Route(Stream* s, std::string_view src_env);
   void OnRouted(Stream* s, host::RouteResult result);
+  // Places a stream again that never reached its instance (ends the first
+  // placement's load); once per stream.
+  void Replace(Stream* s);
+  // Takes a queued call back from the host when its caller is gone.
+  void CancelRouting(Stream* s);
   // Answers the client with a trailers-only gRPC error (or error trailers if
   // the response already started) and drops the rest of the request.
   void FailClient(Stream* s, Code code, std::string_view message);

@@ -46,7 +46,8 @@ Value ServiceRow(const host::ServiceStatus& st) {
           {"private", s.is_private},
           {"liveVersion", s.live_version},
           {"desired", st.desired},
-          {"reason", st.reason}};
+          {"reason", st.reason},
+          {"waiting", st.waiting}};
   if (st.rollout_version > 0) row.Set("rolloutVersion", st.rollout_version);
   return Value(std::move(row));
 }

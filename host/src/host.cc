@@ -186,6 +186,7 @@ Status Host::Impl::ListServiceStatus(std::string_view env, std::vector<ServiceSt
       st.desired = svc->is_admin() ? 1 : svc->scaler.desired;
       st.reason = svc->is_admin() ? "builtin" : svc->scaler.reason;
       st.rollout_version = svc->rollout.version;
+      st.waiting = static_cast<int64_t>(svc->waiters.size());
     }
     st.info = std::move(info);
     out->push_back(std::move(st));

@@ -32,6 +32,7 @@ PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteRes
     if (!admin_) {
       done({Status(Code::kUnavailable, "the admin service is not running"), nullptr});
     } else {
+      if (options_.count_at_placement) admin_->OnCallStart();  // counted when placed, like instances
       done({Status::Ok(), admin_});
     }
     return {};

@@ -3,7 +3,11 @@
 // while the service scales and after an owner dies, live upgrades under
 // closed-loop load, and a version that cannot start. Windows are short and
 // set by flags; every wait is for a condition, bounded.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,9 +20,11 @@
 #include <sstream>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "harness.h"
+#include "leverrpc.grpc.pb.h"
 
 namespace lever::e2e {
 namespace {
@@ -213,6 +219,84 @@ TEST(SchedulingTest, ColdBurstOfAHundredStartsThePlannedInstances) {
   EXPECT_GE(instances, 2u);
   EXPECT_LE(instances, 11u);  // ceil(100 / maxInstanceLoad) + 1
   EXPECT_GE(answered_by.size(), 2u) << "the burst went to one instance";
+}
+
+TEST(SchedulingTest, FiftyCancelledWaitingCallsFreeTheQueueAtOnce) {
+  Leverd leverd({"", {"--max-waiting-calls", "50", "--cold-start-wait", "60s"}});
+  leverd.Start();
+  TempDir dir;
+  std::string marker = dir.path() + "/slow";
+  ASSERT_EQ(leverd.DeployTestService(ServiceJson("slowsvc", "", {"--slow-start-if-exists", marker})).exit_code, 0);
+  auto client = leverd.NewClient();
+  // From now on its instances take their time to start.
+  std::ofstream(marker) << "x";
+  ASSERT_EQ(leverd.KillInstances("slowsvc", SIGKILL), 1);
+  auto channel = grpc::CreateChannel(leverd.address(), grpc::InsecureChannelCredentials());
+  auto stub = core::LeverRPC::NewStub(channel);
+  struct Call {
+    grpc::ClientContext ctx;
+    core::RPCReply reply;
+    grpc::Status status;
+    std::thread thread;
+  };
+  auto start = [&](std::vector<std::unique_ptr<Call>>* calls, int n) {
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_unique<Call>();
+      c->ctx.AddMetadata("lever-url", "lever://dev.lever/slowsvc//Echo");
+      c->ctx.set_deadline(std::chrono::system_clock::now() + 120s);
+      Call* raw = c.get();
+      c->thread = std::thread([&stub, raw] {
+        core::RPC rpc;
+        rpc.mutable_args();  // no arguments, but the field set
+        raw->status = stub->HandleRPC(&raw->ctx, rpc, &raw->reply);
+      });
+      calls->push_back(std::move(c));
+    }
+  };
+  auto waiting = [&] { return Int(ServiceRow(*client, "slowsvc"), "waiting"); };
+  std::vector<std::unique_ptr<Call>> first;
+  start(&first, 50);
+  ASSERT_TRUE(WaitUntil([&] { return waiting() == 50; }, 30s)) << waiting();
+  // The queue is full: one more is refused at once.
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lever-url", "lever://dev.lever/slowsvc//Echo");
+    core::RPCReply reply;
+    EXPECT_EQ(stub->HandleRPC(&ctx, core::RPC(), &reply).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // Their callers give up: the queue is empty at once, not after 60 s.
+  auto cancelled_at = Clock::now();
+  for (auto& c : first) c->ctx.TryCancel();
+  for (auto& c : first) {
+    c->thread.join();
+    EXPECT_EQ(c->status.error_code(), grpc::StatusCode::CANCELLED) << c->status.error_message();
+  }
+  ASSERT_TRUE(WaitUntil([&] { return waiting() == 0; }, 10s)) << waiting();
+  EXPECT_LT(Clock::now() - cancelled_at, 10s);
+  // An HTTP caller that disconnects leaves the queue too.
+  {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(leverd.port()));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    std::string req = "POST /slowsvc/Echo HTTP/1.1\r\nHost: dev.lever\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 2\r\n\r\n[]";
+    ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    ASSERT_TRUE(WaitUntil([&] { return waiting() == 1; }, 30s)) << waiting();
+    close(fd);
+    EXPECT_TRUE(WaitUntil([&] { return waiting() == 0; }, 10s)) << waiting();
+  }
+  // Fifty new callers fit, and are served once the instance listens.
+  std::vector<std::unique_ptr<Call>> second;
+  start(&second, 50);
+  ASSERT_TRUE(WaitUntil([&] { return waiting() == 50; }, 30s)) << waiting();
+  std::filesystem::remove(marker);
+  for (auto& c : second) {
+    c->thread.join();
+    EXPECT_TRUE(c->status.ok()) << c->status.error_message();
+  }
 }
 
 // Reads the resource log: "new|close <resource> <instance>" lines.

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   // --exit-if-exists PATH: exit at start (before listening) if PATH exists:
   //   a live version whose next instances cannot start.
   // --resource-log PATH: NewResource/CloseResource append "new|close <resource> <instance>".
+  // --slow-start-if-exists PATH: listen only once PATH is gone (60 s at most).
   // --exit-now CODE: print a line and exit before listening (a bad version).
   std::string resource_log;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -56,6 +57,13 @@ int main(int argc, char** argv) {
       return std::atoi(value.c_str());
     }
     if (flag == "--resource-log") resource_log = value;
+    // --slow-start-if-exists PATH: wait up to 60 s before listening while
+    // PATH exists (a cold start that takes its time).
+    if (flag == "--slow-start-if-exists") {
+      for (int tries = 0; tries < 6000 && access(value.c_str(), F_OK) == 0; ++tries) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
   }
   lever::Server server;
   (void)server.Handle("NewResource", [resource_log](const CallContext& ctx, Array&) {

@@ -121,6 +121,7 @@ struct ServiceStatus {
   int64_t desired = 0;        // instances the autoscaler wants of the live version
   std::string reason;         // "min", "panic", "stable" or "idle"
   int64_t rollout_version = 0;  // a deployed version starting up, 0 if none
+  int64_t waiting = 0;          // calls waiting for an instance (or a resource's owner)
 };
 
 // Thread contract: every method may be called from any thread. Route() and

@@ -39,12 +39,20 @@ class Backend {
   // its per-worker connection cache on it.
   virtual uint64_t id() const = 0;
   // Load accounting for least-outstanding-requests placement and the
-  // autoscaler: the gateway calls OnCallStart when it opens the stream to the
-  // instance and OnCallEnd exactly once when that stream is closed.
+  // autoscaler. A call counts as in flight from the moment Route() places it
+  // on this backend (so a burst spreads): for every RouteResult that carries
+  // a backend, the gateway calls OnCallEnd exactly once, when the call is
+  // over for that backend: its stream to the instance closed, or the call
+  // never reached it (the caller went away first, the stream could not be
+  // opened, or the call was placed again elsewhere). The gateway never calls
+  // OnCallStart; it stays for hosts that count from it (HostOptions::
+  // count_at_placement false: tests that drive a Host by hand).
   virtual void OnCallStart() = 0;
   virtual void OnCallEnd() = 0;
-  // The gateway could not connect, or its connection died (reset, GOAWAY).
-  // The host checks the instance and replaces it if it is gone.
+  // The gateway could not connect, or its connection died (reset, error
+  // GOAWAY). The host checks the instance (a refused connect, not a full
+  // backlog) and replaces it if it is gone. A graceful GOAWAY (NO_ERROR) is
+  // not a failure: the gateway drains that connection and opens a new one.
   virtual void OnConnectionFailed() = 0;
   // False once the instance is stopping or dead: the gateway stops sending new
   // calls to it (it may finish the calls in flight).
@@ -87,8 +95,8 @@ class Router {
   // gateway posts it back to its worker). Errors: NOT_FOUND (environment,
   // service not found or not live), PERMISSION_DENIED (private service from
   // outside), INVALID_ARGUMENT (not a routable environment), UNAVAILABLE (no
-  // instance could start), RESOURCE_EXHAUSTED (too many calls waiting),
-  // DEADLINE_EXCEEDED (the cold start took longer than the wait bound).
+  // instance could start, or none within the wait bound), RESOURCE_EXHAUSTED
+  // (too many calls waiting), CANCELLED (CancelRoute).
   virtual void Route(const RouteRequest& request, std::function<void(RouteResult)> done) = 0;
 };
 using RouterPtr = std::shared_ptr<Router>;

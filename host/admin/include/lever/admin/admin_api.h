@@ -27,7 +27,7 @@ inline constexpr std::string_view kCreateEnvironment = "CreateEnvironment";
 // DeleteEnvironment(name) -> null (dev.lever and admin.lever cannot go)
 inline constexpr std::string_view kDeleteEnvironment = "DeleteEnvironment";
 // ListServices(env or "" for all) -> [{"env","name","description","private","liveVersion",
-//                                      "desired","reason"[,"rolloutVersion"]}]
+//                                      "desired","reason","waiting"[,"rolloutVersion"]}]
 inline constexpr std::string_view kListServices = "ListServices";
 // ListInstances(env or "" for all) -> [{"env","service","id","version","pid","state",
 //                                       "inFlight","startedAt","resources"}]
