@@ -65,6 +65,13 @@ def test_subclasses_travel_as_their_base():
     assert type(through_msgpack(Color.RED)) is int
 
 
+def test_other_numbers_and_mappings():
+    import fractions
+    import types
+
+    assert through_msgpack([fractions.Fraction(3, 2), types.MappingProxyType({"k": 1})]) == [1.5, {"k": 1}]
+
+
 @pytest.mark.parametrize("n", [2**64, -(2**63) - 1, 10**30])
 def test_integers_past_64_bits_are_a_clear_error(n):
     with pytest.raises(OverflowError, match="does not fit in 64 bits"):

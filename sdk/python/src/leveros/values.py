@@ -11,11 +11,16 @@
 | list, tuple                         | array            | list           |
 | dict with str keys                  | map (in order)   | dict           |
 
-Integers are exact to 64 bits; beyond that OverflowError. Anything else
-(sets, objects, non-str keys, str with lone surrogates) is a TypeError, and
+Subclasses travel as their base, other numbers.Integral / numbers.Real as int
+/ float, other Mappings as maps. Integers are exact to 64 bits; beyond that
+OverflowError. Anything else (sets, objects, non-str keys, str with lone
+surrogates, complex numbers) is a TypeError, and
 nesting deeper than MAX_DEPTH (a cycle) is a ValueError, before anything is
 sent.
 """
+import collections.abc
+import numbers
+
 from ._native import ffi, lib
 
 MAX_DEPTH = 100
@@ -89,6 +94,13 @@ def _enc_subclass(obj, depth):
     if isinstance(obj, (list, tuple)):
         return _enc_array(obj, depth)
     if isinstance(obj, dict):
+        return _enc_map(obj, depth)
+    # Other numbers and mappings (numpy scalars, MappingProxyType, ...).
+    if isinstance(obj, numbers.Integral):
+        return _must(_enc_int(int(obj)))
+    if isinstance(obj, numbers.Real):
+        return _must(lib.lever_value_new_double(float(obj)))
+    if isinstance(obj, collections.abc.Mapping):
         return _enc_map(obj, depth)
     raise TypeError(f"lever: cannot send a value of type {type(obj).__name__} "
                     "(use None, bool, int, float, str, bytes, list, tuple or dict)")
