@@ -159,6 +159,7 @@ static void on_recv(int rc, lever_value *msg, lever_error *err, void *payload) {
   op_finish(payload, rc, msg, NULL, err);
 }
 static void on_send(int rc, lever_error *err, void *payload) { op_finish(payload, rc, NULL, NULL, err); }
+static void on_cancel(int cancelled, void *payload) { op_finish(payload, cancelled, NULL, NULL, NULL); }
 
 #define START(call)                 \
   op *o = op_new(q, token);         \
@@ -167,9 +168,9 @@ static void on_send(int rc, lever_error *err, void *payload) { op_finish(payload
   if (rc != LEVER_OK) op_abandon(o); \
   return rc
 
-int lp_invoke_async(lp_queue *q, lever_client *client, const char *url, const lever_value *args,
-                    const lever_call_options *opts, uint64_t token) {
-  START(lever_client_invoke_async(client, url, args, opts, on_invoke, o));
+int lp_invoke_start(lp_queue *q, lever_invocation **out, lever_client *client, const char *url,
+                    const lever_value *args, const lever_call_options *opts, uint64_t token) {
+  START(lever_client_invoke_start(out, client, url, args, opts, on_invoke, o));
 }
 
 int lp_stream_open_async(lp_queue *q, lever_client *client, const char *url, const lever_value *args,
@@ -183,6 +184,10 @@ int lp_stream_recv_async(lp_queue *q, lever_stream *stream, uint64_t token) {
 
 int lp_stream_send_async(lp_queue *q, lever_stream *stream, const lever_value *msg, uint64_t token) {
   START(lever_stream_send_async(stream, msg, on_send, o));
+}
+
+int lp_watch_cancel(lp_queue *q, const lever_context *ctx, uint64_t token) {
+  START(lever_context_watch_cancel(ctx, on_cancel, o));
 }
 
 int lp_value_scalar(const lever_value *v, lp_scalar *out) {

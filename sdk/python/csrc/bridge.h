@@ -45,12 +45,18 @@ void lp_done_free(lp_done *d);
 
 /* The lever.h async operations, completing into `q` with `token`. They return
  * what the lever.h function returned; non-zero means nothing will complete. */
-int lp_invoke_async(lp_queue *q, lever_client *client, const char *url, const lever_value *args,
-                    const lever_call_options *opts, uint64_t token);
+/* lever_client_invoke_start: *out cancels the call (lever_invocation_cancel)
+ * and is freed by whoever takes the completion (lever_invocation_free), which
+ * always comes, CANCELLED after a cancel. */
+int lp_invoke_start(lp_queue *q, lever_invocation **out, lever_client *client, const char *url,
+                    const lever_value *args, const lever_call_options *opts, uint64_t token);
 int lp_stream_open_async(lp_queue *q, lever_client *client, const char *url, const lever_value *args,
                          const lever_call_options *opts, uint64_t token);
 int lp_stream_recv_async(lp_queue *q, lever_stream *stream, uint64_t token);
 int lp_stream_send_async(lp_queue *q, lever_stream *stream, const lever_value *msg, uint64_t token);
+/* lever_context_watch_cancel: completes once, rc 1 when the caller cancelled
+ * or the deadline passed, 0 when the call ended without that. */
+int lp_watch_cancel(lp_queue *q, const lever_context *ctx, uint64_t token);
 
 /* A value's type and, for scalars, its payload in one call (decoding costs
  * one FFI round trip per element). Strings and bytes point into `v`

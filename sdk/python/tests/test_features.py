@@ -187,6 +187,23 @@ def test_releasing_an_async_stream_cancels_its_handler(probe):
                            for e in probe.invoke("events")), what="the server to see the cancel")
 
 
+def test_cancelling_an_asyncio_task_cancels_the_call(probe):
+    async def main():
+        task = asyncio.ensure_future(probe.ainvoke("aslow", "task-cancel", 60000))
+        await asyncio.to_thread(wait_until, lambda: "task-cancel started" in probe.invoke("events"))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # asyncio.wait_for cancels the same way when its time is up.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(probe.ainvoke("aslow", "wait-for", 60000), 0.3)
+
+    asyncio.run(main())
+    # The server's handler saw both cancels at once (the calls' own deadline is 30 s away).
+    wait_until(lambda: {"task-cancel cancelled", "wait-for cancelled"} <= set(probe.invoke("events")),
+               timeout=10, what="the server to see the cancels")
+
+
 def test_cancelling_an_asyncio_stream_task(ep):
     async def main():
         s = await ep.ainvoke_chan("ReqReplyStreamChan", "p")

@@ -25,7 +25,7 @@ class Bridge:
             raise OSError("lever: cannot create the completion queue (out of memory or file descriptors)")
         self.q = q
         self.loop = loop
-        self.pending = {}  # token -> callback(lp_done *), loop thread only
+        self.pending = {}  # token -> callback(lp_done *); called on the loop thread
         loop.add_reader(lib.lp_queue_fd(q), self._drain)
         # The loop may be dropped without being closed: let go of the queue then.
         weakref.finalize(self, lib.lp_queue_release, q)

@@ -189,7 +189,7 @@ class Client:
 
     def _start(self, c_fn, url, args, timeout, finish, hold):
         """Starts an asynchronous lever.h call completing on the running
-        loop: finish(fut, lp_done, native) resolves `fut`. With `hold`, the
+        loop: finish(fut, lp_done) resolves `fut`. With `hold`, the
         lever_client stays acquired until then (stream opens)."""
         loop = asyncio.get_running_loop()
         bridge = _bridge.of(loop)
@@ -218,7 +218,14 @@ class Client:
         return fut
 
     async def _ainvoke(self, url, args, timeout):
+        # The call's handle: cancelling the awaiting task cancels the call
+        # (the server sees it); freed when the completion is taken, on the
+        # loop's thread like the cancel, so they never race.
+        inv = ffi.new("lever_invocation **")
+
         def finish(fut, d):
+            lib.lever_invocation_free(inv[0])
+            inv[0] = ffi.NULL
             if fut.cancelled():
                 return
             if d.rc == OK:
@@ -227,7 +234,16 @@ class Client:
             else:
                 fut.set_exception(from_native(d.rc, d.err))
 
-        return await self._start(lib.lp_invoke_async, url, args, timeout, finish, False)
+        def start(q, client, url, a, opts, token):
+            return lib.lp_invoke_start(q, inv, client, url, a, opts, token)
+
+        fut = self._start(start, url, args, timeout, finish, False)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if inv[0] != ffi.NULL:
+                lib.lever_invocation_cancel(inv[0])
+            raise
 
     async def _aopen(self, url, args, timeout):
         loop = asyncio.get_running_loop()

@@ -39,6 +39,7 @@ import threading
 import types
 from typing import Any, Callable, Dict, Optional, Union
 
+from . import _bridge
 from ._native import ffi, lib
 from .errors import OK, LeverError, error_value, take_error
 from .streams import AsyncStream, Stream
@@ -48,8 +49,6 @@ from .values import from_lever, to_lever
 CANCELLED, INVALID_ARGUMENT, NOT_FOUND, INTERNAL = 1, 3, 5, 13
 RESOURCE_HOOKS = frozenset(("NewResource", "CloseResource"))
 _STOPPING = "the service is stopping"
-# How often open async calls are checked for a caller that went away.
-_WATCH_SECONDS = 0.1
 _free_value = lib.lever_value_free
 
 
@@ -152,10 +151,10 @@ class _Call:
             p, self.ptr = self.ptr, None
         return p
 
-    def cancelled(self):
-        """The caller cancelled or the deadline passed (False once finished)."""
+    def with_context(self, fn):
+        """fn(lever_context *) while the call is open (None once finished)."""
         with self.lock:
-            return self.ptr is not None and lib.lever_context_cancelled(lib.lever_call_context(self.ptr)) != 0
+            return None if self.ptr is None else fn(lib.lever_call_context(self.ptr))
 
     def _finish(self, c_fn, v):
         try:
@@ -256,10 +255,8 @@ class Server:
         self._loop = loop
         self._own_loop_thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
-        # Async work in flight: concurrent future -> (what ends it after the
-        # grace, whether its caller went away).
+        # Async work in flight: concurrent future -> what ends it after the grace.
         self._open: Dict[Any, Any] = {}
-        self._watching = False
         self.port = 0
         self._state = "new"
 
@@ -347,44 +344,37 @@ class Server:
         with self._lock:
             items = list(self._open.items())
             self._open.clear()
-        for cfut, (end, _) in items:
+        for cfut, end in items:
             cfut.cancel()
             _safe(end)
 
-    def _spawn(self, coro, end, cancelled):
-        """Runs an async handler on the loop. `end` finishes its call if it is
-        still open after the stop's grace; `cancelled` tells whether the
-        caller cancelled (or the deadline passed), which cancels the task."""
-        loop = self.loop
-        cfut = asyncio.run_coroutine_threadsafe(coro, loop)
+    def _spawn(self, coro, end):
+        """Runs an async handler on the loop; `end` finishes its call if it
+        is still open after the stop's grace."""
+        cfut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         with self._lock:
-            self._open[cfut] = (end, cancelled)
-            watch = not self._watching
-            self._watching = True
+            self._open[cfut] = end
         cfut.add_done_callback(self._spawned_done)
-        if watch:
-            loop.call_soon_threadsafe(loop.call_later, _WATCH_SECONDS, self._watch)
 
     def _spawned_done(self, cfut):
         with self._lock:
             self._open.pop(cfut, None)
 
-    def _watch(self):
-        # On the loop, every _WATCH_SECONDS while async calls are open:
-        # liblever tells cancellation only when asked (as the Go SDK polls).
-        with self._lock:
-            items = list(self._open.items())
-            if not items:
-                self._watching = False
-        for cfut, (_, cancelled) in items:
-            try:
-                gone = cancelled()
-            except Exception:
-                gone = False
-            if gone:
-                cfut.cancel()
-        if items:
-            self.loop.call_later(_WATCH_SECONDS, self._watch)
+    def _cancel_on_caller_cancel(self, with_context):
+        """In an async handler's task: cancels the task when its caller
+        cancels or its deadline passes (lever_context_watch_cancel, completing
+        through the loop's bridge). with_context(fn) runs fn(lever_context *)
+        while the call is open."""
+        task = asyncio.current_task()
+        bridge = _bridge.of(self.loop)
+
+        def done(d):
+            if d.rc == 1:
+                task.cancel()
+
+        token = bridge.register(done)
+        if with_context(lambda ctx: lib.lp_watch_cancel(bridge.q, ctx, token)) != OK:
+            bridge.forget(token)
 
     # -- dispatch (on liblever's worker threads) -----------------------
 
@@ -400,7 +390,7 @@ class Server:
                 c.fail(INVALID_ARGUMENT, why)
                 return
             if m.is_async:
-                self._spawn(self._await_unary(c, m.fn, args, ctx), lambda: c.fail(CANCELLED, _STOPPING), c.cancelled)
+                self._spawn(self._await_unary(c, m.fn, args, ctx), lambda: c.fail(CANCELLED, _STOPPING))
                 return
             token = _current.set(ctx)
             try:
@@ -408,7 +398,7 @@ class Server:
             finally:
                 _current.reset(token)
             if inspect.isawaitable(result):
-                self._spawn(self._await_unary(c, None, result, ctx), lambda: c.fail(CANCELLED, _STOPPING), c.cancelled)
+                self._spawn(self._await_unary(c, None, result, ctx), lambda: c.fail(CANCELLED, _STOPPING))
                 return
         except BaseException as e:
             c.error(e)
@@ -417,10 +407,11 @@ class Server:
 
     async def _await_unary(self, c, fn, args_or_awaitable, ctx):
         _current.set(ctx)
+        self._cancel_on_caller_cancel(c.with_context)
         try:
             result = await (fn(*args_or_awaitable) if fn is not None else args_or_awaitable)
         except asyncio.CancelledError:
-            c.fail(CANCELLED, _STOPPING)
+            c.fail(CANCELLED, _STOPPING if self._state != "running" else "cancelled")
             raise
         except BaseException as e:
             c.error(e)
@@ -447,7 +438,7 @@ class Server:
             s.release()
             return
         if m.is_async:
-            self._spawn(self._run_astream(m, s, args, ctx), s.cancel, s.caller_cancelled)
+            self._spawn(self._run_astream(m, s, args, ctx), s.cancel)
             return
         token = _current.set(ctx)
         try:
@@ -466,6 +457,8 @@ class Server:
 
     async def _run_astream(self, m, s, args, ctx):
         _current.set(ctx)
+        self._cancel_on_caller_cancel(
+            lambda fn: s._use(lambda p: fn(lib.lever_stream_context(p)), closed=None))
         try:
             r = m.fn(s, *args)
             if inspect.isasyncgen(r):

@@ -69,10 +69,6 @@ class _Base:
         """Client: cancel the call. Server: end it with CANCELLED."""
         self._use(lib.lever_stream_cancel, closed=None)
 
-    def caller_cancelled(self) -> bool:
-        """Server: the caller cancelled or the deadline passed."""
-        return self._use(lambda p: lib.lever_context_cancelled(lib.lever_stream_context(p)) != 0, closed=False)
-
     def end_with_error(self, value: Any) -> None:
         """Server: end the call with an application error carrying `value`."""
         v = to_lever(value)
