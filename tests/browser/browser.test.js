@@ -12,6 +12,15 @@ const path = require('node:path');
 const { chromium } = require('playwright-core');
 const { Leverd } = require('./leverd');
 
+// The browser example of docs/http-api.md ("WebSocket"), as written there.
+function docsExample() {
+  const doc = fs.readFileSync(path.join(__dirname, '../../docs/http-api.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## WebSocket'));
+  const m = /```js\n([\s\S]*?)```/.exec(section);
+  assert.ok(m, 'docs/http-api.md has a js example in its WebSocket section');
+  return m[1];
+}
+
 // The flags this machine's Chromium needs (no sandbox as root, no network
 // of its own: DESIGN.md's toolchain note).
 const CHROMIUM = {
@@ -143,6 +152,37 @@ test('the status page lists a deployed service, shows a new instance without a r
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(fs.statSync(shot).size > 10000, 'a real screenshot');
     assert.equal((await slow).trim(), '"slept"');
+  } finally {
+    await page.close();
+  }
+});
+
+test('the browser example of docs/http-api.md runs as written', async () => {
+  const page = await browser.newPage();
+  try {
+    await page.goto(`${leverd.url}/`);
+    const logged = [];
+    const twoLines = new Promise((resolve) => {
+      page.on('console', (msg) => {
+        if (msg.type() !== 'log') return;
+        logged.push(msg.text());
+        if (logged.length === 2) resolve();
+      });
+    });
+    // The example's chat service is any streaming method that answers: here
+    // the test service's echo, on this test's leverd.
+    const code = docsExample()
+      .replace('ws://127.0.0.1:8080/chat/room1/joinChan?forceenv=dev.lever',
+        `ws://127.0.0.1:${leverd.port}/wsbrowser/EchoChan?forceenv=dev.lever`);
+    assert.notEqual(code, docsExample(), 'the example names the URL this test replaces');
+    await page.evaluate(code);
+    let timer;
+    await Promise.race([twoLines, new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the example logged ${JSON.stringify(logged)}`)), WAIT);
+    })]);
+    clearTimeout(timer);
+    assert.equal(logged[0], 'hello');
+    assert.match(logged[1], /^Uint8Array\(3\)/);
   } finally {
     await page.close();
   }
