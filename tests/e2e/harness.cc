@@ -2,9 +2,13 @@
 
 #include "lever/json.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -269,6 +273,114 @@ CommandResult Leverd::DeployTestService(const std::string& lever_json, const std
   CommandResult r = Lever({"--env", env, "deploy", dir->path()});
   service_dirs_.push_back(std::move(dir));
   return r;
+}
+
+// --- RawHttp ---
+
+RawHttp::RawHttp(int port) {
+  fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+RawHttp::~RawHttp() { close(fd_); }
+
+bool RawHttp::Send(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+void RawHttp::SendChunk(std::string_view data) {
+  char hex[32];
+  snprintf(hex, sizeof hex, "%zx\r\n", data.size());
+  Send(std::string(hex) + std::string(data) + "\r\n");
+}
+
+bool RawHttp::ReadHead(RawResponse* r) {
+  size_t end;
+  while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+    if (!Fill()) return false;
+  }
+  std::string head = buf_.substr(0, end);
+  buf_.erase(0, end + 4);
+  if (head.rfind("HTTP/1.1 ", 0) != 0) return false;
+  r->status = std::atoi(head.c_str() + 9);
+  r->headers.clear();
+  size_t pos = head.find("\r\n");
+  while (pos != std::string::npos) {
+    size_t next = head.find("\r\n", pos + 2);
+    std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+    size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(tolower(c));
+      std::string value = line.substr(colon + 1);
+      while (!value.empty() && value[0] == ' ') value.erase(0, 1);
+      r->headers[name] = value;
+    }
+    pos = next;
+  }
+  return true;
+}
+bool RawHttp::ReadChunk(std::string* data) {
+  size_t eol;
+  while ((eol = buf_.find("\r\n")) == std::string::npos) {
+    if (!Fill()) return false;
+  }
+  size_t n = std::strtoul(buf_.c_str(), nullptr, 16);
+  buf_.erase(0, eol + 2);
+  while (buf_.size() < n + 2) {
+    if (!Fill()) return false;
+  }
+  *data = buf_.substr(0, n);
+  buf_.erase(0, n + 2);
+  return n != 0;
+}
+bool RawHttp::ReadResponse(RawResponse* r) {
+  if (!ReadHead(r)) return false;
+  r->body.clear();
+  if (r->header("transfer-encoding") == "chunked") {
+    std::string chunk;
+    while (ReadChunk(&chunk)) r->body += chunk;
+    return true;
+  }
+  size_t n = std::strtoul(r->header("content-length").c_str(), nullptr, 10);
+  while (buf_.size() < n) {
+    if (!Fill()) return false;
+  }
+  r->body = buf_.substr(0, n);
+  buf_.erase(0, n);
+  return true;
+}
+bool RawHttp::ClosedWithin(int ms) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count());
+    if (left <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, left) <= 0) return false;
+    char tmp[4096];
+    ssize_t n = ::read(fd_, tmp, sizeof tmp);
+    if (n <= 0) return true;
+  }
+}
+
+bool RawHttp::Fill() {
+  pollfd p{fd_, POLLIN, 0};
+  if (poll(&p, 1, 15000) <= 0) return false;
+  char tmp[65536];
+  ssize_t n = ::read(fd_, tmp, sizeof tmp);
+  if (n <= 0) return false;
+  buf_.append(tmp, static_cast<size_t>(n));
+  return true;
 }
 
 }  // namespace lever::e2e

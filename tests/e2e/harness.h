@@ -7,9 +7,11 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -51,6 +53,43 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
 
 // Resident memory of a process in bytes (VmRSS), 0 if gone.
 int64_t RssBytes(pid_t pid);
+
+struct RawResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+// A raw HTTP/1.1 client over one loopback TCP connection (HTTP API,
+// WebSocket and status page tests); every read is bounded (15 s).
+class RawHttp {
+ public:
+  explicit RawHttp(int port);
+  virtual ~RawHttp();
+  bool ok() const { return ok_; }
+
+  bool Send(std::string_view data);
+  void SendChunk(std::string_view data);
+  // Reads the status line and headers.
+  bool ReadHead(RawResponse* r);
+  // One chunk of a chunked body; false at the last chunk or on error.
+  bool ReadChunk(std::string* data);
+  // A whole response: head, then a chunked or Content-Length body.
+  bool ReadResponse(RawResponse* r);
+  // True when the server closes the connection within `ms`.
+  bool ClosedWithin(int ms);
+
+ protected:
+  // One read (bounded) appended to buf_; false on EOF, error or timeout.
+  bool Fill();
+  int fd_ = -1;
+  bool ok_ = false;
+  std::string buf_;
+};
 
 class Leverd {
  public:

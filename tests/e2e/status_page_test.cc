@@ -2,11 +2,6 @@
 // /_lever/status is exactly `lever ps --json`, the page is served to loopback
 // clients and to holders of the admin token only. The page's behaviour in a
 // browser is tests/browser.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <fstream>
 
@@ -18,41 +13,15 @@
 namespace lever::e2e {
 namespace {
 
-struct Reply {
-  int status = 0;
-  std::string head;
-  std::string body;
-};
+using Reply = RawResponse;
 
-// One request on a new connection (Connection: close), read to the end.
+// One request on a new connection (Connection: close).
 Reply Get(int port, const std::string& target, const std::string& headers) {
+  RawHttp c(port);
   Reply r;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
+  if (!c.Send("GET " + target + " HTTP/1.1\r\n" + headers + "Connection: close\r\n\r\n") || !c.ReadResponse(&r)) {
     return r;
   }
-  std::string req = "GET " + target + " HTTP/1.1\r\n" + headers + "Connection: close\r\n\r\n";
-  (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string all;
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 15000) <= 0) break;
-    char tmp[65536];
-    ssize_t n = ::read(fd, tmp, sizeof tmp);
-    if (n <= 0) break;
-    all.append(tmp, static_cast<size_t>(n));
-  }
-  close(fd);
-  size_t end = all.find("\r\n\r\n");
-  if (all.rfind("HTTP/1.1 ", 0) != 0 || end == std::string::npos) return r;
-  r.status = std::atoi(all.c_str() + 9);
-  r.head = all.substr(0, end);
-  r.body = all.substr(end + 4);
   return r;
 }
 
@@ -89,8 +58,8 @@ TEST_F(StatusPageTest, StatusIsExactlyLeverPsJson) {
   ASSERT_EQ(ps.exit_code, 0) << ps.err;
   Reply r = Get(leverd_->port(), "/_lever/status", host);
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_NE(r.head.find("Content-Type: application/json"), std::string::npos);
-  EXPECT_EQ(r.head.find("Access-Control-Allow-Origin"), std::string::npos);
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  EXPECT_EQ(r.header("access-control-allow-origin"), "");
   Value from_ps, from_http;
   ASSERT_TRUE(ParseJson(ps.out, &from_ps).ok()) << ps.out;
   ASSERT_TRUE(ParseJson(r.body, &from_http).ok()) << r.body;
@@ -104,7 +73,7 @@ TEST_F(StatusPageTest, ThePageIsForLoopbackOrTheToken) {
   std::string local = "Host: 127.0.0.1:" + std::to_string(port) + "\r\nAccept: text/html\r\n";
   Reply page = Get(port, "/", local);
   EXPECT_EQ(page.status, 200);
-  EXPECT_NE(page.head.find("Content-Type: text/html"), std::string::npos);
+  EXPECT_EQ(page.header("content-type"), "text/html; charset=utf-8");
   EXPECT_NE(page.body.find("<script src=\"/_lever/status.js\""), std::string::npos);
   EXPECT_EQ(Get(port, "/_lever/status.js", local).status, 200);
   EXPECT_EQ(Get(port, "/_lever/status.css", local).status, 200);
@@ -120,7 +89,7 @@ TEST_F(StatusPageTest, ThePageIsForLoopbackOrTheToken) {
   // A link with the token sets a cookie the page's own requests carry.
   Reply link = Get(port, "/?token=" + Token(*leverd_), remote);
   EXPECT_EQ(link.status, 303);
-  EXPECT_NE(link.head.find("Set-Cookie: lever_admin_token=" + Token(*leverd_)), std::string::npos);
+  EXPECT_NE(link.header("set-cookie").find("lever_admin_token=" + Token(*leverd_)), std::string::npos);
   std::string cookie = "Cookie: lever_admin_token=" + Token(*leverd_) + "\r\n";
   EXPECT_EQ(Get(port, "/_lever/status", remote + cookie).status, 200);
   EXPECT_EQ(Get(port, "/_lever/status", remote + "Cookie: lever_admin_token=nope\r\n").status, 403);

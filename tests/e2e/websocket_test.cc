@@ -22,6 +22,7 @@ namespace lever::e2e {
 namespace {
 
 namespace fs = std::filesystem;
+using Head = RawResponse;
 
 constexpr char kService[] = R"({"name": "wssvc", "entry": ["./serve"]})";
 // RFC 6455 1.3's example: this key must be answered with this accept value.
@@ -45,78 +46,34 @@ struct Message {
   std::string close_reason() const { return payload.size() > 2 ? payload.substr(2) : ""; }
 };
 
-struct Head {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-};
-
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
 // A WebSocket client on one TCP connection; every read is bounded.
-class WsClient {
+class WsClient : public RawHttp {
  public:
-  explicit WsClient(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~WsClient() { close(fd_); }
-
-  bool SendRaw(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
+  using RawHttp::RawHttp;
+  using RawHttp::Send;
 
   // Sends the upgrade request and reads the response head (and, for an
   // error, its body).
   Head Upgrade(const std::string& target, const std::string& extra = "", const std::string& host = "127.0.0.1") {
-    SendRaw("GET " + target + " HTTP/1.1\r\nHost: " + host +
-            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + kKey +
-            "\r\nSec-WebSocket-Version: 13\r\n" + extra + "\r\n");
+    Send("GET " + target + " HTTP/1.1\r\nHost: " + host +
+         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + kKey +
+         "\r\nSec-WebSocket-Version: 13\r\n" + extra + "\r\n");
     return ReadHead();
   }
+  // The head of the answer; an error's body too (a 101 has none).
   Head ReadHead() {
     Head h;
-    size_t end;
-    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
-      if (!Fill()) return h;
+    if (!RawHttp::ReadHead(&h) || h.status == 101) return h;
+    size_t n = std::strtoul(h.header("content-length").c_str(), nullptr, 10);
+    while (buf_.size() < n && Fill()) {
     }
-    std::string head = buf_.substr(0, end);
-    buf_.erase(0, end + 4);
-    if (head.rfind("HTTP/1.1 ", 0) != 0) return h;
-    h.status = std::atoi(head.c_str() + 9);
-    size_t pos = head.find("\r\n");
-    while (pos != std::string::npos) {
-      size_t next = head.find("\r\n", pos + 2);
-      std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
-      size_t colon = line.find(':');
-      if (colon != std::string::npos) {
-        std::string value = line.substr(colon + 1);
-        while (!value.empty() && value[0] == ' ') value.erase(0, 1);
-        h.headers[Lower(line.substr(0, colon))] = value;
-      }
-      pos = next;
-    }
-    if (h.status != 101) {
-      size_t n = std::strtoul(h.headers["content-length"].c_str(), nullptr, 10);
-      while (buf_.size() < n && Fill()) {
-      }
-      h.body = buf_.substr(0, std::min(n, buf_.size()));
-      buf_.erase(0, h.body.size());
-    }
+    h.body = buf_.substr(0, std::min(n, buf_.size()));
+    buf_.erase(0, h.body.size());
     return h;
   }
 
@@ -139,7 +96,7 @@ class WsClient {
     for (uint8_t& k : key) k = static_cast<uint8_t>(rng_());
     f.append(reinterpret_cast<char*>(key), 4);
     for (size_t i = 0; i < n; ++i) f.push_back(static_cast<char>(payload[i] ^ key[i % 4]));
-    return SendRaw(f);
+    return RawHttp::Send(f);
   }
   bool SendClose(int code, std::string_view reason = "") {
     std::string p;
@@ -209,19 +166,6 @@ class WsClient {
     return Message{};
   }
 
-  // True when the server closes the TCP connection within `ms`.
-  bool ClosedWithin(int ms) {
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    for (;;) {
-      int left = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count());
-      if (left <= 0) return false;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, left) <= 0) return false;
-      char tmp[4096];
-      if (::read(fd_, tmp, sizeof tmp) <= 0) return true;
-    }
-  }
   void Abort() {
     linger l{1, 0};
     setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -229,25 +173,12 @@ class WsClient {
     fd_ = -1;
   }
 
-  bool ok() const { return ok_; }
   bool answer_pings = true;
   int pings() const { return pings_; }
   const std::vector<std::string>& pongs() const { return pongs_; }
   const std::vector<size_t>& frames_seen() const { return frames_seen_; }
 
  private:
-  bool Fill() {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 15000) <= 0) return false;
-    char tmp[65536];
-    ssize_t n = ::read(fd_, tmp, sizeof tmp);
-    if (n <= 0) return false;
-    buf_.append(tmp, static_cast<size_t>(n));
-    return true;
-  }
-  int fd_ = -1;
-  bool ok_ = false;
-  std::string buf_;
   std::mt19937 rng_{42};
   int pings_ = 0;
   std::vector<std::string> pongs_;
@@ -475,7 +406,7 @@ TEST_F(WebSocketTest, BadFirstMessagesClose1007) {
 TEST_F(WebSocketTest, BadUpgradesAre400) {
   auto raw = [](int port, const std::string& request) {
     WsClient c(port);
-    c.SendRaw(request);
+    c.Send(request);
     return c.ReadHead();
   };
   int port = leverd_->port();
