@@ -69,9 +69,11 @@ function render(status) {
 function renderEnv(env, { services, instances }) {
   const section = el('section', { class: 'env', 'data-env': env }, el('h2', {}, env));
   const showDesired = services.some((s) => s.desired !== undefined || s.reason !== undefined);
+  const showWaiting = services.some((s) => s.waiting !== undefined);
   const head = el('tr', {},
     el('th', {}, 'Service'), el('th', { class: 'num' }, 'Live version'), el('th', {}, 'Private'),
     el('th', { class: 'num' }, 'Instances'), el('th', { class: 'num' }, 'In flight'),
+    showWaiting ? el('th', { class: 'num', title: 'calls waiting for an instance to start' }, 'Waiting') : null,
     showDesired ? el('th', { class: 'num' }, 'Desired') : null,
     showDesired ? el('th', {}, 'Reason') : null,
     el('th', {}, 'Description'));
@@ -90,6 +92,7 @@ function renderEnv(env, { services, instances }) {
       el('td', {}, s.private ? 'private' : ''),
       el('td', { class: 'num', 'data-instances': mine.length }, mine.length ? `${ready}/${mine.length} ready` : '0'),
       el('td', { class: 'num' }, inFlight),
+      showWaiting ? el('td', { class: 'num' }, text(s.waiting)) : null,
       showDesired ? el('td', { class: 'num' }, text(s.desired)) : null,
       showDesired ? el('td', { class: 'reason' }, text(s.reason)) : null,
       el('td', {}, s.description || ''));
