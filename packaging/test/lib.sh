@@ -58,7 +58,10 @@ serve_hello() {
   local lever=$1 example=$2 service=$3
   cp -r "$LEVER_HIDE_SRC/examples/$example" "$TMP/$example"
   sed -i "s/\"helloService\"/\"$service\"/" "$TMP/$example/lever.json"
-  env -i "$lever" -H "127.0.0.1:$PORT" deploy "$TMP/$example" || fail "deploy $example"
+  env -i "$lever" -H "127.0.0.1:$PORT" deploy "$TMP/$example" || {
+    cat "$TMP/leverd.log" >&2
+    fail "deploy $example"
+  }
   local out
   out=$(env -i "$lever" -H "127.0.0.1:$PORT" invoke "/$service/sayHello" '"world"') || {
     cat "$TMP/leverd.log" >&2
