@@ -19,6 +19,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   nghttp2-client nghttp2-proxy wrk nginx-light etcd-server curl
+  # tests/e2e/security_test.cc: a caller in its own network namespace (ip netns, veth)
+  iproute2
   # the Debian package (CPack runs dpkg-shlibdeps), its Python runtime (built
   # for Debian's python3 with its cffi) and its tests
   dpkg-dev python3-cffi

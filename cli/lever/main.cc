@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/data_dir.h"
 #include "common/duration.h"
 #include "lever/admin/admin_api.h"
 #include "lever/client.h"
@@ -46,7 +48,28 @@ struct Globals {
   bool json = false;
   bool pretty = false;
   std::chrono::milliseconds timeout_ms{60000};
+  std::string data_dir;     // where a local leverd keeps admin.token
+  std::string admin_token;  // sent on admin calls; "" for none
 };
+
+// A leverd on this machine: loopback TCP or a unix socket.
+bool IsLocalHost(const std::string& host) {
+  return host.rfind("unix:", 0) == 0 || host.rfind("127.", 0) == 0 || host.rfind("localhost:", 0) == 0 ||
+         host.rfind("[::1]:", 0) == 0;
+}
+
+// The admin token (docs/cli.md): $LEVER_ADMIN_TOKEN, else the first line of
+// <data dir>/admin.token when leverd is local and the file is readable (a
+// local file's token is never sent to another machine).
+std::string FindAdminToken(const Globals& g) {
+  if (const char* t = std::getenv("LEVER_ADMIN_TOKEN"); t && *t) return t;
+  if (!IsLocalHost(g.host)) return "";
+  std::ifstream in(g.data_dir + "/admin.token");
+  std::string line;
+  if (!in || !std::getline(in, line)) return "";
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line.size() <= 256 ? line : "";
+}
 
 std::string ToJson(const Value& v, bool pretty) {
   JsonWriteOptions o;
@@ -101,6 +124,10 @@ int Report(const Globals& g, const Result& r) {
   if (s.code() == Code::kUnavailable && s.message().find("onnect") != std::string::npos) {
     s = Status(s.code(), "cannot reach leverd at " + g.host + " (is it running? `lever up`): " + s.message());
   }
+  if (s.code() == Code::kPermissionDenied && s.message().find("lever-admin-token") != std::string::npos) {
+    s = Status(s.code(), s.message() + "; lever sends $LEVER_ADMIN_TOKEN, or the admin.token of a local leverd's " +
+                             "--data-dir (" + g.data_dir + ")");
+  }
   return Fail(g, kExitPlatform, "platform", s);
 }
 
@@ -124,6 +151,16 @@ CallOptions MakeCallOptions(const Globals& g) {
   CallOptions o;
   o.timeout = g.timeout_ms;
   return o;
+}
+
+// A call to the admin service carries the token when there is one; no other
+// call does (user services never see it).
+CallOptions WithAdminToken(const Globals& g, CallOptions o) {
+  if (!g.admin_token.empty()) o.metadata.emplace_back("lever-admin-token", g.admin_token);
+  return o;
+}
+CallOptions ForUrl(const Globals& g, const Url& url, CallOptions o) {
+  return url.env == admin::kEnv ? WithAdminToken(g, std::move(o)) : o;
 }
 
 Status ParseArgs(const std::vector<std::string>& texts, Array* out) {
@@ -163,7 +200,7 @@ int Invoke(const Globals& g, const std::string& url_text, const std::vector<std:
     return Usage(g, s.message());
   }
   Client client = MakeClient(g);
-  Result r = client.InvokeUrl(url.ToString(), std::move(args), MakeCallOptions(g));
+  Result r = client.InvokeUrl(url.ToString(), std::move(args), ForUrl(g, url, MakeCallOptions(g)));
   if (!r.ok()) return Report(g, r);
   PrintValue(g, r.value);
   return kExitOk;
@@ -184,7 +221,7 @@ int Stream(const Globals& g, const std::string& url_text, const std::vector<std:
   CallOptions options;  // a stream lives as long as it is used: no deadline unless --timeout is given
   if (g.timeout != "60s") options.timeout = g.timeout_ms;
   ClientStreamPtr stream;
-  s = client->InvokeStreamUrl(&stream, url.ToString(), std::move(args), options);
+  s = client->InvokeStreamUrl(&stream, url.ToString(), std::move(args), ForUrl(g, url, options));
   if (!s.ok()) return Fail(g, kExitPlatform, "platform", s);
 
   // stdin → messages on their own thread; replies → stdout here.
@@ -248,7 +285,8 @@ int Deploy(const Globals& g, const std::string& dir, const std::string& admin_en
   Url url(admin_env, std::string(admin::kService), "", std::string(admin::kDeploy));
   ClientStreamPtr stream;
   s = client.InvokeStreamUrl(&stream, url.ToString(),
-                             Array{g.env, Map{{"reportVersion", true}, {"reportSteps", true}}}, MakeCallOptions(g));
+                             Array{g.env, Map{{"reportVersion", true}, {"reportSteps", true}}},
+                             WithAdminToken(g, MakeCallOptions(g)));
   if (!s.ok()) return Fail(g, kExitPlatform, "platform", s);
 
   bool tty = isatty(STDERR_FILENO) && !g.json;
@@ -316,7 +354,7 @@ int Deploy(const Globals& g, const std::string& dir, const std::string& admin_en
 int AdminCall(const Globals& g, std::string_view method, Array args, Value* out) {
   Client client = MakeClient(g);
   Url url(std::string(admin::kEnv), std::string(admin::kService), "", std::string(method));
-  Result r = client.InvokeUrl(url.ToString(), std::move(args), MakeCallOptions(g));
+  Result r = client.InvokeUrl(url.ToString(), std::move(args), WithAdminToken(g, MakeCallOptions(g)));
   if (!r.ok()) return Report(g, r);
   *out = std::move(r.value);
   return kExitOk;
@@ -392,7 +430,8 @@ int Logs(const Globals& g, const std::string& service, bool follow, int lines) {
   CallOptions options;
   if (!follow) options.timeout = g.timeout_ms;
   Status s = client.InvokeStreamUrl(&stream, url.ToString(),
-                                    Array{g.env, service, Map{{"follow", follow}, {"lines", lines}}}, options);
+                                    Array{g.env, service, Map{{"follow", follow}, {"lines", lines}}},
+                                    WithAdminToken(g, options));
   if (!s.ok()) return Fail(g, kExitPlatform, "platform", s);
   stream->CloseSend();
   for (;;) {
@@ -410,14 +449,22 @@ int Logs(const Globals& g, const std::string& service, bool follow, int lines) {
 }
 
 // `lever up`: leverd in the foreground, found next to this binary.
-int Up(const Globals& g, std::vector<std::string> extra) {
+int Up(const Globals& g, bool data_dir_given, std::vector<std::string> extra) {
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   std::filesystem::path leverd = self.parent_path() / "leverd";
   if (ec || !std::filesystem::exists(leverd)) return Usage(g, "cannot find leverd next to " + self.string());
   std::vector<std::string> argv = {leverd.string()};
-  bool has_listen = false;
-  for (const auto& e : extra) has_listen |= e.rfind("--listen", 0) == 0;
+  bool has_listen = false, has_data_dir = false;
+  for (const auto& e : extra) {
+    has_listen |= e.rfind("--listen", 0) == 0;
+    has_data_dir |= e.rfind("--data-dir", 0) == 0;
+  }
+  // `lever --data-dir D up` (or `lever up --data-dir D`): leverd's data dir.
+  if (data_dir_given && !has_data_dir) {
+    argv.push_back("--data-dir");
+    argv.push_back(g.data_dir);
+  }
   if (!has_listen && g.host.rfind("unix:", 0) != 0) {
     argv.push_back("--listen");
     argv.push_back(g.host);
@@ -444,6 +491,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", g.timeout, "Deadline of each call: 500ms, 30s, 5m; 0 for none")->capture_default_str();
   app.add_flag("--json", g.json, "Machine-readable JSON output (results, tables, errors)");
+  g.data_dir = DefaultDataDir();
+  CLI::Option* data_dir_opt = app.add_option("--data-dir", g.data_dir,
+                 "A local leverd's data dir, whose admin.token admin calls send ($LEVER_DATA_DIR, else "
+                 "leverd's default); $LEVER_ADMIN_TOKEN wins")
+      ->capture_default_str();
 
   std::string url;
   std::vector<std::string> args;
@@ -512,11 +564,12 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
   if (!ParseDuration(g.timeout, &g.timeout_ms)) return Usage(g, "bad --timeout " + g.timeout);
+  g.admin_token = FindAdminToken(g);
 
   if (*invoke) return Invoke(g, url, raw.raw, bytes);
   if (*stream) return Stream(g, url, raw.raw, bytes);
   if (*deploy) return Deploy(g, dir, admin_env);
-  if (*up) return Up(g, raw.raw);
+  if (*up) return Up(g, data_dir_opt->count() > 0, raw.raw);
   Value out;
   if (*env_create) {
     int rc = AdminCall(g, admin::kCreateEnvironment, Array{env_name, env_desc}, &out);

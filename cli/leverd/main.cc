@@ -19,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/data_dir.h"
 #include "common/duration.h"
 #include "config_file.h"
 #include "lever/admin/admin_service.h"
@@ -61,17 +62,20 @@ struct Flags {
   size_t ws_max_frame_kib = 16;
   std::string ws_idle_timeout = "30s";
   std::string ws_allowed_origins;  // comma-separated
+  std::string admin_token_required = "auto";  // auto, true, false
 };
 
-// --data-dir's default: $LEVER_DATA_DIR, else systemd's StateDirectory=
-// ($STATE_DIRECTORY, the package's unit: /var/lib/lever), else
-// $XDG_DATA_HOME/lever, else ~/.lever.
-std::string DefaultDataDir() {
-  if (const char* d = std::getenv("LEVER_DATA_DIR"); d && *d) return d;
-  if (const char* s = std::getenv("STATE_DIRECTORY"); s && *s) return std::string(s).substr(0, std::string(s).find(':'));
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/lever";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.lever";
-  return "/var/lib/lever";
+// A listen address on this machine's loopback only.
+bool IsLoopbackListen(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
+}
+
+// --admin-token-required's "auto": on when callers from elsewhere can reach
+// the node (a non-loopback listen address, a cluster registry).
+bool AdminTokenRequired(const Flags& f) {
+  if (f.admin_token_required != "auto") return f.admin_token_required == "true";
+  return !IsLoopbackListen(f.listen) || f.registry.rfind("etcd://", 0) == 0;
 }
 
 // The admin token, created once (0600) in the data dir.
@@ -262,13 +266,18 @@ int Run(const Flags& f) {
   ao.listen_addr = "unix:" + run_dir + "/admin.sock";
   unlink((run_dir + "/admin.sock").c_str());
   ao.token = token;
+  ao.token_required = AdminTokenRequired(f);
   ao.log = [](std::string_view line) { LogInfo(line); };
   if (Status s = admin::AdminService::Start(ao, host, &admin); !s.ok()) {
     LogError("cannot start the admin service: " + s.ToString());
     gw->Stop(std::chrono::milliseconds(0));
     return 1;
   }
+  // Only leverd (its gateway) talks to the admin socket.
+  chmod((run_dir + "/admin.sock").c_str(), 0600);
   router->Set(host);
+  LogInfo(std::string("admin calls need the token from ") +
+          (ao.token_required ? "every caller (--admin-token-required)" : "all but loopback TCP callers"));
   LogInfo("leverd " LEVER_VERSION " listening on " + f.listen.substr(0, f.listen.rfind(':')) + ":" +
           std::to_string(gw->port()) + " (data dir " + data_dir + ")");
 
@@ -293,7 +302,7 @@ int main(int argc, char** argv) {
   CLI::App app{"leverd: the Lever node daemon (gateway, host and admin service in one process)"};
   app.set_version_flag("--version", std::string("leverd ") + LEVER_VERSION);
   Flags f;
-  f.data_dir = lever::leverd::DefaultDataDir();
+  f.data_dir = lever::cli::DefaultDataDir();
   // Every flag can be set in a config file, and the command line wins.
   app.config_formatter(std::make_shared<lever::leverd::ConfigFile>(&app));
   app.set_config("--config", "",
@@ -351,6 +360,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--ws-allowed-origins", f.ws_allowed_origins,
                  "WebSocket: origins pages may connect from, comma-separated (default: any)")
+      ->capture_default_str();
+  app.add_flag("--admin-token-required{true}", f.admin_token_required,
+               "Admin calls need the token from loopback callers too: true, false, or auto (on when --listen is "
+               "not a loopback address or --registry is etcd://)")
+      ->check(CLI::IsMember({"auto", "true", "false"}))
       ->capture_default_str();
   for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
     const auto& spec = lever::leverd::kRunners[i];

@@ -13,18 +13,41 @@ using host::Host;
 // An application error with a string value: what the original clients print.
 Result AppError(const Status& s) { return Result::AppError(Value(s.message())); }
 
+// A TCP peer on this machine's loopback. The instances' internal sockets
+// ("unix:...") are not: an instance is other people's code.
 bool IsLoopback(std::string_view addr) {
-  return addr.starts_with("127.") || addr.starts_with("[::1]") || addr == "::1" || addr.starts_with("::1:") ||
-         addr.starts_with("unix:");
+  return addr.starts_with("127.") || addr.starts_with("[::1]:") || addr.starts_with("[::ffff:127.");
 }
 
-// Admin calls from off this machine need the token (DESIGN.md "Security").
-Status CheckAccess(const CallContext& ctx, const std::string& token) {
-  std::string_view peer = ctx.Metadata("x-lever-client-addr");
-  if (peer.empty() || IsLoopback(peer)) return Status::Ok();
-  if (ctx.Metadata("lever-admin-token") == token) return Status::Ok();
-  return Status(Code::kPermissionDenied, "admin calls from " + std::string(peer) +
-                                             " need the lever-admin-token metadata (see <data-dir>/admin.token)");
+// Compares in time that depends only on the lengths.
+bool TokenEquals(std::string_view given, std::string_view token) {
+  if (token.empty() || given.size() != token.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ token[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Status CheckAdminAccess(std::string_view peer, std::string_view given_token, std::string_view token,
+                        bool token_required) {
+  if (TokenEquals(given_token, token)) return Status::Ok();
+  if (!token_required && IsLoopback(peer)) return Status::Ok();
+  std::string who = peer.empty() ? std::string("a direct connection to the admin socket")
+                    : peer.starts_with("unix:") ? "an instance (" + std::string(peer) + ")"
+                                                : std::string(peer);
+  return Status(Code::kPermissionDenied,
+                "admin calls from " + who + " need the lever-admin-token metadata (the token in <data-dir>/admin.token" +
+                    (given_token.empty() ? std::string(")") : std::string("; the one given is wrong)")));
+}
+
+namespace {
+
+// Admin calls need the token, except from TCP loopback when leverd does not
+// require it there (DESIGN.md "Security", docs/security.md).
+Status CheckAccess(const CallContext& ctx, const AdminOptions& options) {
+  return CheckAdminAccess(ctx.Metadata("x-lever-client-addr"), ctx.Metadata("lever-admin-token"), options.token,
+                          options.token_required);
 }
 
 bool StringArg(const Array& args, size_t i, std::string* out) {
@@ -113,7 +136,7 @@ namespace {
 
 void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, ServerStreamPtr stream) {
   const CallContext& ctx = stream->context();
-  if (Status s = CheckAccess(ctx, options.token); !s.ok()) return stream->Finish(Result::Failed(s));
+  if (Status s = CheckAccess(ctx, options); !s.ok()) return stream->Finish(Result::Failed(s));
   Array& args = stream->args();
   if (args.empty() || args.size() > 2 || !args[0].is_string()) {
     return stream->Finish(AppError(InvalidArgument("DeployServiceChan takes the environment name")));
@@ -178,7 +201,7 @@ void Deploy(const std::shared_ptr<Host>& host, const AdminOptions& options, Serv
 }
 
 void Logs(const std::shared_ptr<Host>& host, const AdminOptions& options, ServerStreamPtr stream) {
-  if (Status s = CheckAccess(stream->context(), options.token); !s.ok()) return stream->Finish(Result::Failed(s));
+  if (Status s = CheckAccess(stream->context(), options); !s.ok()) return stream->Finish(Result::Failed(s));
   Array& args = stream->args();
   std::string env, service;
   if (!StringArg(args, 0, &env) || !StringArg(args, 1, &service) || args.size() < 2) {
@@ -224,7 +247,7 @@ Status AdminService::Start(AdminOptions options, std::shared_ptr<Host> host, std
 
   auto unary = [&](std::string_view name, std::function<Result(const Array&)> fn) {
     return server->Handle(std::string(name), [opts, fn](const CallContext& ctx, Array& args) {
-      if (Status s = CheckAccess(ctx, opts->token); !s.ok()) return Result::Failed(s);
+      if (Status s = CheckAccess(ctx, *opts); !s.ok()) return Result::Failed(s);
       return fn(args);
     });
   };

@@ -135,6 +135,8 @@ int64_t RssBytes(pid_t pid) {
   return 0;
 }
 
+Leverd::Leverd() : Leverd(Options()) {}
+
 Leverd::Leverd(Options options) : options_(std::move(options)) {
   if (options_.data_dir.empty()) {
     own_dir_ = std::make_unique<TempDir>();
@@ -155,7 +157,7 @@ Leverd::~Leverd() {
 void Leverd::Start() {
   int err[2];
   ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
-  std::vector<std::string> argv = {LeverdPath(), "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
+  std::vector<std::string> argv = {LeverdPath(), "--listen", options_.listen, "--data-dir", data_dir_,
                                    "--workers", "2", "--grace", "10s"};
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -227,7 +229,9 @@ bool Leverd::WaitForLog(const std::string& needle, std::chrono::milliseconds tim
 }
 
 CommandResult Leverd::Lever(const std::vector<std::string>& args, const std::string& input) const {
-  std::vector<std::string> argv = {LeverPath(), "-H", address()};
+  // With this leverd's data dir the CLI sends its admin token (a leverd run
+  // with --admin-token-required asks for it).
+  std::vector<std::string> argv = {LeverPath(), "-H", address(), "--data-dir", data_dir_};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, input);
 }

@@ -96,8 +96,10 @@ class Leverd {
   struct Options {
     std::string data_dir;  // default: a fresh temp dir
     std::vector<std::string> extra_flags;
+    std::string listen = "127.0.0.1:0";
   };
-  explicit Leverd(Options options = {});
+  Leverd();
+  explicit Leverd(Options options);
   ~Leverd();  // SIGKILL if still running
 
   // Starts and waits for "listening on" (bounded).
@@ -114,7 +116,7 @@ class Leverd {
   std::vector<std::string> LogLines() const;
   bool WaitForLog(const std::string& needle, std::chrono::milliseconds timeout);
 
-  // `lever -H <address> args...`
+  // `lever -H <address> --data-dir <data dir> args...` (so with the admin token)
   CommandResult Lever(const std::vector<std::string>& args, const std::string& input = "") const;
   // A C++ client whose calls all go to this leverd.
   std::unique_ptr<Client> NewClient() const;

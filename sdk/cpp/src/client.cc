@@ -218,6 +218,7 @@ class Client::Impl {
     }
     if (o.timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + o.timeout);
     if (o.wait_for_ready) ctx->set_wait_for_ready(true);
+    for (const auto& [key, value] : o.metadata) ctx->AddMetadata(key, value);
   }
 
   // One blocking unary call; `reply` turns its outcome into the Result.

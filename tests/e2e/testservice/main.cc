@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -148,6 +150,57 @@ int main(int argc, char** argv) {
     Result r = ep.Invoke(args[1].as_string(), std::move(rest));
     if (r.is_platform_error()) return Result::AppError(Value(r.status.ToString()));
     return r;
+  });
+  // Opens a streaming call to any URL through the internal gateway (admin's
+  // DeployServiceChan, say), half-closes at once and answers how it ended:
+  // "end", "app: <error>" or "<CODE>: <message>".
+  (void)server.Handle("StreamUrl", [](const CallContext&, Array& args) {
+    if (args.empty() || !args[0].is_string()) return Result::AppError(Value("StreamUrl(url, args...)"));
+    static lever::Client client;
+    Array rest(std::make_move_iterator(args.begin() + 1), std::make_move_iterator(args.end()));
+    lever::ClientStreamPtr stream;
+    lever::CallOptions options;
+    options.timeout = std::chrono::seconds(20);
+    if (lever::Status s = client.InvokeStreamUrl(&stream, args[0].as_string(), std::move(rest), options); !s.ok()) {
+      return Result::Of(Value(s.ToString()));
+    }
+    stream->CloseSend();
+    for (;;) {
+      Result r = stream->Receive();
+      if (r.ok()) continue;
+      if (r.is_end()) return Result::Of(Value("end"));
+      if (r.is_app_error()) return Result::Of(Value("app: " + (r.value.is_string() ? r.value.as_string() : "?")));
+      return Result::Of(Value(r.status.ToString()));
+    }
+  });
+  // A unary call to any URL through the internal gateway: its value, or how
+  // it failed ("app: <error>", "<CODE>: <message>").
+  (void)server.Handle("CallUrl", [](const CallContext&, Array& args) {
+    if (args.empty() || !args[0].is_string()) return Result::AppError(Value("CallUrl(url, args...)"));
+    static lever::Client client;
+    Array rest(std::make_move_iterator(args.begin() + 1), std::make_move_iterator(args.end()));
+    lever::CallOptions options;
+    options.timeout = std::chrono::seconds(20);
+    Result r = client.InvokeUrl(args[0].as_string(), std::move(rest), options);
+    if (r.is_app_error()) return Result::Of(Value("app: " + (r.value.is_string() ? r.value.as_string() : "?")));
+    if (r.is_platform_error()) return Result::Of(Value(r.status.ToString()));
+    return r;
+  });
+  // The request metadata `key` the call arrived with ("" if none).
+  (void)server.Handle("Metadata", [](const CallContext& ctx, Array& args) {
+    if (args.empty() || !args[0].is_string()) return Result::AppError(Value("Metadata(key)"));
+    return Result::Of(Value(std::string(ctx.Metadata(args[0].as_string()))));
+  });
+  // OpenFile(path, "r" or "w"): opens `path` for reading or writing (never
+  // creating it): "opened", or the error (what an instance may touch).
+  (void)server.Handle("OpenFile", [](const CallContext&, Array& args) {
+    if (args.size() != 2 || !args[0].is_string() || !args[1].is_string()) {
+      return Result::AppError(Value("OpenFile(path, \"r\" or \"w\")"));
+    }
+    int fd = open(args[0].as_string().c_str(), (args[1].as_string() == "w" ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) return Result::Of(Value(std::string("error: ") + std::strerror(errno)));
+    close(fd);
+    return Result::Of(Value("opened"));
   });
   // Prints its argument as one line on stdout (for log tails).
   (void)server.Handle("Print", [](const CallContext&, Array& args) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "lever/status.h"
 #include "lever/value.h"
@@ -56,6 +57,10 @@ struct CallOptions {
   // Wait for the target to become reachable instead of failing at once with
   // UNAVAILABLE (the original 2016 client always waited). Default: false.
   bool wait_for_ready = false;
+  // Extra request metadata (gRPC headers), e.g. {"lever-admin-token", token}
+  // for an admin call. Keys lower-case; values printable ASCII. The
+  // platform's own keys (lever-url, lever-codec, x-*) are not for this.
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 }  // namespace lever

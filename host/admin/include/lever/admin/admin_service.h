@@ -19,9 +19,14 @@ namespace lever::admin {
 struct AdminOptions {
   // "unix:/abs/path.sock" to listen on. Required.
   std::string listen_addr;
-  // Calls whose gateway-set `x-lever-client-addr` is not a loopback address
-  // must carry metadata `lever-admin-token` with this value. Required.
+  // Calls must carry metadata `lever-admin-token` with this value, except
+  // those whose gateway-set `x-lever-client-addr` is a TCP loopback address
+  // while `token_required` is false. Calls through an instance's internal
+  // socket ("unix:...") and direct connections to the admin socket (no
+  // address) always need it. Required.
   std::string token;
+  // Demand the token from loopback callers too (leverd --admin-token-required).
+  bool token_required = false;
   // A failed upload keeps reading (and discarding) the client's chunks until
   // its half-close, so the client sees the error (reference §5.3 second
   // reading) — but no more than this many bytes. Default 64 MiB.
@@ -40,6 +45,11 @@ struct AdminOptions {
 Status ServiceRows(host::Host& host, std::string_view env, Array* rows);
 Status InstanceRows(host::Host& host, std::string_view env, Array* rows);
 Status NodeStatus(host::Host& host, std::string_view env, Value* out);
+
+// The admin access rule (AdminOptions::token): OK, or PERMISSION_DENIED
+// saying what is missing. `peer` is x-lever-client-addr ("" for none).
+Status CheckAdminAccess(std::string_view peer, std::string_view given_token, std::string_view token,
+                        bool token_required);
 
 class AdminService {
  public:

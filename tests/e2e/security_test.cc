@@ -1,0 +1,186 @@
+// What instances and other callers can reach of the platform (docs/security.md):
+// admin calls through an instance's internal gateway, from another network
+// namespace and over the HTTP API need the admin token; a root leverd's
+// instances cannot read its secrets. Real leverd, real instances, a real
+// network namespace (the tests run as root, here and in CI).
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "harness.h"
+#include "lever/json.h"
+
+namespace lever::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Token(const Leverd& d) {
+  std::ifstream in(d.data_dir() + "/admin.token");
+  std::string t;
+  std::getline(in, t);
+  return t;
+}
+
+// `lever` with no token anywhere: a HOME without a data dir, no
+// LEVER_ADMIN_TOKEN, no --data-dir.
+CommandResult LeverWithoutToken(const std::vector<std::string>& prefix, const std::string& host,
+                                const std::vector<std::string>& args) {
+  static TempDir empty_home;
+  std::vector<std::string> argv = prefix;
+  for (std::string a : {"/usr/bin/env", "-u", "LEVER_ADMIN_TOKEN", "-u", "LEVER_DATA_DIR", "-u", "XDG_DATA_HOME"}) {
+    argv.push_back(a);
+  }
+  argv.push_back("HOME=" + empty_home.path());
+  argv.push_back(LeverPath());
+  argv.push_back("-H");
+  argv.push_back(host);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+CommandResult LeverWithToken(const std::vector<std::string>& prefix, const std::string& host,
+                             const std::string& token, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = prefix;
+  argv.push_back("/usr/bin/env");
+  argv.push_back("LEVER_ADMIN_TOKEN=" + token);
+  argv.push_back(LeverPath());
+  argv.push_back("-H");
+  argv.push_back(host);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+TEST(SecurityTest, AnInstanceCannotDeployThroughItsInternalGateway) {
+  Leverd d;
+  d.Start();
+  ASSERT_EQ(d.DeployTestService(R"({"name": "intruder", "entry": ["./serve"]})").exit_code, 0);
+  auto client = d.NewClient();
+  // DeployServiceChan through LEVEROS_INTERNAL_RPC_GATEWAY: denied before
+  // anything is uploaded.
+  Result r = client->InvokeUrl("lever://dev.lever/intruder/StreamUrl",
+                               {"lever://admin.lever/admin//DeployServiceChan", "dev.lever"}, CallOptions{30s});
+  ASSERT_TRUE(r.ok()) << r.status.ToString();
+  ASSERT_TRUE(r.value.is_string());
+  EXPECT_EQ(r.value.as_string().rfind("PERMISSION_DENIED", 0), 0u) << r.value.as_string();
+  EXPECT_NE(r.value.as_string().find("an instance"), std::string::npos) << r.value.as_string();
+  // Unary admin calls too.
+  r = client->InvokeUrl("lever://dev.lever/intruder/CallUrl", {"lever://admin.lever/admin//ListEnvironments"},
+                        CallOptions{30s});
+  ASSERT_TRUE(r.ok()) << r.status.ToString();
+  ASSERT_TRUE(r.value.is_string());
+  EXPECT_EQ(r.value.as_string().rfind("PERMISSION_DENIED", 0), 0u) << r.value.as_string();
+  // The service is still the one deployed, alone.
+  CommandResult ps = d.Lever({"--json", "ps", "-a"});
+  EXPECT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_NE(ps.out.find("intruder"), std::string::npos);
+}
+
+TEST(SecurityTest, LoopbackNeedsNoTokenByDefaultAndDoesWhenRequired) {
+  Leverd open;
+  open.Start();
+  CommandResult r = LeverWithoutToken({}, open.address(), {"env", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // the original CLI's laptop workflow
+
+  Leverd strict(Leverd::Options{.extra_flags = {"--admin-token-required"}});
+  strict.Start();
+  r = LeverWithoutToken({}, strict.address(), {"env", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("LEVER_ADMIN_TOKEN"), std::string::npos) << r.err;  // says how to fix it
+  // The token from the data dir, from the variable; a wrong one is refused.
+  r = strict.Lever({"env", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = LeverWithToken({}, strict.address(), Token(strict), {"env", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = LeverWithToken({}, strict.address(), "wrong", {"env", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("wrong"), std::string::npos) << r.err;
+  // A user service never sees the token.
+  ASSERT_EQ(strict.DeployTestService(R"({"name": "peek", "entry": ["./serve"]})").exit_code, 0);
+  r = strict.Lever({"invoke", "lever://dev.lever/peek/Metadata", "\"lever-admin-token\""});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "\"\"\n");
+}
+
+// A network namespace joined to this one by a veth pair, with addresses on
+// that link only; removed (with the pair) on destruction, also when the test
+// fails half-way.
+class NetNs {
+ public:
+  NetNs() : name_("lvsec" + std::to_string(getpid())) {
+    Run({"ip", "netns", "del", name_});  // a leftover of a killed run
+    std::string host_if = "lvh" + std::to_string(getpid()), ns_if = "lvn" + std::to_string(getpid());
+    // 10.254.x.y/30, x.y from the pid: concurrent runs do not collide.
+    int n = getpid() % 16000;
+    std::string net = "10.254." + std::to_string(n / 64) + ".";
+    int base = (n % 64) * 4;
+    host_addr_ = net + std::to_string(base + 1);
+    ns_addr_ = net + std::to_string(base + 2);
+    ok_ = Run({"ip", "netns", "add", name_}) && Run({"ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if}) &&
+          Run({"ip", "link", "set", ns_if, "netns", name_}) &&
+          Run({"ip", "addr", "add", host_addr_ + "/30", "dev", host_if}) && Run({"ip", "link", "set", host_if, "up"}) &&
+          Run({"ip", "-n", name_, "addr", "add", ns_addr_ + "/30", "dev", ns_if}) &&
+          Run({"ip", "-n", name_, "link", "set", ns_if, "up"}) && Run({"ip", "-n", name_, "link", "set", "lo", "up"});
+    host_if_ = host_if;
+  }
+  ~NetNs() {
+    Run({"ip", "netns", "del", name_});  // takes its end of the pair, and so the pair, with it
+    Run({"ip", "link", "del", host_if_});  // in case the pair never moved
+  }
+  bool ok() const { return ok_; }
+  const std::string& host_addr() const { return host_addr_; }
+  const std::string& ns_addr() const { return ns_addr_; }
+  std::vector<std::string> Exec() const { return {"/usr/bin/env", "ip", "netns", "exec", name_}; }
+  const std::string& name() const { return name_; }
+
+ private:
+  static bool Run(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), "/usr/bin/env");  // ip from PATH
+    return RunCommand(argv, "", 10s).exit_code == 0;
+  }
+  std::string name_, host_if_, host_addr_, ns_addr_;
+  bool ok_ = false;
+};
+
+TEST(SecurityTest, ACallerFromAnotherNetworkNamespaceNeedsTheToken) {
+  std::string ns_name;
+  {
+    NetNs ns;
+    ns_name = ns.name();
+    ASSERT_TRUE(ns.ok()) << "cannot set up the network namespace (ip netns, veth)";
+    // Loopback may go without the token here, so the denial below is the
+    // non-loopback rule alone.
+    Leverd d(Leverd::Options{.extra_flags = {"--admin-token-required=false"}, .listen = "0.0.0.0:0"});
+    d.Start();
+    std::string there = ns.host_addr() + ":" + std::to_string(d.port());
+    CommandResult r = LeverWithoutToken(ns.Exec(), there, {"env", "list"});
+    EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+    EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(ns.ns_addr()), std::string::npos) << r.err;  // the caller as leverd saw it
+    r = LeverWithToken(ns.Exec(), there, Token(d), {"env", "list"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("dev.lever"), std::string::npos) << r.out;
+    // A user service answers without any token.
+    ASSERT_EQ(d.DeployTestService(R"({"name": "open", "entry": ["./serve"]})").exit_code, 0);
+    r = LeverWithoutToken(ns.Exec(), there, {"invoke", "lever://dev.lever/open/BasicHello", "\"ns\""});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+  CommandResult left = RunCommand({"/usr/bin/env", "ip", "netns", "list"});
+  EXPECT_EQ(left.out.find(ns_name), std::string::npos) << left.out;
+}
+
+TEST(SecurityTest, ANonLoopbackListenerRequiresTheTokenByDefault) {
+  Leverd d(Leverd::Options{.listen = "0.0.0.0:0"});
+  d.Start();
+  EXPECT_TRUE(d.WaitForLog("admin calls need the token from every caller", 5s));
+  CommandResult r = LeverWithoutToken({}, d.address(), {"env", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  EXPECT_EQ(d.Lever({"env", "list"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace lever::e2e
