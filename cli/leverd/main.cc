@@ -365,7 +365,7 @@ int main(int argc, char** argv) {
                "Admin calls need the token from loopback callers too: true, false, or auto (on when --listen is "
                "not a loopback address or --registry is etcd://)")
       ->check(CLI::IsMember({"auto", "true", "false"}))
-      ->capture_default_str();
+      ->default_str("auto");
   for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
     const auto& spec = lever::leverd::kRunners[i];
     app.add_option(lever::leverd::RunnerFlag(spec), f.runners[i],
