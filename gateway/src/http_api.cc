@@ -182,6 +182,12 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     }
     if (req.method() == bhttp::verb::options) {
       body_done_ = parser_->is_done();
+      std::string ignored;
+      if (http::ParseTarget(target, SV(req[bhttp::field::host]), &target_, &ignored) == 0 &&
+          http::IsAdminEnv(target_.env)) {
+        origin_.clear();  // no CORS for admin: a preflight for it fails
+        return Reply(403, "admin.lever does not answer CORS preflights: web pages cannot call it");
+      }
       return Respond(200, "", "", "Access-Control-Allow-Methods: POST, OPTIONS\r\n");
     }
     if ((req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) && path == "/metrics") {
@@ -194,6 +200,16 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     std::string error;
     if (int status = http::ParseTarget(target, SV(req[bhttp::field::host]), &target_, &error); status != 0) {
       return Reply(status, error);
+    }
+    if (http::IsAdminEnv(target_.env)) {
+      target_.env = "admin.lever";
+      origin_.clear();  // an admin reply never carries CORS headers
+      if (int status = pages::CheckAdminRequest(SV(req[bhttp::field::origin]), SV(req[bhttp::field::authorization]),
+                                                o_.admin_token, &error);
+          status != 0) {
+        return Reply(status, error);
+      }
+      admin_token_ = o_.admin_token;  // checked: the admin service checks it again
     }
     streaming_ = target_.streaming;
     json_in_ = http::IsJsonBody(SV(req[bhttp::field::content_type]), streaming_);
@@ -220,6 +236,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     ws::Upgrade up;
     std::string error, extra;
     if (int status = ws::CheckUpgrade(parser_->get(), addr_, buf_.size(), o_, &up, &error, &extra); status != 0) {
+      if (http::IsAdminEnv(up.target.env)) origin_.clear();  // an admin reply never carries CORS headers
       return Reply(status, error, extra);
     }
     WorkerImpl* w = w_;
@@ -770,7 +787,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   http::Target target_;
   bool streaming_ = false, json_in_ = false, http10_ = false, keep_alive_ = true;
   std::string origin_;
-  std::string admin_token_;  // lever-admin-token for a status call
+  std::string admin_token_;  // lever-admin-token for a status call or a checked admin call
   int64_t timeout_ms_ = 0;
   std::string body_;  // unary body, or the current line of a streaming body
   bool first_line_done_ = false, body_done_ = false;

@@ -1,5 +1,6 @@
 #include "http_parse.h"
 
+#include <cctype>
 #include <charconv>
 
 #include "lever/json.h"
@@ -52,6 +53,15 @@ bool PercentDecode(std::string_view in, std::string* out, bool plus_is_space) {
     } else {
       out->push_back(c);
     }
+  }
+  return true;
+}
+
+bool IsAdminEnv(std::string_view env) {
+  constexpr std::string_view kAdmin = "admin.lever";
+  if (env.size() != kAdmin.size()) return false;
+  for (size_t i = 0; i < env.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(env[i])) != kAdmin[i]) return false;
   }
   return true;
 }

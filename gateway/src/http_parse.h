@@ -34,6 +34,9 @@ bool PercentDecode(std::string_view in, std::string* out, bool plus_is_space = f
 // HTTP status (400 malformed, 404 no routable environment) with `error` set.
 int ParseTarget(std::string_view target, std::string_view host, Target* out, std::string* error);
 
+// The admin environment, admin.lever, in any letter case.
+bool IsAdminEnv(std::string_view env);
+
 // The media type of a Content-Type value, lower-cased, without parameters.
 std::string MediaType(std::string_view content_type);
 // application/json (unary and streaming) or application/x-ndjson (streaming).

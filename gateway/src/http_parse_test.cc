@@ -132,5 +132,10 @@ TEST(HttpParse, GrpcFrames) {
   EXPECT_EQ(ForEachGrpcFrame(std::string("\x00\x00\x00\x01\x00", 5), 100, [](std::string_view) { return true; }), -1);
 }
 
+TEST(HttpTarget, AdminEnvInAnyCase) {
+  for (std::string_view env : {"admin.lever", "ADMIN.LEVER", "Admin.Lever"}) EXPECT_TRUE(IsAdminEnv(env)) << env;
+  for (std::string_view env : {"admin.lever.", "admin", "dev.lever", "xadmin.lever", ""}) EXPECT_FALSE(IsAdminEnv(env)) << env;
+}
+
 }  // namespace
 }  // namespace lever::gateway::http

@@ -122,12 +122,30 @@ constexpr std::string_view kDenied =
 
 }  // namespace
 
+bool BearerMatches(std::string_view authorization, std::string_view admin_token) {
+  std::string_view auth = Trim(authorization);
+  return auth.size() > 7 && IEquals(auth.substr(0, 7), "Bearer ") && TokenEquals(Trim(auth.substr(7)), admin_token);
+}
+
+int CheckAdminRequest(std::string_view origin, std::string_view authorization, std::string_view admin_token,
+                      std::string* error) {
+  if (!origin.empty()) {
+    *error = "admin.lever does not answer web pages (this request has an Origin header): deploy and manage "
+             "with the lever CLI, or a client that sends the admin token and no Origin";
+    return 403;
+  }
+  if (!BearerMatches(authorization, admin_token)) {
+    *error = std::string("admin.lever over HTTP needs the admin token: Authorization: Bearer <the token in "
+                         "<data-dir>/admin.token>") +
+             (Trim(authorization).empty() ? "" : " (the one given is wrong)");
+    return 403;
+  }
+  return 0;
+}
+
 Access CheckAccess(const Credentials& c, std::string_view admin_token) {
   if (!admin_token.empty()) {
-    std::string_view auth = Trim(c.authorization);
-    if (auth.size() > 7 && IEquals(auth.substr(0, 7), "Bearer ") && TokenEquals(Trim(auth.substr(7)), admin_token)) {
-      return Access::kToken;
-    }
+    if (BearerMatches(c.authorization, admin_token)) return Access::kToken;
     if (TokenEquals(CookieValue(c.cookie, kTokenCookie), admin_token)) return Access::kToken;
   }
   if (IsLoopbackPeer(c.client_addr) && IsLoopbackHost(c.host)) return Access::kLoopback;

@@ -29,6 +29,17 @@ struct Credentials {
 };
 Access CheckAccess(const Credentials& c, std::string_view admin_token);
 
+// `authorization` (an Authorization header) is "Bearer <admin_token>".
+bool BearerMatches(std::string_view authorization, std::string_view admin_token);
+
+// A POST or OPTIONS of the HTTP API to admin.lever (not a page, not a
+// WebSocket): 0 to go on, the call then carrying the admin token; else 403
+// with `error`. A browser request (an Origin header) is always refused, so no
+// web page can drive admin, whatever its Host (DNS rebinding) or cookies; any
+// other request needs Authorization: Bearer <admin token>, from loopback too.
+int CheckAdminRequest(std::string_view origin, std::string_view authorization, std::string_view admin_token,
+                      std::string* error);
+
 // `origin` (an Origin header) names the page's own server `host` (Host
 // header): "http://<host>" or "https://<host>".
 bool SameOrigin(std::string_view origin, std::string_view host);

@@ -29,6 +29,26 @@ TEST(StatusPageAccess, LoopbackWithALoopbackHost) {
   EXPECT_EQ(CheckAccess({"unix:/data/run/env-dev.lever.sock", "localhost", "", ""}, kToken), Access::kDenied);
 }
 
+TEST(AdminRequest, NoBrowserAndTheBearerTokenAlways) {
+  std::string bearer = "Bearer " + std::string(kToken), error;
+  EXPECT_EQ(CheckAdminRequest("", bearer, kToken, &error), 0) << error;
+  EXPECT_EQ(CheckAdminRequest("", "  bearer " + std::string(kToken) + " ", kToken, &error), 0) << error;
+  // A browser, whatever it holds (its own page's origin included).
+  for (std::string_view origin : {"https://evil.example", "http://127.0.0.1:8080", "null"}) {
+    error.clear();
+    EXPECT_EQ(CheckAdminRequest(origin, bearer, kToken, &error), 403) << origin;
+    EXPECT_NE(error.find("Origin"), std::string::npos) << error;
+  }
+  error.clear();
+  EXPECT_EQ(CheckAdminRequest("", "", kToken, &error), 403);
+  EXPECT_NE(error.find("Authorization: Bearer"), std::string::npos) << error;
+  error.clear();
+  EXPECT_EQ(CheckAdminRequest("", "Bearer wrong", kToken, &error), 403);
+  EXPECT_NE(error.find("wrong"), std::string::npos) << error;
+  EXPECT_EQ(CheckAdminRequest("", "Basic " + std::string(kToken), kToken, &error), 403);
+  EXPECT_EQ(CheckAdminRequest("", "Bearer ", "", &error), 403);  // no token configured: nothing passes
+}
+
 TEST(StatusPageAccess, TheTokenFromAnywhere) {
   std::string bearer = "Bearer " + std::string(kToken);
   EXPECT_EQ(CheckAccess({"10.1.2.3:5", "node1", bearer, ""}, kToken), Access::kToken);

@@ -143,11 +143,21 @@ TEST(WebSocketUpgrade, AdminOnlyFromLeverdsOwnPages) {
   c = Check(h, o, "10.0.0.7:4000");
   EXPECT_EQ(c.status, 0) << c.error;
   EXPECT_EQ(c.up.admin_token, o.admin_token);
-  // A non-browser client (no Origin, no token) is left to the admin service's own check.
-  RequestHead cli = Head("/admin/LogsChan?forceenv=admin.lever");
-  c = Check(cli, o, "10.0.0.7:4000");
-  EXPECT_EQ(c.status, 0);
-  EXPECT_TRUE(c.up.admin_token.empty());
+  // A non-browser client (no Origin) shows the token, from loopback too.
+  for (std::string_view peer : {"10.0.0.7:4000", "127.0.0.1:4000"}) {
+    RequestHead cli = Head("/admin/LogsChan?forceenv=admin.lever");
+    c = Check(cli, o, peer);
+    EXPECT_EQ(c.status, 403) << peer;
+    EXPECT_NE(c.error.find("Authorization: Bearer"), std::string::npos) << c.error;
+    cli.set(bhttp::field::authorization, "Bearer " + o.admin_token);
+    c = Check(cli, o, peer);
+    EXPECT_EQ(c.status, 0) << c.error;
+    EXPECT_EQ(c.up.admin_token, o.admin_token);
+  }
+  // No other spelling of admin.lever gets through.
+  RequestHead upper = Head("/admin/LogsChan?forceenv=ADMIN.Lever");
+  upper.set(bhttp::field::origin, "https://evil.example");
+  EXPECT_NE(Check(upper, o).status, 0);
 }
 
 TEST(WebSocketIdle, PingsAtHalfThenClosesAtTheTimeout) {

@@ -88,19 +88,23 @@ int CheckUpgrade(const RequestHead& req, std::string_view client_addr, size_t bu
     return 403;
   }
   out->client_addr.assign(client_addr);
-  if (out->target.env == "admin.lever") {
+  if (http::IsAdminEnv(out->target.env)) {
+    out->target.env = "admin.lever";
     // The admin service is leverd's own: a browser reaches it only from
     // leverd's pages, under the status page's access rule, so that no other
-    // site's page can deploy code through a loopback leverd.
+    // site's page can deploy code through a loopback leverd; anything else
+    // shows the token (docs/security.md).
     pages::Credentials c{client_addr, host, SV(req[bhttp::field::authorization]), SV(req[bhttp::field::cookie])};
     pages::Access access = pages::CheckAccess(c, options.admin_token);
     if (!origin.empty() && (!pages::SameOrigin(origin, host) || access == pages::Access::kDenied)) {
       *error = "admin.lever takes WebSocket connections only from leverd's own pages";
       return 403;
     }
-    // Checked here (the admin service checks the token again); a client with
-    // no Origin and no token is left to the admin service's own rule.
-    if (!origin.empty() || access == pages::Access::kToken) out->admin_token = options.admin_token;
+    if (origin.empty() && access != pages::Access::kToken) {
+      return pages::CheckAdminRequest(origin, SV(req[bhttp::field::authorization]), options.admin_token, error);
+    }
+    // Checked here; the admin service checks the token again.
+    out->admin_token = options.admin_token;
   }
   return 0;
 }

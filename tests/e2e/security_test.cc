@@ -182,5 +182,85 @@ TEST(SecurityTest, ANonLoopbackListenerRequiresTheTokenByDefault) {
   EXPECT_EQ(d.Lever({"env", "list"}).exit_code, 0);
 }
 
+// One request on a new loopback connection: `head` is the request line and
+// headers (without the blank line).
+RawResponse Http(int port, const std::string& head, const std::string& body = "") {
+  RawHttp c(port);
+  RawResponse r;
+  std::string req = head + "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  if (!c.Send(req) || !c.ReadResponse(&r)) r.status = -1;
+  return r;
+}
+
+TEST(SecurityTest, TheHttpApiNeverReachesAdminWithoutTheToken) {
+  Leverd d;
+  d.Start();
+  ASSERT_EQ(d.DeployTestService(R"({"name": "web", "entry": ["./serve"]})").exit_code, 0);
+  int port = d.port();
+  std::string host = "Host: 127.0.0.1:" + std::to_string(port) + "\r\n";
+  std::string json = "Content-Type: application/json\r\n";
+  std::string list = "POST /admin/ListEnvironments?forceenv=admin.lever HTTP/1.1\r\n";
+  std::string bearer = "Authorization: Bearer " + Token(d) + "\r\n";
+
+  // From loopback without the token: refused, whatever names the env.
+  RawResponse r = Http(port, list + host + json, "[]");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("Authorization: Bearer"), std::string::npos) << r.body;
+  r = Http(port, "POST /admin/ListEnvironments HTTP/1.1\r\nHost: admin.lever\r\n" + json, "[]");
+  EXPECT_EQ(r.status, 403);
+  r = Http(port, "POST /admin/ListEnvironments?forceenv=ADMIN.LEVER HTTP/1.1\r\n" + host + json, "[]");
+  EXPECT_GE(r.status, 400);  // no other spelling routes to admin
+  r = Http(port, list + host + json + "Authorization: Bearer wrong\r\n", "[]");
+  EXPECT_EQ(r.status, 403);
+  // With it: served.
+  r = Http(port, list + host + json + bearer, "[]");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("dev.lever"), std::string::npos) << r.body;
+  EXPECT_EQ(r.header("access-control-allow-origin"), "");
+
+  // A browser, even one holding the token: refused, and no CORS header tells
+  // it anything. A page's "simple" cross-origin POST (no preflight) too.
+  for (std::string origin : {std::string("https://evil.example"), "http://127.0.0.1:" + std::to_string(port)}) {
+    r = Http(port, list + host + json + bearer + "Origin: " + origin + "\r\n", "[]");
+    EXPECT_EQ(r.status, 403) << origin;
+    EXPECT_NE(r.body.find("Origin"), std::string::npos) << r.body;
+    EXPECT_EQ(r.header("access-control-allow-origin"), "") << origin;
+  }
+  r = Http(port,
+           "POST /admin/DeleteEnvironment?forceenv=admin.lever HTTP/1.1\r\n" + host +
+               "Content-Type: text/plain\r\nOrigin: https://evil.example\r\n",
+           "[\"dev.lever\"]");
+  EXPECT_EQ(r.status, 403);
+  // DNS rebinding: the page's own name, pointed at 127.0.0.1.
+  r = Http(port, list + "Host: evil.example:" + std::to_string(port) + "\r\nOrigin: http://evil.example:" +
+                     std::to_string(port) + "\r\n" + json,
+           "[]");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.header("access-control-allow-origin"), "");
+  EXPECT_EQ(d.Lever({"invoke", "lever://dev.lever/web/BasicHello", "\"still here\""}).exit_code, 0);
+
+  // The preflight of a cross-origin fetch() to admin fails.
+  std::string preflight = "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n"
+                          "Access-Control-Request-Headers: content-type\r\n";
+  r = Http(port, "OPTIONS /admin/ListEnvironments?forceenv=admin.lever HTTP/1.1\r\n" + host + preflight);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.header("access-control-allow-origin"), "");
+  EXPECT_EQ(r.header("access-control-allow-methods"), "");
+  // User services keep the original's CORS.
+  r = Http(port, "OPTIONS /web/BasicHello?forceenv=dev.lever HTTP/1.1\r\n" + host + preflight);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("access-control-allow-origin"), "https://evil.example");
+  r = Http(port, "POST /web/BasicHello?forceenv=dev.lever HTTP/1.1\r\n" + host + json +
+                     "Origin: https://evil.example\r\n",
+           "[\"page\"]");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("access-control-allow-origin"), "https://evil.example");
+
+  // The status page's data still comes from admin for a loopback page.
+  r = Http(port, "GET /_lever/status HTTP/1.1\r\n" + host);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"web\""), std::string::npos) << r.body;
+}
+
 }  // namespace
 }  // namespace lever::e2e
