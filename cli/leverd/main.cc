@@ -53,6 +53,7 @@ struct Flags {
   std::string resource_idle = "3m";
   size_t max_instances = 16;
   size_t max_waiting_calls = 1000;
+  int prestart = 1;
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
   std::vector<std::string> runners = std::vector<std::string>(std::size(kRunners));  // by kRunners' order
@@ -231,6 +232,7 @@ int Run(const Flags& f) {
   std::mutex listeners_mu;
   host::HostOptions ho;
   ho.process = std::move(process);  // with the runners found above
+  ho.process.prestart = f.prestart;
   ho.data_dir = data_dir;
   ho.registry_url = f.registry;
   ho.idle_timeout = idle;
@@ -329,6 +331,10 @@ int main(int argc, char** argv) {
   app.add_option("--cold-start-wait", f.cold_start_wait, "How long a call waits for an instance to start")
       ->capture_default_str();
   app.add_option("--max-instances", f.max_instances, "Instances per service, at most")->capture_default_str();
+  app.add_option("--prestart", f.prestart,
+                 "Processes forked ahead into their cgroups for the next cold starts (0: fork at each start)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_option("--max-waiting-calls", f.max_waiting_calls,
                  "Calls that may wait for an instance, per service (RESOURCE_EXHAUSTED beyond)")
       ->capture_default_str();

@@ -4,18 +4,25 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "lever/host/runtime.h"
 #include "util.h"
@@ -53,24 +60,33 @@ class CgroupParent {
     if (owns_base_) rmdir(base_.c_str());
   }
   bool usable() const { return !base_.empty(); }
-  // Creates the instance's cgroup and writes `settings` (file, value) into
-  // it. Returns its path, or "" when unusable/failed.
-  std::string Create(const std::string& name, const std::vector<std::pair<std::string, std::string>>& settings) {
+  // Creates a child cgroup. Returns its path, or "" when unusable/failed.
+  std::string Make(const std::string& name) {
     if (base_.empty()) return "";
     std::string dir = base_ + "/" + name;
-    if (mkdir(dir.c_str(), 0755) != 0) return "";
+    return mkdir(dir.c_str(), 0755) == 0 ? dir : "";
+  }
+  // Writes `settings` (file, value) into `dir`. False (errno set) if the
+  // first fails; the others are optional knobs (e.g. memsw without swap
+  // accounting).
+  static bool Write(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& settings) {
     for (const auto& [file, value] : settings) {
       std::string path = dir + "/" + file;
       int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) continue;  // optional knob (e.g. memsw without swap accounting)
-      ssize_t n = write(fd, value.data(), value.size());
-      close(fd);
+      ssize_t n = fd < 0 ? -1 : write(fd, value.data(), value.size());
+      int err = errno;
+      if (fd >= 0) close(fd);
       if (n < 0 && file == settings.front().first) {
-        rmdir(dir.c_str());
-        return "";
+        errno = err;
+        return false;
       }
     }
-    return dir;
+    return true;
+  }
+  // Renames `dir` within its parent; its new path, or "" (errno set).
+  static std::string Rename(const std::string& dir, const std::string& name) {
+    std::string to = dir.substr(0, dir.rfind('/') + 1) + name;
+    return rename(dir.c_str(), to.c_str()) == 0 ? to : "";
   }
   static void Remove(const std::string& dir) {
     if (dir.empty()) return;
@@ -131,6 +147,171 @@ class CgroupParent {
 
   std::string base_;
   bool owns_base_ = false;
+};
+
+
+// The order a prepared child reads before it execs: this header, then
+// NUL-terminated strings: the executable, the working dir, argv, envp.
+struct OrderHeader {
+  uint32_t size;  // of the whole order
+  uint32_t argc;
+  uint32_t envc;
+  uint32_t flags;
+  uint64_t as_limit;
+  uint64_t nproc_limit;
+};
+constexpr uint32_t kLimitAs = 1;
+constexpr uint32_t kLimitNproc = 2;
+constexpr size_t kMaxOrder = 64 << 10;
+constexpr size_t kMaxOrderStrings = 1024;
+
+struct Order {
+  std::string exe, dir;
+  const std::vector<std::string>* argv = nullptr;
+  const std::vector<std::string>* env = nullptr;
+  uint32_t flags = 0;
+  uint64_t as_limit = 0, nproc_limit = 0;
+};
+
+bool EncodeOrder(const Order& o, std::string* out) {
+  if (o.argv->empty() || o.argv->size() + o.env->size() > kMaxOrderStrings) return false;
+  OrderHeader h{};
+  h.argc = static_cast<uint32_t>(o.argv->size());
+  h.envc = static_cast<uint32_t>(o.env->size());
+  h.flags = o.flags;
+  h.as_limit = o.as_limit;
+  h.nproc_limit = o.nproc_limit;
+  std::string body;
+  for (const std::string* str : {&o.exe, &o.dir}) body.append(str->c_str(), str->size() + 1);
+  for (const std::vector<std::string>* list : {o.argv, o.env}) {
+    for (const std::string& str : *list) {
+      if (str.find('\0') != std::string::npos) return false;
+      body.append(str.c_str(), str.size() + 1);
+    }
+  }
+  if (sizeof h + body.size() > kMaxOrder) return false;
+  h.size = static_cast<uint32_t>(sizeof h + body.size());
+  out->assign(reinterpret_cast<const char*>(&h), sizeof h);
+  out->append(body);
+  return true;
+}
+
+// The fds a child keeps: all >= 3 (AboveStdio), so that dup2 onto 0-2
+// cannot clobber one.
+struct ChildFds {
+  int mem_procs = -1, pids_procs = -1;  // cgroup.procs to join, closed once joined
+  int order = -1;                        // reads its Order here
+  int report = -1;                       // O_CLOEXEC: closes at exec; a failed step writes {step, errno}
+  int out = -1, err = -1;                // its stdout and stderr
+};
+
+int AboveStdio(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  close(fd);
+  return moved;
+}
+
+// The forked child, up to exec: async-signal-safe calls only (leverd's other
+// threads may hold any lock), no allocation.
+[[noreturn]] void ChildMain(const ChildFds& fds, pid_t parent, bool drop, uid_t uid, gid_t gid) {
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
+  struct sigaction dfl = {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(127);
+  setpgid(0, 0);
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  // Joining a cgroup v1 hierarchy waits for an RCU grace period (~8 ms
+  // here): the reason children are prepared ahead (ProcessRuntimeOptions::prestart).
+  if (fds.mem_procs >= 0) (void)!write(fds.mem_procs, "0\n", 2);
+  if (fds.pids_procs >= 0) (void)!write(fds.pids_procs, "0\n", 2);
+  // Only our four fds stay open: a parked child must not keep leverd's
+  // sockets and files alive.
+  int keep[4] = {fds.order, fds.report, fds.out, fds.err};
+  for (int i = 1; i < 4; ++i) {
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; --j) std::swap(keep[j - 1], keep[j]);
+  }
+  unsigned next = 3;
+  for (int fd : keep) {
+    if (static_cast<unsigned>(fd) > next) syscall(SYS_close_range, next, static_cast<unsigned>(fd) - 1, 0u);
+    next = static_cast<unsigned>(fd) + 1;
+  }
+  syscall(SYS_close_range, next, ~0u, 0u);
+
+  static_assert(sizeof(OrderHeader) % 8 == 0);
+  alignas(8) char buf[kMaxOrder];
+  OrderHeader h{};
+  size_t have = 0;
+  while (true) {
+    ssize_t n = read(fds.order, buf + have, sizeof buf - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(have == 0 ? 0 : 127);  // EOF before an order: not needed after all
+    have += static_cast<size_t>(n);
+    if (have < sizeof h) continue;
+    std::memcpy(&h, buf, sizeof h);
+    if (h.size < sizeof h || h.size > sizeof buf || h.argc == 0 || h.argc + h.envc > kMaxOrderStrings) _exit(127);
+    if (have >= h.size) break;
+  }
+  close(fds.order);
+  char* strings[kMaxOrderStrings + 2];
+  char* p = buf + sizeof h;
+  char* end = buf + h.size;
+  for (uint32_t i = 0; i < h.argc + h.envc + 2; ++i) {
+    auto* nul = static_cast<char*>(std::memchr(p, '\0', static_cast<size_t>(end - p)));
+    if (!nul) _exit(127);
+    strings[i] = p;
+    p = nul + 1;
+  }
+  char* argv[kMaxOrderStrings + 1];
+  char* envp[kMaxOrderStrings + 1];
+  for (uint32_t i = 0; i < h.argc; ++i) argv[i] = strings[2 + i];
+  argv[h.argc] = nullptr;
+  for (uint32_t i = 0; i < h.envc; ++i) envp[i] = strings[2 + h.argc + i];
+  envp[h.envc] = nullptr;
+
+  int err_step = 0;
+  struct rlimit as_limit = {h.as_limit, h.as_limit};
+  struct rlimit nproc_limit = {h.nproc_limit, h.nproc_limit};
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(fds.out, 1) < 0 || dup2(fds.err, 2) < 0) {
+    err_step = 1;
+  } else if (chdir(strings[1]) != 0) {
+    err_step = 2;
+  } else if ((h.flags & kLimitAs) && setrlimit(RLIMIT_AS, &as_limit) != 0) {
+    err_step = 3;
+  } else if ((h.flags & kLimitNproc) && setrlimit(RLIMIT_NPROC, &nproc_limit) != 0) {
+    err_step = 3;
+  } else if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+    err_step = 5;
+  } else {
+    // A change of credentials clears the parent-death signal: set it again.
+    if (drop) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+    }
+    syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
+    execve(strings[0], argv, envp);
+    err_step = 4;
+  }
+  int report[2] = {err_step, errno};
+  (void)!write(fds.report, report, sizeof report);
+  _exit(127);
+}
+
+// A forked child of leverd up to its exec: in its own cgroups, waiting for
+// its Order.
+struct Child {
+  pid_t pid = -1;
+  int pidfd = -1;
+  int order = -1;   // our end of the order socket
+  int report = -1;  // the report pipe's read end
+  int out = -1, err = -1;
+  std::string mem_cg, pids_cg;
+  std::chrono::steady_clock::time_point born;
 };
 
 class ProcessInstance final : public RunningInstance {
@@ -205,13 +386,41 @@ class ProcessRuntime final : public Runtime {
       : options_(std::move(options)), uid_(uid), gid_(gid), drop_(drop) {
     memory_.Init("memory", options_.memory_cgroup);
     pids_.Init("pids", options_.pids_cgroup);
+    // Prepared children pay off where joining cgroups is what costs.
+    if (options_.prestart > 0 && (memory_.usable() || pids_.usable())) {
+      pool_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (pool_wake_ >= 0) pool_thread_ = std::thread([this] { PoolLoop(); });
+    }
+  }
+  ~ProcessRuntime() override {
+    if (pool_thread_.joinable()) {
+      {
+        std::lock_guard lock(pool_mu_);
+        pool_stop_ = true;
+      }
+      Wake();
+      pool_thread_.join();
+    }
+    for (Child& c : parked_) Discard(std::move(c), false);
+    if (pool_wake_ >= 0) close(pool_wake_);
   }
   const char* name() const override { return "process"; }
 
   Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override;
+  std::vector<int> ParkedPids() const override;
 
  private:
   Status Resolve(const InstanceSpec& spec, std::vector<std::string>* argv, std::string* exe) const;
+  // Forks a child that joins fresh cgroups and waits for its order.
+  Status Fork(Child* child);
+  // Names its cgroups after the instance, sets their limits and sends the
+  // order. ABORTED if the child was already dead.
+  Status Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv,
+              const std::vector<std::string>& env, Child* child, std::unique_ptr<RunningInstance>* out);
+  void Discard(Child child, bool reaped);
+  bool TakeParked(Child* child);
+  void Wake();
+  void PoolLoop();
 
   const ProcessRuntimeOptions options_;
   const uid_t uid_;
@@ -219,6 +428,13 @@ class ProcessRuntime final : public Runtime {
   const bool drop_;  // switch to uid_/gid_ in the child
   CgroupParent memory_;
   CgroupParent pids_;
+
+  // Children prepared ahead by pool_thread_ (options_.prestart of them).
+  mutable std::mutex pool_mu_;
+  std::vector<Child> parked_;  // guarded by pool_mu_
+  bool pool_stop_ = false;     // guarded by pool_mu_
+  int pool_wake_ = -1;         // eventfd: a take, or stop
+  std::thread pool_thread_;
 };
 
 Status ProcessRuntime::Resolve(const InstanceSpec& spec, std::vector<std::string>* argv,
@@ -296,133 +512,249 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
     env_s.push_back("PYTHONUNBUFFERED=1");
     env_s.push_back("PYTHONDONTWRITEBYTECODE=1");
   }
-  std::vector<char*> argv, envp;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
 
-  uint64_t ram_bytes = static_cast<uint64_t>(spec.config.ram_mb) * 1000 * 1000;
-  std::string cg_name = spec.instance_id;
-  std::string mem_cg = memory_.Create(cg_name, {{"memory.limit_in_bytes", std::to_string(ram_bytes)},
-                                                {"memory.memsw.limit_in_bytes", std::to_string(ram_bytes)},
-                                                {"memory.swappiness", "0"}});
-  std::string pids_cg = pids_.Create(cg_name, {{"pids.max", std::to_string(options_.max_pids)}});
-  auto open_procs = [](const std::string& dir) {
-    return dir.empty() ? -1 : open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-  };
-  int mem_procs = open_procs(mem_cg);
-  int pids_procs = open_procs(pids_cg);
-  // V8 and CPython's per-thread malloc arenas reserve far more address space
-  // than they use: language runtimes get no RLIMIT_AS.
-  bool limit_as = mem_procs < 0 && spec.config.js_entry.empty() && spec.config.py_entry.empty();
-  bool limit_nproc = pids_procs < 0;
-  struct rlimit as_limit = {ram_bytes, ram_bytes};
-  struct rlimit nproc_limit = {static_cast<rlim_t>(options_.max_pids), static_cast<rlim_t>(options_.max_pids)};
+  // A parked child if there is one (its cgroup attach is done), else a
+  // child forked now. Either is handed the same order.
+  Child child;
+  bool parked = TakeParked(&child);
+  if (!parked) {
+    if (Status f = Fork(&child); !f.ok()) return f;
+  }
+  for (int attempt = 0;; ++attempt) {
+    s = Hand(spec, exe, argv_s, env_s, &child, out);
+    if (s.ok() || !parked || attempt > 0 || s.code() != Code::kAborted) return s;
+    // The parked child died before it got its order: fork one now.
+    if (Status f = Fork(&child); !f.ok()) return f;
+  }
+}
 
-  auto fail_cleanup = [&](Status st) {
-    if (mem_procs >= 0) close(mem_procs);
-    if (pids_procs >= 0) close(pids_procs);
-    CgroupParent::Remove(mem_cg);
-    CgroupParent::Remove(pids_cg);
+Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv_s,
+                            const std::vector<std::string>& env_s, Child* child,
+                            std::unique_ptr<RunningInstance>* out) {
+  auto discard = [&](Status st) {
+    Discard(std::move(*child), false);
+    *child = Child();
     return st;
   };
-  int out_pipe[2], err_pipe[2], exec_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return fail_cleanup(ErrnoStatus("pipe", errno));
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return fail_cleanup(ErrnoStatus("pipe", errno));
-  }
-  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-    return fail_cleanup(ErrnoStatus("pipe", errno));
-  }
-  const char* code_dir = spec.code_dir.c_str();
-  const bool drop = drop_;
-  const uid_t uid = uid_;
-  const gid_t gid = gid_;
-  const char* exe_c = exe.c_str();
-  pid_t parent = getpid();
-
-  pid_t pid = fork();
-  if (pid == 0) {
-    // Child: async-signal-safe calls only.
-    int err_step = 0;
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, nullptr);
-    struct sigaction dfl = {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    setpgid(0, 0);
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    if (mem_procs >= 0) (void)!write(mem_procs, "0\n", 2);
-    if (pids_procs >= 0) (void)!write(pids_procs, "0\n", 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(err_pipe[1], 2) < 0) {
-      err_step = 1;
-    } else if (chdir(code_dir) != 0) {
-      err_step = 2;
-    } else if (limit_as && setrlimit(RLIMIT_AS, &as_limit) != 0) {
-      err_step = 3;
-    } else if (limit_nproc && setrlimit(RLIMIT_NPROC, &nproc_limit) != 0) {
-      err_step = 3;
-    } else if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
-      err_step = 5;
-    } else {
-      syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
-      execve(exe_c, argv.data(), envp.data());
-      err_step = 4;
+  // Its cgroups take the instance's name and limits.
+  uint64_t ram_bytes = static_cast<uint64_t>(spec.config.ram_mb) * 1000 * 1000;
+  if (!child->mem_cg.empty()) {
+    std::string named = CgroupParent::Rename(child->mem_cg, spec.instance_id);
+    if (!named.empty()) child->mem_cg = named;
+    if (!CgroupParent::Write(child->mem_cg, {{"memory.limit_in_bytes", std::to_string(ram_bytes)},
+                                             {"memory.memsw.limit_in_bytes", std::to_string(ram_bytes)},
+                                             {"memory.swappiness", "0"}})) {
+      return discard(ErrnoStatus("setting the memory limit of " + std::to_string(spec.config.ram_mb) + " MB", errno));
     }
-    int report[2] = {err_step, errno};
-    (void)!write(exec_pipe[1], report, sizeof report);
-    _exit(127);
   }
-  int fork_errno = errno;
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  close(exec_pipe[1]);
-  if (mem_procs >= 0) close(mem_procs);
-  if (pids_procs >= 0) close(pids_procs);
-  mem_procs = pids_procs = -1;
-  if (pid < 0) {
-    for (int fd : {out_pipe[0], err_pipe[0], exec_pipe[0]}) close(fd);
-    return fail_cleanup(ErrnoStatus("fork", fork_errno));
+  if (!child->pids_cg.empty()) {
+    std::string named = CgroupParent::Rename(child->pids_cg, spec.instance_id);
+    if (!named.empty()) child->pids_cg = named;
+    if (!CgroupParent::Write(child->pids_cg, {{"pids.max", std::to_string(options_.max_pids)}})) {
+      return discard(ErrnoStatus("setting pids.max", errno));
+    }
   }
+  // V8 and CPython's per-thread malloc arenas reserve far more address space
+  // than they use: language runtimes get no RLIMIT_AS.
+  Order order;
+  order.exe = exe;
+  order.dir = spec.code_dir;
+  order.argv = &argv_s;
+  order.env = &env_s;
+  if (child->mem_cg.empty() && spec.config.js_entry.empty() && spec.config.py_entry.empty()) {
+    order.flags |= kLimitAs;
+    order.as_limit = ram_bytes;
+  }
+  if (child->pids_cg.empty()) {
+    order.flags |= kLimitNproc;
+    order.nproc_limit = static_cast<uint64_t>(options_.max_pids);
+  }
+  std::string wire;
+  if (!EncodeOrder(order, &wire)) {
+    return discard(InvalidArgument("the entry's arguments and environment exceed " +
+                                   std::to_string(kMaxOrder >> 10) + " KiB"));
+  }
+  size_t sent = 0;
+  while (sent < wire.size()) {
+    ssize_t n = send(child->order, wire.data() + sent, wire.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return discard(Status(Code::kAborted, "the prepared process died"));
+    sent += static_cast<size_t>(n);
+  }
+  close(child->order);
+  child->order = -1;
+  // The report pipe closes at exec (O_CLOEXEC); a failed step writes why.
   int report[2] = {0, 0};
   ssize_t n;
   do {
-    n = read(exec_pipe[0], report, sizeof report);
+    n = read(child->report, report, sizeof report);
   } while (n < 0 && errno == EINTR);
-  close(exec_pipe[0]);
+  close(child->report);
+  child->report = -1;
   if (n > 0) {
-    int st;
-    waitpid(pid, &st, 0);
-    close(out_pipe[0]);
-    close(err_pipe[0]);
     static const char* kSteps[] = {"",     "redirecting output", "chdir to the code dir", "setting limits",
                                    "exec", "switching user"};
-    return fail_cleanup(Status(Code::kFailedPrecondition, std::string("cannot start ") + argv_s[0] + ": " +
-                                                              kSteps[report[0] >= 1 && report[0] <= 5 ? report[0] : 4] + ": " +
-                                                              std::strerror(report[1])));
+    return discard(Status(Code::kFailedPrecondition,
+                          std::string("cannot start ") + argv_s[0] + ": " +
+                              kSteps[report[0] >= 1 && report[0] <= 5 ? report[0] : 4] + ": " +
+                              std::strerror(report[1])));
   }
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) {
-    int err = errno;
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    return fail_cleanup(ErrnoStatus("pidfd_open", err));
-  }
-  fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
-  fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
-  *out = std::make_unique<ProcessInstance>(pid, pidfd, out_pipe[0], err_pipe[0], mem_cg, pids_cg);
+  fcntl(child->out, F_SETFL, O_NONBLOCK);
+  fcntl(child->err, F_SETFL, O_NONBLOCK);
+  *out = std::make_unique<ProcessInstance>(child->pid, child->pidfd, child->out, child->err, child->mem_cg,
+                                           child->pids_cg);
+  *child = Child();
   return Status::Ok();
+}
+
+Status ProcessRuntime::Fork(Child* child) {
+  *child = Child();
+  std::string name = "p-" + RandomId(16);  // renamed after the instance when handed one
+  child->mem_cg = memory_.Make(name);
+  child->pids_cg = pids_.Make(name);
+  auto open_procs = [](const std::string& dir) {
+    return dir.empty() ? -1 : AboveStdio(open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  };
+  ChildFds fds;
+  fds.mem_procs = open_procs(child->mem_cg);
+  fds.pids_procs = open_procs(child->pids_cg);
+  int order[2] = {-1, -1}, report[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  auto fail = [&](const char* what, int err) {
+    for (int fd : {fds.mem_procs, fds.pids_procs, order[0], order[1], report[0], report[1], out_pipe[0], out_pipe[1],
+                   err_pipe[0], err_pipe[1]}) {
+      if (fd >= 0) close(fd);
+    }
+    CgroupParent::Remove(child->mem_cg);
+    CgroupParent::Remove(child->pids_cg);
+    *child = Child();
+    return ErrnoStatus(what, err);
+  };
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, order) != 0) return fail("socketpair", errno);
+  if (pipe2(report, O_CLOEXEC) != 0) return fail("pipe", errno);
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return fail("pipe", errno);
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) return fail("pipe", errno);
+  fds.order = order[1] = AboveStdio(order[1]);
+  fds.report = report[1] = AboveStdio(report[1]);
+  fds.out = out_pipe[1] = AboveStdio(out_pipe[1]);
+  fds.err = err_pipe[1] = AboveStdio(err_pipe[1]);
+  for (int fd : {fds.order, fds.report, fds.out, fds.err}) {
+    if (fd < 0) return fail("dup", EMFILE);
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) ChildMain(fds, parent, drop_, uid_, gid_);
+  if (pid < 0) return fail("fork", errno);
+  for (int* fd : {&fds.mem_procs, &fds.pids_procs, &order[1], &report[1], &out_pipe[1], &err_pipe[1]}) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+  }
+  child->pid = pid;
+  child->order = order[0];
+  child->report = report[0];
+  child->out = out_pipe[0];
+  child->err = err_pipe[0];
+  child->born = std::chrono::steady_clock::now();
+  child->pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (child->pidfd < 0) {
+    int err = errno;
+    Discard(std::move(*child), false);
+    *child = Child();
+    return ErrnoStatus("pidfd_open", err);
+  }
+  return Status::Ok();
+}
+
+void ProcessRuntime::Discard(Child child, bool reaped) {
+  if (child.order >= 0) close(child.order);  // a parked child exits at EOF
+  if (child.pid > 0 && !reaped) {
+    kill(child.pid, SIGKILL);
+    int st;
+    while (waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  for (int fd : {child.pidfd, child.report, child.out, child.err}) {
+    if (fd >= 0) close(fd);
+  }
+  CgroupParent::Remove(child.mem_cg);
+  CgroupParent::Remove(child.pids_cg);
+}
+
+bool ProcessRuntime::TakeParked(Child* child) {
+  {
+    std::lock_guard lock(pool_mu_);
+    if (parked_.empty()) return false;
+    *child = std::move(parked_.front());
+    parked_.erase(parked_.begin());
+  }
+  Wake();  // refill
+  return true;
+}
+
+void ProcessRuntime::Wake() {
+  uint64_t one = 1;
+  (void)!write(pool_wake_, &one, sizeof one);
+}
+
+void ProcessRuntime::PoolLoop() {
+  using std::chrono::steady_clock;
+  std::unique_lock lock(pool_mu_);
+  auto retry_at = steady_clock::time_point::min();
+  while (!pool_stop_) {
+    // Parked children that died, or that are old: each holds a copy-on-write
+    // snapshot of leverd's memory, which diverges as leverd runs.
+    auto now = steady_clock::now();
+    std::vector<std::pair<Child, bool>> gone;
+    for (auto it = parked_.begin(); it != parked_.end();) {
+      int st;
+      bool dead = waitpid(it->pid, &st, WNOHANG) == it->pid;
+      if (dead || now - it->born >= options_.prestart_max_age) {
+        gone.emplace_back(std::move(*it), dead);
+        it = parked_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!gone.empty()) {
+      lock.unlock();
+      for (auto& [c, dead] : gone) Discard(std::move(c), dead);
+      lock.lock();
+      continue;
+    }
+    if (parked_.size() < static_cast<size_t>(options_.prestart) && now >= retry_at) {
+      lock.unlock();
+      Child c;
+      Status s = Fork(&c);
+      lock.lock();
+      if (s.ok()) {
+        parked_.push_back(std::move(c));
+      } else {
+        retry_at = steady_clock::now() + std::chrono::seconds(1);  // e.g. out of pids: no busy loop
+      }
+      continue;
+    }
+    // Sleep until a take, a death, the oldest's retirement or a retry.
+    std::vector<pollfd> fds = {{pool_wake_, POLLIN, 0}};
+    auto wake_at = now + std::chrono::hours(1);
+    for (const Child& c : parked_) {
+      fds.push_back({c.pidfd, POLLIN, 0});
+      wake_at = std::min(wake_at, c.born + options_.prestart_max_age);
+    }
+    if (parked_.size() < static_cast<size_t>(options_.prestart)) wake_at = std::min(wake_at, retry_at);
+    int timeout_ms = static_cast<int>(
+        std::chrono::ceil<std::chrono::milliseconds>(std::max(wake_at - now, steady_clock::duration::zero())).count());
+    lock.unlock();
+    poll(fds.data(), fds.size(), timeout_ms);
+    uint64_t drained;
+    (void)!read(pool_wake_, &drained, sizeof drained);
+    lock.lock();
+  }
+}
+
+std::vector<int> ProcessRuntime::ParkedPids() const {
+  std::lock_guard lock(pool_mu_);
+  std::vector<int> pids;
+  for (const Child& c : parked_) pids.push_back(c.pid);
+  return pids;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // cgroup v1 limits) and, later, "docker".
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,6 +56,9 @@ class Runtime {
   virtual Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) = 0;
   // "process", "docker": for logs and listings.
   virtual const char* name() const = 0;
+  // The pids of processes prepared ahead for the next starts (for tests and
+  // diagnostics); empty for runtimes without any.
+  virtual std::vector<int> ParkedPids() const { return {}; }
 };
 using RuntimePtr = std::shared_ptr<Runtime>;
 
@@ -83,6 +87,14 @@ struct ProcessRuntimeOptions {
   // Default 512. RLIMIT_NPROC counts every task of the user, and root ignores
   // it: the cgroup is the real bound; the rlimit is a best effort.
   int64_t max_pids = 512;
+  // Processes forked ahead, each already in fresh memory and pids cgroups and
+  // waiting to be told what to exec: joining a cgroup v1 hierarchy waits for
+  // an RCU grace period (~8 ms here), which a cold start then does not pay.
+  // Used only where cgroups are (root); 0: fork at each start. Each holds a
+  // copy-on-write view of leverd's memory, so it is replaced after
+  // `prestart_max_age`.
+  int prestart = 1;
+  std::chrono::steady_clock::duration prestart_max_age = std::chrono::seconds(60);
 };
 
 // Creates the "process" runtime: the entry runs in the code dir with a clean
@@ -91,7 +103,8 @@ struct ProcessRuntimeOptions {
 // (cgroup memory.limit_in_bytes, else RLIMIT_AS; jsEntry and pyEntry get no
 // RLIMIT_AS, as their runtimes reserve far more address space than they use),
 // pids limited (cgroup pids.max, else RLIMIT_NPROC), and SIGKILL if the
-// supervisor thread dies.
+// thread that forked it dies (the supervisor's, or the runtime's own for the
+// children it prepares ahead: options.prestart).
 Status NewProcessRuntime(const ProcessRuntimeOptions& options, RuntimePtr* out);
 
 // Opens a runtime by name ("process"). Unknown: INVALID_ARGUMENT.
