@@ -240,8 +240,15 @@ void Mirror::Unsubscribe(uint64_t id) {
 }
 
 bool Mirror::WaitForRevisionForTest(int64_t rev, std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return revision_ >= rev; });
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return revision_ >= rev; })) return false;
+  }
+  // The batch that reached `rev` is delivered under deliver_mu_, which its
+  // Apply (or Load) held before it raised revision_: once we get it, the
+  // listeners have seen that batch.
+  std::lock_guard delivered(deliver_mu_);
+  return true;
 }
 
 }  // namespace lever::host::etcd

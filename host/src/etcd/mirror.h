@@ -60,7 +60,8 @@ class Mirror {
   // After it returns, `fn` is not running and is never called again.
   void Unsubscribe(uint64_t id);
 
-  // Blocks until revision() >= rev or the timeout; true if reached.
+  // Blocks until revision() >= rev or the timeout, and the listeners have
+  // had the changes up to it; true if reached.
   bool WaitForRevisionForTest(int64_t rev, std::chrono::milliseconds timeout) const;
 
  private:
@@ -84,7 +85,7 @@ class Mirror {
   bool stopping_ = false;
   grpc::ClientContext* stream_ctx_ = nullptr;  // the open stream's, for TryCancel
 
-  std::mutex deliver_mu_;  // serialises listener calls and the listener list
+  mutable std::mutex deliver_mu_;  // serialises listener calls and the listener list
   struct Sub {
     uint64_t id;
     std::string prefix;
