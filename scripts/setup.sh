@@ -11,7 +11,7 @@ packages=(
   # the Python SDK (a virtual environment; its cffi extension needs Python.h)
   python3-venv python3-dev
   # core libraries
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev libssl-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libmsgpack-cxx-dev libsimdjson-dev nlohmann-json3-dev
   libboost-dev libboost-system-dev libboost-program-options-dev
   libnghttp2-dev libsqlite3-dev libarchive-dev libcli11-dev

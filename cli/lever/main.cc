@@ -606,10 +606,23 @@ int Main(int argc, char** argv) {
                {{"env", "ENV"}, {"name", "SERVICE"}, {"liveVersion", "LIVE"}, {"desired", "DESIRED"},
                 {"reason", "REASON"}, {"private", "PRIVATE"}, {"description", "DESCRIPTION"}});
     std::cout << '\n';
+    found = status.is_map() ? status.as_map().Find("nodes") : nullptr;
+    bool cluster = found && found->is_array() && !found->as_array().empty();
+    if (!cluster) {
+      PrintTable(g, WithResourceSummary(instances),
+                 {{"env", "ENV"}, {"service", "SERVICE"}, {"id", "INSTANCE"}, {"version", "VERSION"},
+                  {"state", "STATE"}, {"pid", "PID"}, {"inFlight", "IN FLIGHT"}, {"startedAt", "STARTED"},
+                  {"resourceSummary", "RESOURCES"}});
+      return kExitOk;
+    }
+    // A cluster (docs/cluster.md): which node each instance runs on, and the nodes.
     PrintTable(g, WithResourceSummary(instances),
-               {{"env", "ENV"}, {"service", "SERVICE"}, {"id", "INSTANCE"}, {"version", "VERSION"},
+               {{"env", "ENV"}, {"service", "SERVICE"}, {"id", "INSTANCE"}, {"node", "NODE"}, {"version", "VERSION"},
                 {"state", "STATE"}, {"pid", "PID"}, {"inFlight", "IN FLIGHT"}, {"startedAt", "STARTED"},
                 {"resourceSummary", "RESOURCES"}});
+    std::cout << '\n';
+    PrintTable(g, *found,
+               {{"name", "NODE"}, {"address", "PEER ADDRESS"}, {"health", "HEALTH"}, {"instances", "INSTANCES"}});
     return kExitOk;
   }
   if (*logs) return Logs(g, service, follow, lines);

@@ -42,6 +42,12 @@ struct Flags {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir;
   std::string registry = "embedded:";
+  // The cluster (docs/cluster.md).
+  std::string node_name;
+  std::string advertise;
+  std::string cluster_token;
+  std::string cluster_token_file;
+  std::string lease_ttl = "3s";
   int workers = 0;
   std::string idle_timeout = "5m";
   std::string log_format = "text";
@@ -95,6 +101,25 @@ Status LoadToken(const std::string& data_dir, std::string* token) {
   fchmod(fd, 0600);
   close(fd);
   return ok ? Status::Ok() : Status(Code::kInternal, "cannot write " + path);
+}
+
+// The cluster token: --cluster-token, else the first line of
+// --cluster-token-file. Empty when neither is set.
+Status LoadClusterToken(const Flags& f, std::string* token) {
+  *token = f.cluster_token;
+  if (!token->empty() || f.cluster_token_file.empty()) return Status::Ok();
+  std::ifstream in(f.cluster_token_file);
+  if (!in) return Status(Code::kInvalidArgument, "cannot read --cluster-token-file " + f.cluster_token_file);
+  std::getline(in, *token);
+  while (!token->empty() && (token->back() == '\r' || token->back() == ' ')) token->pop_back();
+  if (token->empty()) return Status(Code::kInvalidArgument, "--cluster-token-file " + f.cluster_token_file + " is empty");
+  return Status::Ok();
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == 0) return "node";
+  return name;
 }
 
 // Routes to the host once it exists; the gateway starts first so that the
@@ -170,8 +195,8 @@ std::string InternalSocketPath(const std::string& run_dir, std::string_view env)
 }
 
 int Run(const Flags& f) {
-  std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle, ws_idle;
-  if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) ||
+  std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle, ws_idle, lease_ttl;
+  if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) || !ParseDuration(f.lease_ttl, &lease_ttl) ||
       !ParseDuration(f.cold_start_wait, &cold) || !ParseDuration(f.http_idle_timeout, &http_idle) ||
       !ParseDuration(f.stable_window, &stable) || !ParseDuration(f.panic_window, &panic) ||
       !ParseDuration(f.resource_idle, &resource_idle) || !ParseDuration(f.ws_idle_timeout, &ws_idle)) {
@@ -190,6 +215,21 @@ int Run(const Flags& f) {
   if (Status s = LoadToken(data_dir, &token); !s.ok()) {
     LogError(s.message());
     return 1;
+  }
+
+  std::string cluster_token;
+  if (Status s = LoadClusterToken(f, &cluster_token); !s.ok()) {
+    LogError(s.message());
+    return 2;
+  }
+  if (!f.advertise.empty() && cluster_token.size() < 16) {
+    LogError("--advertise needs --cluster-token or --cluster-token-file with a token of at least 16 bytes, "
+             "the same on every node (docs/cluster.md)");
+    return 2;
+  }
+  if (lease_ttl < std::chrono::seconds(1)) {
+    LogError("--lease-ttl must be at least 1s");
+    return 2;
   }
 
   host::ProcessRuntimeOptions process;
@@ -222,10 +262,21 @@ int Run(const Flags& f) {
     at = comma + 1;
   }
   go.http.admin_token = token;
+  go.cluster_token = cluster_token;
+  go.peer_blob_dir = data_dir + "/blobs";
   auto gw = std::make_unique<gateway::Gateway>(go, router);
   if (Status s = gw->Start(); !s.ok()) {
     LogError("cannot listen on " + f.listen + ": " + s.message());
     return 1;
+  }
+  // The peer port listens before the node joins, so that others can relay
+  // to it as soon as they see it.
+  if (!f.advertise.empty()) {
+    if (Status s = gw->AddPeerListener(f.advertise); !s.ok()) {
+      LogError("cannot listen on the peer port " + f.advertise + ": " + s.message());
+      gw->Stop(std::chrono::milliseconds(0));
+      return 1;
+    }
   }
 
   std::string run_dir = data_dir + "/run";
@@ -235,6 +286,10 @@ int Run(const Flags& f) {
   ho.process.prestart = f.prestart;
   ho.data_dir = data_dir;
   ho.registry_url = f.registry;
+  ho.cluster.node_name = f.node_name.empty() ? HostName() : f.node_name;
+  ho.cluster.advertise = f.advertise;
+  ho.cluster.token = cluster_token;
+  ho.cluster.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(lease_ttl);
   ho.idle_timeout = idle;
   ho.cold_start_wait = cold;
   ho.autoscale_stable_window = stable;
@@ -281,7 +336,8 @@ int Run(const Flags& f) {
   LogInfo(std::string("admin calls need the token from ") +
           (ao.token_required ? "every caller (--admin-token-required)" : "all but loopback TCP callers"));
   LogInfo("leverd " LEVER_VERSION " listening on " + f.listen.substr(0, f.listen.rfind(':')) + ":" +
-          std::to_string(gw->port()) + " (data dir " + data_dir + ")");
+          std::to_string(gw->port()) + " (data dir " + data_dir + ")" +
+          (f.advertise.empty() ? std::string() : ", node " + (f.node_name.empty() ? HostName() : f.node_name) + ", peer port " + f.advertise));
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
@@ -322,6 +378,20 @@ int main(int argc, char** argv) {
   app.add_option("--registry", f.registry,
                  "Where environments, services and versions live: embedded: (SQLite in the data dir) or "
                  "etcd://h1:2379,h2:2379,h3:2379[/prefix] (docs/cluster.md)")
+      ->capture_default_str();
+  app.add_option("--node-name", f.node_name, "This node's name in a cluster (default: the host name)")
+      ->capture_default_str();
+  app.add_option("--advertise", f.advertise,
+                 "Join the cluster on the etcd registry: this node's peer port, ip:port, where the others relay "
+                 "calls and fetch code (leverd listens there; docs/cluster.md)")
+      ->capture_default_str();
+  app.add_option("--cluster-token", f.cluster_token,
+                 "The secret every node of the cluster shares (at least 16 bytes); prefer --cluster-token-file")
+      ->capture_default_str();
+  app.add_option("--cluster-token-file", f.cluster_token_file, "Read the cluster token from this file's first line")
+      ->capture_default_str();
+  app.add_option("--lease-ttl", f.lease_ttl,
+                 "A cluster node's etcd lease: its instances leave the others' routing this long after it dies")
       ->capture_default_str();
   app.add_option("--workers", f.workers, "Gateway worker threads (0: one per core)")->capture_default_str();
   app.add_option("--idle-timeout", f.idle_timeout, "Scale a service to zero after this long without calls")

@@ -19,6 +19,7 @@ namespace asio = boost::asio;
 
 constexpr std::string_view kSrcEnv = "x-lever-src-env";
 constexpr std::string_view kClientAddr = "x-lever-client-addr";
+constexpr std::string_view kClusterToken = "x-lever-cluster-token";
 
 // --- callbacks of the client sessions (toward instances) --------------------
 
@@ -280,7 +281,11 @@ bool BackendConn::SubmitNow(Stream* s) {
   s->req.ToNv(&nv);
   // Reference §2.4: the relay's own header, only for calls that arrived on an
   // environment's internal socket.
-  if (s->client != nullptr) {
+  if (s->client != nullptr && s->client->peer()) {
+    // Relayed by another node: its headers, checked with its token.
+    if (!s->peer_src_env.empty()) nv.push_back(Nv(kSrcEnv, s->peer_src_env));
+    if (!s->peer_client_addr.empty()) nv.push_back(Nv(kClientAddr, s->peer_client_addr));
+  } else if (s->client != nullptr) {
     if (!s->client->src_env().empty()) nv.push_back(Nv(kSrcEnv, s->client->src_env()));
     // Where the call came from (the admin service asks off-machine callers
     // for a token); clients cannot set it, every x-* header of theirs is gone.
@@ -288,6 +293,8 @@ bool BackendConn::SubmitNow(Stream* s) {
   } else if (s->ds != nullptr && !s->ds->client_addr().empty()) {
     nv.push_back(Nv(kClientAddr, s->ds->client_addr()));  // HTTP calls are always external
   }
+  // Another node's peer port takes calls with the cluster token only.
+  if (backend_->is_peer()) nv.push_back(Nv(kClusterToken, w_->config().cluster_token));
   nghttp2_data_provider prd;
   prd.source.ptr = s;
   prd.read_callback = &BackendCallbacks::ReadUp;

@@ -9,6 +9,9 @@ namespace lever::gateway {
 namespace {
 
 constexpr std::string_view kLeverUrl = "lever-url";
+constexpr std::string_view kClusterToken = "x-lever-cluster-token";
+constexpr std::string_view kPeerSrcEnv = "x-lever-src-env";
+constexpr std::string_view kPeerClientAddr = "x-lever-client-addr";
 // Request headers kept per stream (names + values); beyond it the call is
 // answered RESOURCE_EXHAUSTED.
 constexpr size_t kMaxHeaderBytes = 64u << 10;
@@ -28,13 +31,27 @@ struct ClientCallbacks {
   }
 
   static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
-                      const uint8_t* value, size_t valuelen, uint8_t, void*) {
+                      const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     Stream* s = StreamOf(session, frame->hd.stream_id);
     if (s == nullptr) return 0;
     std::string_view n = View(name, namelen), v = View(value, valuelen);
-    // Reference §2.4: every client x-* header is dropped (no spoofing).
-    if (n.starts_with("x-")) return 0;
+    // Reference §2.4: every client x-* header is dropped (no spoofing). On
+    // the peer port the relaying node's own headers are kept once its
+    // cluster token is checked (at the end of the headers).
+    if (n.starts_with("x-")) {
+      auto* conn = static_cast<ClientConn*>(user);
+      if (conn->peer() && frame->headers.cat == NGHTTP2_HCAT_REQUEST && v.size() <= 1024) {
+        if (n == kClusterToken) {
+          s->peer_authed = TokenEquals(v, conn->worker()->config().cluster_token);
+        } else if (n == kPeerSrcEnv) {
+          s->peer_src_env.assign(v);
+        } else if (n == kPeerClientAddr) {
+          s->peer_client_addr.assign(v);
+        }
+      }
+      return 0;
+    }
     // A bounded header list: beyond it the call is answered RESOURCE_EXHAUSTED.
     if (s->headers_too_large || s->req.bytes() + s->up_trailers.bytes() + namelen + valuelen > kMaxHeaderBytes) {
       s->headers_too_large = true;
@@ -60,6 +77,14 @@ struct ClientCallbacks {
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       if (s->headers_too_large) {
         w->FailClient(s, Code::kResourceExhausted, "request headers exceed 64 KiB");
+        return 0;
+      }
+      if (conn->peer()) {
+        if (!s->peer_authed) {
+          w->FailClient(s, Code::kUnauthenticated, "the peer port takes calls from Lever nodes with the cluster token only");
+          return 0;
+        }
+        w->Route(s, s->peer_src_env, /*from_peer=*/true);
         return 0;
       }
       w->Route(s, conn->src_env());
@@ -142,8 +167,8 @@ nghttp2_data_provider DownProvider(Stream* s) {
 
 // --- ClientConn -----------------------------------------------------------------
 
-ClientConn::ClientConn(WorkerImpl* w, Socket socket, std::string src_env)
-    : H2Conn(w, std::move(socket)), src_env_(std::move(src_env)) {}
+ClientConn::ClientConn(WorkerImpl* w, Socket socket, std::string src_env, bool peer)
+    : H2Conn(w, std::move(socket)), src_env_(std::move(src_env)), peer_(peer) {}
 
 ClientConn::~ClientConn() = default;
 

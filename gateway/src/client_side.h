@@ -16,10 +16,13 @@ nghttp2_data_provider DownProvider(Stream* s);
 
 class ClientConn final : public H2Conn {
  public:
-  ClientConn(WorkerImpl* w, Socket socket, std::string src_env);
+  ClientConn(WorkerImpl* w, Socket socket, std::string src_env, bool peer = false);
   ~ClientConn() override;
   bool Init(const std::string& preface);
   const std::string& src_env() const { return src_env_; }
+  // A connection on the peer port: another node's gateway relaying calls
+  // (each must carry the cluster token; its x-lever-* headers are kept).
+  bool peer() const { return peer_; }
   // The peer, for x-lever-client-addr: "ip:port", "[ip6]:port" or "unix:<listener path>".
   const std::string& client_addr() const { return client_addr_; }
   void AddStream(Stream* s);
@@ -31,6 +34,7 @@ class ClientConn final : public H2Conn {
  private:
   void OnClose() override;
   std::string src_env_;
+  bool peer_ = false;
   std::string client_addr_;
   std::vector<Stream*> streams_;
   HeaderBlock scratch_;

@@ -22,6 +22,7 @@
 
 #include "http_api.h"
 #include "io.h"
+#include "peer_http.h"
 #include "worker.h"
 
 namespace lever::gateway {
@@ -37,8 +38,13 @@ static_assert(kPreface.size() == 24);
 // preface) and time, and hands the connection to the relay or the HTTP/1 hook.
 class Sniffer : public std::enable_shared_from_this<Sniffer> {
  public:
-  Sniffer(WorkerImpl* w, Socket socket, std::string src_env, const Http1Handler* http1)
-      : w_(w), socket_(std::move(socket)), timer_(w->io_context()), src_env_(std::move(src_env)), http1_(http1) {}
+  Sniffer(WorkerImpl* w, Socket socket, std::string src_env, const Http1Handler* http1, bool peer)
+      : w_(w),
+        socket_(std::move(socket)),
+        timer_(w->io_context()),
+        src_env_(std::move(src_env)),
+        http1_(http1),
+        peer_(peer) {}
 
   void Start(std::chrono::milliseconds timeout) {
     timer_.expires_after(timeout);
@@ -70,7 +76,7 @@ class Sniffer : public std::enable_shared_from_this<Sniffer> {
     }
     if (buf_.size() == kPreface.size()) {
       timer_.cancel();
-      w_->StartClient(std::move(socket_), std::move(buf_), std::move(src_env_));
+      w_->StartClient(std::move(socket_), std::move(buf_), std::move(src_env_), peer_);
       return;
     }
     Read();
@@ -81,6 +87,7 @@ class Sniffer : public std::enable_shared_from_this<Sniffer> {
   asio::steady_timer timer_;
   std::string src_env_;
   const Http1Handler* http1_;
+  bool peer_;
   std::array<char, 24> tmp_;
   std::string buf_;
 };
@@ -92,10 +99,13 @@ struct Gateway::Impl {
     std::unique_ptr<Acceptor> acceptor;
     std::string src_env;
     std::string unix_path;  // removed on stop
+    bool peer = false;      // the peer port (calls and code from other nodes)
   };
 
   GatewayOptions options;
   Http1Handler http1;  // the HTTP API unless a test replaced it
+  Http1Handler peer_http1;  // the peer port's: code archives for other nodes
+  PeerHttpOptions peer_http;
   host::RouterPtr router;
   std::vector<std::shared_ptr<WorkerImpl>> workers;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
@@ -125,8 +135,9 @@ struct Gateway::Impl {
         return;
       }
       {
-        asio::post(w->io_context(), [this, w, socket, env = l->src_env]() mutable {
-          auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env), &http1);
+        asio::post(w->io_context(), [this, w, socket, l, env = l->src_env]() mutable {
+          auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env),
+                                                   l->peer ? &peer_http1 : &http1, l->peer);
           sniffer->Start(options.sniff_timeout);
         });
       }
@@ -158,6 +169,13 @@ Gateway::Gateway(GatewayOptions options, host::RouterPtr router) : impl_(std::ma
   impl_->http1 = [http](Socket&& socket, std::string already_read, std::string_view, Worker& w) {
     // HTTP calls are external whichever listener they came in on.
     StartHttpApi(static_cast<WorkerImpl*>(&w), std::move(socket), std::move(already_read), *http);
+  };
+  impl_->peer_http.cluster_token = impl_->options.cluster_token;
+  impl_->peer_http.blob_dir = impl_->options.peer_blob_dir;
+  impl_->peer_http.timeout = impl_->options.http.idle_timeout;
+  const PeerHttpOptions* peer = &impl_->peer_http;
+  impl_->peer_http1 = [peer](Socket&& socket, std::string already_read, std::string_view, Worker& w) {
+    StartPeerHttp(static_cast<WorkerImpl*>(&w), std::move(socket), std::move(already_read), *peer);
   };
 }
 
@@ -198,7 +216,8 @@ Status Gateway::Start() {
     return Status(Code::kInvalidArgument, "bad listen address \"" + o.listen + "\" (want ip:port)");
 
   int n = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  RelayConfig config{o.stream_window, o.connection_window, o.max_concurrent_streams, o.connect_timeout, o.busy_poll};
+  RelayConfig config{o.stream_window,   o.connection_window, o.max_concurrent_streams,
+                     o.connect_timeout, o.busy_poll,         o.cluster_token};
   for (int i = 0; i < n; ++i) {
     m.workers.push_back(std::make_shared<WorkerImpl>(static_cast<size_t>(i), config, m.router.get()));
     m.workers.back()->Register();
@@ -245,6 +264,36 @@ Status Gateway::AddInternalListener(std::string env, std::string unix_socket_pat
   Status s = m.Listen(asio::generic::stream_protocol::endpoint(asio::local::stream_protocol::endpoint(unix_socket_path)),
                       std::move(env), unix_socket_path, &l);
   if (!s.ok()) return s;
+  m.listeners.push_back(l);
+  asio::post(m.workers[0]->io_context(), [impl = impl_.get(), l] { impl->Accept(l); });
+  return Status::Ok();
+}
+
+Status Gateway::AddPeerListener(const std::string& listen, uint16_t* port) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.control_mu);
+  if (!m.started || m.stopped) return Status(Code::kFailedPrecondition, "gateway not running");
+  if (m.options.cluster_token.empty()) return Status(Code::kInvalidArgument, "a peer port needs a cluster token");
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return Status(Code::kInvalidArgument, "peer address must be host:port");
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  uint16_t p = 0;
+  std::string_view port_text = std::string_view(listen).substr(colon + 1);
+  auto [ptr, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), p);
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  if (ec || perr != std::errc() || ptr != port_text.data() + port_text.size())
+    return Status(Code::kInvalidArgument, "bad peer address \"" + listen + "\" (want ip:port)");
+  std::shared_ptr<Impl::Listener> l;
+  Status s = m.Listen(asio::generic::stream_protocol::endpoint(asio::ip::tcp::endpoint(ip, p)), "", "", &l);
+  if (!s.ok()) return s;
+  l->peer = true;
+  auto local = l->acceptor->local_endpoint(ec);
+  if (port != nullptr && local.size() >= sizeof(sockaddr_in)) {
+    *port = ntohs(reinterpret_cast<const sockaddr_in*>(local.data())->sin_port);
+  }
   m.listeners.push_back(l);
   asio::post(m.workers[0]->io_context(), [impl = impl_.get(), l] { impl->Accept(l); });
   return Status::Ok();

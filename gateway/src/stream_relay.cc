@@ -31,7 +31,14 @@ ssize_t EndOfRead(WorkerImpl* w, nghttp2_session* session, int32_t sid, size_t n
 }
 
 
-void WorkerImpl::Route(Stream* s, std::string_view src_env) {
+bool TokenEquals(std::string_view presented, std::string_view ours) {
+  if (ours.empty() || presented.size() != ours.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < ours.size(); ++i) diff |= static_cast<unsigned char>(presented[i] ^ ours[i]);
+  return diff == 0;
+}
+
+void WorkerImpl::Route(Stream* s, std::string_view src_env, bool from_peer) {
   UrlView url;
   if (s->url.empty()) {
     FailClient(s, Code::kInvalidArgument, "missing lever-url header (lever://<env>/<service>/<resource>/<method>)");
@@ -56,7 +63,7 @@ void WorkerImpl::Route(Stream* s, std::string_view src_env) {
     return;
   }
   s->routing = true;
-  host::RouteRequest request{url.env, url.service, url.resource, url.method, src_env};
+  host::RouteRequest request{url.env, url.service, url.resource, url.method, src_env, from_peer};
   uint64_t gen = s->gen;
   host::PendingRoute pending = router_->RouteCancellable(request, RouteDone{RouteTicket{serial_, s->slot, gen}});
   // A call that waits (cold start) can be taken back if its caller goes.
@@ -107,7 +114,11 @@ void WorkerImpl::Replace(Stream* s) {
     s->backend->OnCallEnd();
   }
   s->backend.reset();
-  Route(s, s->client != nullptr ? std::string_view(s->client->src_env()) : std::string_view());
+  if (s->client != nullptr && s->client->peer()) {
+    Route(s, s->peer_src_env, /*from_peer=*/true);
+  } else {
+    Route(s, s->client != nullptr ? std::string_view(s->client->src_env()) : std::string_view());
+  }
 }
 
 void WorkerImpl::FailClient(Stream* s, Code code, std::string_view message) {

@@ -84,6 +84,11 @@ struct Stream {
   bool discard_up = false;    // answered by the relay: drop client DATA
   bool headers_too_large = false;
   bool up_taken = false;      // some request DATA went to a backend stream
+  // From the peer port: the cluster token matched, and the relaying node's
+  // x-lever-src-env / x-lever-client-addr (passed on to the instance).
+  bool peer_authed = false;
+  std::string peer_src_env;
+  std::string peer_client_addr;
   HeaderBlock up_trailers;    // rare: request trailers
 
   // Response (backend -> client).
@@ -113,7 +118,9 @@ struct Stream {
       url.clear();
     }
     up.Release();
-    up_eof = up_deferred = up_consumed = discard_up = headers_too_large = up_taken = false;
+    up_eof = up_deferred = up_consumed = discard_up = headers_too_large = up_taken = peer_authed = false;
+    peer_src_env.clear();
+    peer_client_addr.clear();
     up_trailers.Release();
     down.Release();
     resp_started = down_eof = down_deferred = down_consumed = false;
@@ -129,6 +136,10 @@ struct Stream {
 // The end of a data source read, the same in both directions: once one side's
 // buffer is drained and that side has ended, EOF (with its trailers, if any);
 // while it waits for more, DEFERRED; otherwise the `n` bytes just copied.
+// Constant-time comparison of a presented cluster token with ours; an empty
+// token of ours matches nothing.
+bool TokenEquals(std::string_view presented, std::string_view ours);
+
 ssize_t EndOfRead(WorkerImpl* w, nghttp2_session* session, int32_t sid, size_t n, const ByteBuf& buffer, bool eof,
                   const HeaderBlock& trailers, bool* deferred, uint32_t* flags);
 

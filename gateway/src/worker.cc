@@ -46,8 +46,8 @@ WorkerImpl::~WorkerImpl() {
   graveyard_.clear();
 }
 
-void WorkerImpl::StartClient(Socket socket, std::string preface, std::string src_env) {
-  auto conn = std::make_shared<ClientConn>(this, std::move(socket), std::move(src_env));
+void WorkerImpl::StartClient(Socket socket, std::string preface, std::string src_env, bool peer) {
+  auto conn = std::make_shared<ClientConn>(this, std::move(socket), std::move(src_env), peer);
   clients_.push_back(conn);
   counters_.clients.fetch_add(1, std::memory_order_relaxed);
   if (!conn->Init(preface)) conn->Close();

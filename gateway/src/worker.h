@@ -48,6 +48,9 @@ struct RelayConfig {
   uint32_t max_concurrent_streams = 10000;
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::microseconds busy_poll{0};
+  // Sent with every call relayed to another node's peer port, and required
+  // of every call arriving on this node's (GatewayOptions::cluster_token).
+  std::string cluster_token;
 };
 
 class WorkerImpl final : public Worker, public std::enable_shared_from_this<WorkerImpl> {
@@ -66,7 +69,8 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   WorkerCounters& counters() { return counters_; }
 
   // Takes over an h2c connection whose 24-byte preface is in `preface`.
-  void StartClient(Socket socket, std::string preface, std::string src_env);
+  // `peer`: it came in on the peer port (calls from other nodes' gateways).
+  void StartClient(Socket socket, std::string preface, std::string src_env, bool peer = false);
 
   // --- the stream pool and Router answers (worker.cc) ---
   Stream* NewStream();
@@ -82,7 +86,7 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
 
   // --- the per-stream state machine (stream_relay.cc) ---
   // End of the request HEADERS: check lever-url, ask the Router.
-  void Route(Stream* s, std::string_view src_env);
+  void Route(Stream* s, std::string_view src_env, bool from_peer = false);
   void OnRouted(Stream* s, host::RouteResult result);
   // Places a stream again that never reached its instance (ends the first
   // placement's load); once per stream.

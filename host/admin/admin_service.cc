@@ -115,6 +115,7 @@ Status InstanceRows(Host& host, std::string_view env, Array* rows) {
                         {"state", i.state},
                         {"inFlight", i.calls_in_flight},
                         {"startedAt", IsoTime(i.started_at)},
+                        {"node", i.node},
                         {"resources", [&] {
                            Array r;
                            for (const auto& name : i.resources) r.push_back(Value(name));
@@ -128,7 +129,15 @@ Status NodeStatus(Host& host, std::string_view env, Value* out) {
   Array services, instances;
   if (Status s = ServiceRows(host, env, &services); !s.ok()) return s;
   if (Status s = InstanceRows(host, env, &instances); !s.ok()) return s;
-  *out = Value(Map{{"services", std::move(services)}, {"instances", std::move(instances)}});
+  Array nodes;  // the cluster's (docs/cluster.md); empty on a single node
+  for (const auto& n : host.ListNodes()) {
+    nodes.push_back(Map{{"name", n.name},
+                        {"address", n.address},
+                        {"self", n.self},
+                        {"health", n.healthy ? "healthy" : "unreachable"},
+                        {"instances", n.instances}});
+  }
+  *out = Value(Map{{"services", std::move(services)}, {"instances", std::move(instances)}, {"nodes", std::move(nodes)}});
   return Status::Ok();
 }
 

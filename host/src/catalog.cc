@@ -89,6 +89,25 @@ void Catalog::AddEnvironment(std::string_view name, std::string_view description
   envs_[std::string(name)].description = description;
 }
 
+bool Catalog::HasEnvironment(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  return envs_.find(name) != envs_.end();
+}
+
+ServicePtr Catalog::FindOrCreate(const ServiceInfo& info, bool* created) {
+  std::unique_lock lock(mu_);
+  EnvState& es = envs_[info.env];
+  auto it = es.services.find(info.name);
+  *created = it == es.services.end();
+  if (!*created) return it->second;
+  auto svc = std::make_shared<ServiceState>(info.env, info.name);
+  svc->info = info;
+  svc->info.live_version = 0;
+  es.services[info.name] = svc;
+  services_.push_back(svc);
+  return svc;
+}
+
 std::vector<ServicePtr> Catalog::RemoveEnvironment(std::string_view name) {
   std::vector<ServicePtr> removed;
   std::unique_lock lock(mu_);

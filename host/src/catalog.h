@@ -33,6 +33,10 @@ class Catalog {
   ServicePtr OnDeployed(const ServiceInfo& info, const LeverConfig& config);
 
   void AddEnvironment(std::string_view name, std::string_view description);
+  bool HasEnvironment(std::string_view name) const;
+  // Another node's change (the registry's watch): the service, made with
+  // `info` (live version 0 until the caller sets it) if new; `*created` says.
+  ServicePtr FindOrCreate(const ServiceInfo& info, bool* created);
   // Drops the env from the lookup maps; returns its services (marked removed
   // by the caller, then stopped by the supervisor).
   std::vector<ServicePtr> RemoveEnvironment(std::string_view name);

@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <openssl/evp.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -119,10 +120,19 @@ Status VerifyTree(const std::string& dir, size_t depth) {
 
 class DeployerImpl;
 
+// A version fetched from a peer (Deployer::BeginInstall): unpacked like an
+// upload, then checked against its recorded digest and put in place under
+// the version it already has; nothing is written to the registry.
+struct InstallTarget {
+  std::string service;
+  int64_t version = 0;
+  std::string sha256;
+};
+
 class SessionImpl final : public DeploySession {
  public:
   SessionImpl(DeployerImpl* deployer, std::string env, std::string env_dir, bool created_env_dir,
-              std::string tmp_dir);
+              std::string tmp_dir, InstallTarget install = {});
   ~SessionImpl() override;
 
   Status Write(std::string_view chunk) override;
@@ -136,8 +146,20 @@ class SessionImpl final : public DeploySession {
   void Fail(Status s);                  // records the first error (mu_ held)
   void Cleanup();
   Status Commit(DeployResult* out);
+  Status CommitInstall(DeployResult* out);
+  // lever.json at the root of the unpacked tree, read and parsed.
+  Status ReadLeverJson(std::string* text, LeverConfig* config);
+  // Moves the kept archive to <data>/blobs/<sha256>.tgz (store lock held).
+  Status KeepArchive();
 
   DeployerImpl* const deployer_;
+  const InstallTarget install_;
+  // The upload as received, hashed and kept (peers fetch it by digest).
+  EVP_MD_CTX* sha_ = nullptr;
+  int archive_fd_ = -1;
+  std::string archive_tmp_;
+  std::string sha256_;  // hex, at Finish
+  Status archive_status_;
   const std::string env_;
   const std::string env_dir_;
   const bool created_env_dir_;
@@ -164,6 +186,17 @@ class DeployerImpl final : public Deployer {
       : options_(std::move(options)), registry_(std::move(registry)) {}
 
   Status Begin(std::string_view env, std::unique_ptr<DeploySession>* out) override {
+    return Start(env, {}, out);
+  }
+
+  Status BeginInstall(std::string_view env, std::string_view service, int64_t version, std::string_view sha256,
+                      std::unique_ptr<DeploySession>* out) override {
+    if (!IsValidServiceName(service)) return InvalidArgument("Invalid service name");
+    return Start(env, InstallTarget{std::string(service), version, std::string(sha256)}, out);
+  }
+
+  // A session unpacking into a new temp dir under the env's code dir.
+  Status Start(std::string_view env, InstallTarget install, std::unique_ptr<DeploySession>* out) {
     if (!IsValidEnvName(env)) return InvalidArgument("Invalid environment name");
     std::lock_guard lock(mu_);
     std::string env_dir = options_.data_dir + "/code/" + std::string(env);
@@ -175,7 +208,7 @@ class DeployerImpl final : public Deployer {
       if (created) rmdir(env_dir.c_str());
       return Internal("mkdir " + tmp + ": " + std::strerror(err));
     }
-    *out = std::make_unique<SessionImpl>(this, std::string(env), env_dir, created, tmp);
+    *out = std::make_unique<SessionImpl>(this, std::string(env), env_dir, created, tmp, std::move(install));
     return Status::Ok();
   }
 
@@ -193,12 +226,18 @@ class DeployerImpl final : public Deployer {
 };
 
 SessionImpl::SessionImpl(DeployerImpl* deployer, std::string env, std::string env_dir,
-                         bool created_env_dir, std::string tmp_dir)
+                         bool created_env_dir, std::string tmp_dir, InstallTarget install)
     : deployer_(deployer),
+      install_(std::move(install)),
       env_(std::move(env)),
       env_dir_(std::move(env_dir)),
       created_env_dir_(created_env_dir),
       tmp_dir_(std::move(tmp_dir)) {
+  sha_ = EVP_MD_CTX_new();
+  if (!sha_ || EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr) != 1) archive_status_ = Internal("sha256 unavailable");
+  archive_tmp_ = BlobDir(deployer_->options().data_dir) + "/.tmp-" + RandomId();
+  archive_fd_ = open(archive_tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (archive_fd_ < 0) archive_status_ = Internal("open " + archive_tmp_ + ": " + std::strerror(errno));
   unpacker_ = std::thread([this] { Unpack(); });
 }
 
@@ -211,6 +250,9 @@ SessionImpl::~SessionImpl() {
   cv_.notify_all();
   if (unpacker_.joinable()) unpacker_.join();
   if (!finished_) Cleanup();
+  if (archive_fd_ >= 0) close(archive_fd_);
+  if (!archive_tmp_.empty()) unlink(archive_tmp_.c_str());
+  if (sha_) EVP_MD_CTX_free(sha_);
 }
 
 void SessionImpl::Fail(Status s) {
@@ -222,6 +264,17 @@ Status SessionImpl::Write(std::string_view chunk) {
   if (eof_) return Status(Code::kFailedPrecondition, "deploy session already finished");
   received_ += chunk.size();
   if (received_ > deployer_->options().max_compressed_bytes) Fail(TooLarge());
+  if (status_.ok() && !archive_status_.ok()) Fail(archive_status_);
+  if (received_ <= deployer_->options().max_compressed_bytes && archive_status_.ok()) {
+    // The archive as uploaded, whole (trailing bytes too, and past an
+    // unpacking error, so a fetch can tell wrong bytes from bad ones): its
+    // digest is the version's content address.
+    EVP_DigestUpdate(sha_, chunk.data(), chunk.size());
+    if (!WriteAll(archive_fd_, chunk)) {
+      archive_status_ = Internal("write " + archive_tmp_ + ": " + std::strerror(errno));
+      Fail(archive_status_);
+    }
+  }
   if (!status_.ok()) {
     cv_.notify_all();
     return status_;
@@ -438,8 +491,28 @@ Status SessionImpl::Finish(DeployResult* out) {
     std::lock_guard lock(mu_);
     s = status_;
   }
+  if (archive_status_.ok()) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(sha_, digest, &len);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < len; ++i) {
+      sha256_.push_back(kHex[digest[i] >> 4]);
+      sha256_.push_back(kHex[digest[i] & 15]);
+    }
+  }
+  // Fetched bytes that are not the deployed ones are refused as such, before
+  // anything else is said about them.
+  if (install_.version > 0 && archive_status_.ok() && sha256_ != install_.sha256 &&
+      s.code() != Code::kResourceExhausted) {
+    s = Status(Code::kDataLoss, "the code fetched for " + env_ + "/" + install_.service + " v" +
+                                    std::to_string(install_.version) + " has sha256 " + sha256_ +
+                                    ", not the deployed " + install_.sha256 + ": refused");
+  }
   if (s.ok()) s = VerifyTree(tmp_dir_, 0);
-  if (s.ok()) s = Commit(out);
+  if (s.ok() && !archive_status_.ok()) s = archive_status_;
+  if (s.ok() && fsync(archive_fd_) != 0) s = Internal("fsync " + archive_tmp_ + ": " + std::strerror(errno));
+  if (s.ok()) s = install_.version > 0 ? CommitInstall(out) : Commit(out);
   if (!s.ok()) {
     Cleanup();
   } else {
@@ -454,15 +527,8 @@ Status SessionImpl::Commit(DeployResult* out) {
   const DeployOptions& opts = deployer_->options();
   Registry& reg = deployer_->registry();
   std::string lever_json;
-  std::string json_path = tmp_dir_ + "/lever.json";
-  struct stat st;
-  if (stat(json_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {  // links are checked to stay inside
-    return InvalidArgument("Error trying to read lever.json: no lever.json file at the root of the upload");
-  }
-  Status s = ReadSmallFile(json_path, kMaxLeverJsonBytes, &lever_json);
-  if (!s.ok()) return InvalidArgument("Error trying to read lever.json: " + s.message());
   LeverConfig config;
-  s = ParseLeverConfig(lever_json, &config);
+  Status s = ReadLeverJson(&lever_json, &config);
   if (!s.ok()) return s;
   if (env_ == opts.reserved_env && config.name == opts.reserved_service) {
     return Status(Code::kPermissionDenied, "lever://" + env_ + "/" + config.name +
@@ -508,11 +574,20 @@ Status SessionImpl::Commit(DeployResult* out) {
     (void)RemoveTree(code_dir);
     if (created_service_dir) rmdir(service_dir.c_str());
   };
+  // The archive stays, by digest, for peers that lack this version.
+  s = KeepArchive();
+  if (!s.ok()) {
+    undo();
+    return s;
+  }
   CodeVersionInfo cv;
   cv.env = env_;
   cv.service = config.name;
   cv.version = version;
   cv.lever_json = lever_json;
+  cv.sha256 = sha256_;
+  cv.archive_bytes = static_cast<int64_t>(received_);
+  cv.node = opts.node_name;
   s = reg.AddCodeVersion(cv);
   if (!s.ok()) {
     undo();
@@ -538,7 +613,74 @@ Status SessionImpl::Commit(DeployResult* out) {
   return Status::Ok();
 }
 
+Status SessionImpl::ReadLeverJson(std::string* text, LeverConfig* config) {
+  std::string json_path = tmp_dir_ + "/lever.json";
+  struct stat st;
+  if (stat(json_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {  // links are checked to stay inside
+    return InvalidArgument("Error trying to read lever.json: no lever.json file at the root of the upload");
+  }
+  Status s = ReadSmallFile(json_path, kMaxLeverJsonBytes, text);
+  if (!s.ok()) return InvalidArgument("Error trying to read lever.json: " + s.message());
+  return ParseLeverConfig(*text, config);
+}
+
+Status SessionImpl::KeepArchive() {
+  std::string path = BlobPath(deployer_->options().data_dir, sha256_);
+  if (rename(archive_tmp_.c_str(), path.c_str()) != 0) {
+    return Internal("rename to " + path + ": " + std::strerror(errno));
+  }
+  archive_tmp_.clear();
+  return Status::Ok();
+}
+
+// A fetched version: the digest first (a peer that sent other bytes than
+// the deploy's is refused before anything is put in place), then the same
+// lever.json the version was deployed with, then the code dir.
+Status SessionImpl::CommitInstall(DeployResult* out) {
+  std::string lever_json;
+  LeverConfig config;
+  Status s = ReadLeverJson(&lever_json, &config);
+  if (!s.ok()) return s;
+  if (config.name != install_.service) {
+    return InvalidArgument("the code fetched for " + install_.service + " is service " + config.name);
+  }
+  std::unique_lock lock(deployer_->mu());
+  std::string service_dir = env_dir_ + "/" + install_.service;
+  if (mkdir(service_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Internal("mkdir " + service_dir + ": " + std::strerror(errno));
+  }
+  std::string code_dir = service_dir + "/" + std::to_string(install_.version);
+  struct stat existing;
+  if (stat(code_dir.c_str(), &existing) == 0) {
+    (void)RemoveTree(tmp_dir_);  // another fetch got here first: same bytes
+  } else if (rename(tmp_dir_.c_str(), code_dir.c_str()) != 0) {
+    return Internal("rename to " + code_dir + ": " + std::strerror(errno));
+  }
+  cleaned_ = true;
+  s = KeepArchive();
+  if (!s.ok()) return s;
+  out->env = env_;
+  out->service = install_.service;
+  out->version = install_.version;
+  out->code_dir = code_dir;
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::string BlobDir(std::string_view data_dir) { return std::string(data_dir) + "/blobs"; }
+
+std::string BlobPath(std::string_view data_dir, std::string_view sha256) {
+  return BlobDir(data_dir) + "/" + std::string(sha256) + ".tgz";
+}
+
+bool IsSha256Hex(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 
 std::string CodeDirPath(std::string_view data_dir, std::string_view env, std::string_view service,
                         int64_t version) {
@@ -560,6 +702,8 @@ Status Deployer::Create(DeployOptions options, RegistryPtr registry, std::unique
   options.data_dir = real;
   free(real);
   Status s = MakeDirs(options.data_dir + "/code");
+  if (!s.ok()) return s;
+  s = MakeDirs(BlobDir(options.data_dir));
   if (!s.ok()) return s;
   *out = std::make_unique<DeployerImpl>(std::move(options), std::move(registry));
   return Status::Ok();

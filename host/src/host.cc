@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "catalog.h"
+#include "cluster.h"
+#include "registry_etcd.h"
 #include "routing.h"
 #include "supervisor.h"
 #include "util.h"
@@ -31,9 +33,14 @@ class Host::Impl {
   Status CreateEnvironment(std::string_view name, std::string_view description);
   Status DeleteEnvironment(std::string_view name);
   Status ListInstances(std::string_view env, std::string_view service, std::vector<InstanceInfo>* out);
+  std::vector<ClusterNodeInfo> ListNodes();
   Status ListServiceStatus(std::string_view env, std::vector<ServiceStatus>* out);
   Status AwaitRollout(std::string_view env, std::string_view service, int64_t version, SteadyTime deadline);
   void SetLive(const std::string& env, const std::string& service, int64_t version);
+  // Another node's registry change, from the etcd mirror's watch.
+  void OnRegistryChanges(const std::vector<etcd::Change>& changes);
+  void SyncService(const std::string& env, const std::string& name);
+  void RemoveEnvironmentHere(const std::string& name);
   Status CheckService(std::string_view env, std::string_view service) {
     return catalog_->Find(env, service) ? Status::Ok()
                                         : Status(Code::kNotFound, "service " + ServiceUrl(env, service) + " not found");
@@ -47,6 +54,8 @@ class Host::Impl {
   std::unique_ptr<Routing> routing_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Deployer> deployer_;
+  std::unique_ptr<Cluster> cluster_;
+  uint64_t registry_sub_ = 0;  // the etcd mirror subscription (0: none)
   int lock_fd_ = -1;  // flock on <data>/leverd.lock
 
  private:
@@ -125,16 +134,165 @@ Status Host::Impl::Init(RegistryPtr registry) {
   };
   so.ensure_internal_listener = options_.ensure_internal_listener;
   so.log_sink = options_.log_sink;
+  auto* etcd_registry = dynamic_cast<EtcdRegistry*>(registry_.get());
+  const ClusterOptions& co = options_.cluster;
+  if (!co.advertise.empty()) {
+    if (!etcd_registry) return InvalidArgument("cluster: a peer address (--advertise) needs --registry etcd://...");
+    if (co.node_name.empty() || co.node_name.size() > 64 ||
+        co.node_name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            std::string::npos) {
+      return InvalidArgument("cluster: node name \"" + co.node_name + "\" must be 1..64 of [A-Za-z0-9._-]");
+    }
+    if (co.token.size() < 16) return InvalidArgument("cluster: the cluster token must be at least 16 bytes");
+    so.publish = [this](std::vector<ServiceLoad> loads) {
+      if (cluster_) cluster_->Publish(std::move(loads));
+    };
+    so.ensure_code = [this](const std::string& env, const std::string& service, int64_t version,
+                            const std::string& code_dir, Status* failure) {
+      if (!cluster_) return 0;
+      switch (cluster_->EnsureCode(env, service, version, code_dir, failure)) {
+        case Cluster::CodeState::kReady:
+          return 0;
+        case Cluster::CodeState::kPending:
+          return 1;
+        case Cluster::CodeState::kFailed:
+          return 2;
+      }
+      return 2;
+    };
+  }
   supervisor_ = std::make_unique<Supervisor>(std::move(so), *catalog_, *routing_, logs_, std::move(runtime), clock_);
   routing_->SetSupervisor(supervisor_.get());
 
   DeployOptions deploy = options_.deploy;
   deploy.data_dir = data_dir_;
   deploy.set_live = false;  // the supervisor switches once a new instance is ready
+  deploy.node_name = co.advertise.empty() ? "" : co.node_name;
   deploy.on_deployed = [this](const ServiceInfo& info, const LeverConfig& config) { OnDeployed(info, config); };
   s = Deployer::Create(deploy, registry_, &deployer_);
   if (!s.ok()) return s;
-  return supervisor_->Start();
+  if (!co.advertise.empty()) {
+    Cluster::Deps deps;
+    deps.registry = etcd_registry;
+    deps.catalog = catalog_.get();
+    deps.deployer = deployer_.get();
+    deps.clock = clock_;
+    deps.log = [sink = options_.log_sink](std::string_view line) { sink(line); };
+    deps.wake = [this] { supervisor_->Wake(); };
+    deps.max_archive_bytes = deploy.max_compressed_bytes;
+    deps.count_at_placement = options_.count_at_placement;
+    cluster_ = std::make_unique<Cluster>(co, std::move(deps));
+    s = cluster_->Start();
+    if (!s.ok()) return s;
+  }
+  s = supervisor_->Start();
+  if (!s.ok()) return s;
+  // Other nodes' deploys, live versions and environments reach this node's
+  // catalog through the registry's watch (the first call hands the current
+  // state, which the catalog already has).
+  if (etcd_registry) {
+    registry_sub_ = etcd_registry->mirror().Subscribe(
+        etcd_registry->root(), [this](const std::vector<etcd::Change>& changes) { OnRegistryChanges(changes); });
+  }
+  return Status::Ok();
+}
+
+void Host::Impl::OnRegistryChanges(const std::vector<etcd::Change>& changes) {
+  const std::string& root = static_cast<EtcdRegistry*>(registry_.get())->root();
+  for (const etcd::Change& c : changes) {
+    std::string_view key = std::string_view(c.kv.key()).substr(root.size());
+    if (key.starts_with("env/")) {
+      std::string name(key.substr(4));
+      if (c.deleted) {
+        if (catalog_->HasEnvironment(name)) RemoveEnvironmentHere(name);
+      } else if (!catalog_->HasEnvironment(name)) {
+        EnvironmentInfo env;
+        if (registry_->GetEnvironment(name, &env).ok()) catalog_->AddEnvironment(name, env.description);
+      }
+    } else if (key.starts_with("svc/") && !c.deleted) {
+      std::string_view rest = key.substr(4);
+      size_t slash = rest.find('/');
+      if (slash == std::string_view::npos) continue;
+      SyncService(std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1)));
+    }
+  }
+}
+
+// A service as the registry has it now: new services appear, a live version
+// another node switched to becomes this node's live version (its instances
+// of the old one drain; the new one starts here when calls need it, its code
+// fetched from a peer), and a rollout here that it overtook ends.
+void Host::Impl::SyncService(const std::string& env, const std::string& name) {
+  ServiceInfo info;
+  if (!registry_->GetService(env, name, &info).ok()) return;
+  bool created = false;
+  ServicePtr svc = catalog_->FindOrCreate(info, &created);
+  if (svc->is_admin()) return;
+  int64_t live = 0;
+  {
+    std::lock_guard lock(svc->mu);
+    svc->info.description = info.description;
+    svc->info.is_private = info.is_private;
+    svc->info.next_version = std::max(svc->info.next_version, info.next_version);
+    live = svc->info.live_version;
+  }
+  if (info.live_version > live) {
+    CodeVersionInfo cv;
+    LeverConfig config;
+    Status cs = registry_->GetCodeVersion(env, name, info.live_version, &cv);
+    if (cs.ok()) cs = ParseLeverConfig(cv.lever_json, &config);
+    std::lock_guard lock(svc->mu);
+    if (info.live_version > svc->info.live_version) {
+      svc->info.live_version = info.live_version;
+      svc->config_status = cs;
+      svc->config = config;
+      svc->code_dir = CodeDirPath(data_dir_, env, name, info.live_version);
+      if (svc->rollout.version > 0 && svc->rollout.version <= info.live_version) {
+        RolloutResult& r = svc->rollouts[svc->rollout.version];
+        r.done = true;
+        r.status = svc->rollout.version == info.live_version
+                       ? Status::Ok()
+                       : Status(Code::kAborted, ServiceUrl(env, name) + " v" + std::to_string(svc->rollout.version) +
+                                                    " was superseded by v" + std::to_string(info.live_version) +
+                                                    " on another node before it was ready");
+        svc->rollout = Rollout{};
+        svc->rollout_cv.notify_all();
+      }
+    }
+  }
+  if (cluster_) {
+    if (created) cluster_->RefreshService(env, name);
+    // Every node keeps the code of every live version (fetched in the
+    // background), so a call needs no fetch and a version outlives the node
+    // that accepted it.
+    int64_t v = 0;
+    std::string dir;
+    {
+      std::lock_guard lock(svc->mu);
+      v = svc->info.live_version;
+      dir = svc->code_dir;
+    }
+    Status ignored;
+    if (v > 0 && !dir.empty()) (void)cluster_->EnsureCode(env, name, v, dir, &ignored);
+  }
+  supervisor_->Wake();
+}
+
+// Another node deleted the environment: this node stops its instances and
+// drops its code and cache entries (the registry rows are already gone).
+void Host::Impl::RemoveEnvironmentHere(const std::string& name) {
+  std::unique_lock store = deployer_->LockStore();
+  (void)RemoveTree(data_dir_ + "/code/" + name);
+  Deferred d;
+  for (auto& svc : catalog_->RemoveEnvironment(name)) {
+    std::lock_guard lock(svc->mu);
+    svc->removed = true;
+    svc->rollout_cv.notify_all();
+    routing_->FailWaitersLocked(*svc, Status(Code::kNotFound, "environment " + name + " was deleted"), &d);
+  }
+  store.unlock();
+  for (auto& [done, result] : d.calls) done(std::move(result));
+  supervisor_->Wake();
 }
 
 void Host::Impl::OnDeployed(const ServiceInfo& info, const LeverConfig& config) {
@@ -256,15 +414,42 @@ Status Host::Impl::ListInstances(std::string_view env, std::string_view service,
         if (lease->owner == inst) info.resources.push_back(name);
       }
       std::sort(info.resources.begin(), info.resources.end());
+      if (cluster_) info.node = cluster_->node_name();
+      out->push_back(std::move(info));
+    }
+  }
+  if (cluster_) {
+    for (RemoteInstanceInfo& r : cluster_->RemoteInstances(env, service)) {
+      InstanceInfo info;
+      info.instance_id = std::move(r.instance_id);
+      info.env = std::move(r.env);
+      info.service = std::move(r.service);
+      info.version = r.version;
+      info.state = "ready";
+      info.node = std::move(r.node);
       out->push_back(std::move(info));
     }
   }
   return Status::Ok();
 }
 
+std::vector<ClusterNodeInfo> Host::Impl::ListNodes() {
+  if (!cluster_) return {};
+  std::map<std::string, int64_t> local;
+  for (auto& svc : catalog_->Services()) {
+    std::lock_guard lock(svc->mu);
+    if (!svc->removed && !svc->is_admin()) local[svc->env + "/" + svc->name] = static_cast<int64_t>(svc->instances.size());
+  }
+  return cluster_->Nodes(local);
+}
+
 Host::Impl::~Impl() {
+  // No more registry changes or cluster updates; the node's keys go with its
+  // lease (revoked), so the others stop routing here at once.
+  if (registry_sub_) static_cast<EtcdRegistry*>(registry_.get())->mirror().Unsubscribe(registry_sub_);
   // The supervisor first: it stops the instances and answers waiting calls.
   if (supervisor_) supervisor_->Shutdown();
+  cluster_.reset();
   logs_.WakeAll();
   supervisor_.reset();
   if (lock_fd_ >= 0) close(lock_fd_);
@@ -347,6 +532,8 @@ Status Host::ListServices(std::string_view env, std::vector<ServiceInfo>* out) {
 Status Host::ListInstances(std::string_view env, std::string_view service, std::vector<InstanceInfo>* out) {
   return impl_->ListInstances(env, service, out);
 }
+
+std::vector<ClusterNodeInfo> Host::ListNodes() { return impl_->ListNodes(); }
 
 Status Host::TailLogs(std::string_view env, std::string_view service, size_t n, std::vector<LogLine>* out) {
   Status s = impl_->CheckService(env, service);

@@ -18,6 +18,8 @@ std::atomic<uint64_t> g_next_backend_id{1};
 
 }  // namespace
 
+uint64_t NewBackendId() { return g_next_backend_id.fetch_add(1); }
+
 const char* InstanceStateName(InstanceState s) {
   switch (s) {
     case InstanceState::kStarting: return "starting";

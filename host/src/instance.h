@@ -146,6 +146,9 @@ class Instance final : public Backend {
 };
 
 // The built-in admin service, served in-process by leverd.
+// A Backend id never handed out before (instances, the admin service, peers).
+uint64_t NewBackendId();
+
 class AdminBackend final : public Backend {
  public:
   explicit AdminBackend(std::string address);

@@ -98,6 +98,11 @@ class EmbeddedRegistry final : public Registry {
       sqlite3_free(err);
       return Status(Code::kInternal, "registry: creating the schema: " + msg);
     }
+    // Content addresses of versions (added later: older files lack them).
+    sqlite3_exec(db_, "ALTER TABLE code_versions ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''", nullptr, nullptr,
+                 nullptr);
+    sqlite3_exec(db_, "ALTER TABLE code_versions ADD COLUMN archive_bytes INTEGER NOT NULL DEFAULT 0", nullptr,
+                 nullptr, nullptr);
     sqlite3_busy_timeout(db_, 5000);
     int64_t now = NowUnixMs();
     {
@@ -244,10 +249,11 @@ class EmbeddedRegistry final : public Registry {
   Status AddCodeVersion(const CodeVersionInfo& info) override {
     std::lock_guard lock(mu_);
     Stmt st(db_,
-            "INSERT OR IGNORE INTO code_versions(env, service, version, lever_json, created_ms) "
-            "VALUES (?, ?, ?, ?, ?)");
+            "INSERT OR IGNORE INTO code_versions(env, service, version, lever_json, created_ms, sha256, "
+            "archive_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)");
     st.Bind(1, info.env).Bind(2, info.service).Bind(3, info.version).Bind(4, info.lever_json);
     st.Bind(5, info.created_unix_ms ? info.created_unix_ms : NowUnixMs());
+    st.Bind(6, info.sha256).Bind(7, info.archive_bytes);
     if (st.Step() != SQLITE_DONE) return DbError(db_, "adding a code version");
     if (sqlite3_changes(db_) == 0) {
       return Status(Code::kAlreadyExists, "version " + std::to_string(info.version) + " of " +
@@ -260,8 +266,8 @@ class EmbeddedRegistry final : public Registry {
                         CodeVersionInfo* out) override {
     std::lock_guard lock(mu_);
     Stmt st(db_,
-            "SELECT lever_json, created_ms FROM code_versions WHERE env = ? AND service = ? AND "
-            "version = ?");
+            "SELECT lever_json, created_ms, sha256, archive_bytes FROM code_versions WHERE env = ? AND "
+            "service = ? AND version = ?");
     st.Bind(1, env).Bind(2, service).Bind(3, version);
     int rc = st.Step();
     if (rc == SQLITE_DONE) {
@@ -274,6 +280,8 @@ class EmbeddedRegistry final : public Registry {
     out->version = version;
     out->lever_json = st.Text(0);
     out->created_unix_ms = st.Int(1);
+    out->sha256 = st.Text(2);
+    out->archive_bytes = st.Int(3);
     return Status::Ok();
   }
 

@@ -2,7 +2,8 @@
 // a watched mirror, written with transactions. Keys (etcd.md has the rest):
 //   <root>env/<env>                       {"description", "created_ms"}
 //   <root>svc/<env>/<service>             {"description", "private", "live_version", "next_version"}
-//   <root>ver/<env>/<service>/<version>   {"lever_json", "created_ms"}  (version: 20 digits)
+//   <root>ver/<env>/<service>/<version>   {"lever_json", "created_ms", "sha256", "bytes", "node"}
+//                                         (version: 20 digits)
 #include "registry_etcd.h"
 
 #include <nlohmann/json.hpp>
@@ -157,7 +158,10 @@ class EtcdRegistryImpl final : public EtcdRegistry {
 
   Status AddCodeVersion(const CodeVersionInfo& info) override {
     Json v = {{"lever_json", info.lever_json},
-              {"created_ms", info.created_unix_ms ? info.created_unix_ms : NowUnixMs()}};
+              {"created_ms", info.created_unix_ms ? info.created_unix_ms : NowUnixMs()},
+              {"sha256", info.sha256},
+              {"bytes", info.archive_bytes},
+              {"node", info.node}};
     Status s = CreateIfAbsent(VersionKey(info.env, info.service, info.version), v.dump());
     if (s.code() == Code::kAlreadyExists) {
       return Status(Code::kAlreadyExists, "version " + std::to_string(info.version) + " of " + info.env + "/" +
@@ -185,6 +189,9 @@ class EtcdRegistryImpl final : public EtcdRegistry {
     out->version = version;
     out->lever_json = v["lever_json"].get<std::string>();
     out->created_unix_ms = v.value("created_ms", int64_t{0});
+    out->sha256 = v.contains("sha256") && v["sha256"].is_string() ? v["sha256"].get<std::string>() : "";
+    out->archive_bytes = v.contains("bytes") && v["bytes"].is_number_integer() ? v["bytes"].get<int64_t>() : 0;
+    out->node = v.contains("node") && v["node"].is_string() ? v["node"].get<std::string>() : "";
     return Status::Ok();
   }
 

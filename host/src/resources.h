@@ -26,6 +26,7 @@ struct Waiter {
   std::string resource;
   SteadyTime deadline;
   std::function<void(RouteResult)> done;
+  bool from_peer = false;  // relayed by another node: stays on this one
 };
 
 // The Backend handed out for a resource's calls: the owner's connection and

@@ -50,13 +50,12 @@ PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteRes
       result.status = Status(Code::kPermissionDenied, "service " + ServiceUrl(req.env, req.service) +
                                                           " is private: it can only be called from inside Lever");
     } else {
-      svc->last_call = now;
       if (live) {
-        result.backend =
-            req.resource.empty()
-                ? PlaceLocked(*svc, PickLocked(*svc, std::numeric_limits<double>::infinity(), true), now)
-                : PlaceResourceLocked(*svc, req.resource, now, &d);
+        result.backend = req.resource.empty() ? PlaceCallLocked(*svc, now, req.from_peer)
+                                              : PlaceResourceLocked(*svc, req.resource, now, &d);
       }
+      // A call relayed to another node keeps nothing warm here.
+      if (!result.backend || !result.backend->is_peer()) svc->last_call = now;
       if (result.backend) {
         // placed
       } else if (live && !svc->config_status.ok()) {
@@ -68,7 +67,8 @@ PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteRes
       } else {
         NotePeakLocked(*svc, 1, 0);
         uint64_t id = next_waiter_id_.fetch_add(1, std::memory_order_relaxed);
-        svc->waiters.push_back({id, std::string(req.resource), now + options_.cold_start_wait, std::move(done)});
+        svc->waiters.push_back(
+            {id, std::string(req.resource), now + options_.cold_start_wait, std::move(done), req.from_peer});
         pending = {svc, id};
       }
     }
@@ -132,6 +132,38 @@ void Routing::NotePeakLocked(ServiceState& svc, double concurrency, size_t usabl
     svc.scaler.peak_woken = true;
     supervisor_->Wake();
   }
+}
+
+// Local first: a local instance with room (fewer calls than maxInstanceLoad);
+// else the least-loaded other node with room; else the least-loaded local
+// instance; else the least-loaded other node; else nothing (the call waits
+// and the lifecycle starts an instance here). A call relayed from another
+// node stays here.
+BackendPtr Routing::PlaceCallLocked(ServiceState& svc, SteadyTime now, bool from_peer) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  if (from_peer || svc.remote.empty()) return PlaceLocked(svc, PickLocked(svc, kInf, true), now);
+  const double cap = svc.config.max_instance_load > 0 ? svc.config.max_instance_load : 10.0;
+  if (Instance* local = PickLocked(svc, cap, true)) return PlaceLocked(svc, local, now);
+  if (BackendPtr remote = PlaceRemoteLocked(svc, cap)) return remote;
+  if (Instance* local = PickLocked(svc, kInf, false)) return PlaceLocked(svc, local, now);
+  return PlaceRemoteLocked(svc, kInf);
+}
+
+// The least-loaded other node with fewer than `cap` calls per instance.
+BackendPtr Routing::PlaceRemoteLocked(ServiceState& svc, double cap) {
+  RemoteCandidate* best = nullptr;
+  double best_load = std::numeric_limits<double>::infinity();
+  for (RemoteCandidate& c : svc.remote) {
+    if (c.version != svc.info.live_version || c.ready <= 0 || !c.backend->alive()) continue;
+    double load = static_cast<double>(std::max(c.in_flight, c.backend->in_flight())) / static_cast<double>(c.ready);
+    if (load < best_load) {
+      best_load = load;
+      best = &c;
+    }
+  }
+  if (best == nullptr || !(best_load < cap || cap == std::numeric_limits<double>::infinity())) return nullptr;
+  best->backend->Placed();
+  return best->backend;
 }
 
 BackendPtr Routing::PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now) {
@@ -207,6 +239,8 @@ void Routing::ReleaseWaitersLocked(ServiceState& svc, SteadyTime now, Deferred* 
       Waiter& w = svc.waiters[i];
       BackendPtr b = w.resource.empty() ? PlaceLocked(svc, PickLocked(svc, limit, false), now)
                                         : PlaceResourceLocked(svc, w.resource, now, d);
+      // Another node has an instance meanwhile: the call need not wait for ours.
+      if (!b && w.resource.empty() && !w.from_peer) b = PlaceRemoteLocked(svc, std::numeric_limits<double>::infinity());
       if (b) {
         d->Answer(std::move(w.done), RouteResult{Status::Ok(), std::move(b)});
       } else {

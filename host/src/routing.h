@@ -65,6 +65,9 @@ class Routing {
   // makes a lease when there is none.
   BackendPtr PlaceResourceLocked(ServiceState& svc, std::string_view resource, SteadyTime now, Deferred* d);
   BackendPtr PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now);
+  // A call without a resource, over this node's and the other nodes' instances.
+  BackendPtr PlaceCallLocked(ServiceState& svc, SteadyTime now, bool from_peer);
+  BackendPtr PlaceRemoteLocked(ServiceState& svc, double cap);
   void NotePeakLocked(ServiceState& svc, double concurrency, size_t usable);
 
   const Catalog& catalog_;

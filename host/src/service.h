@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "instance.h"
+#include "remote.h"
 #include "lifecycle.h"
 #include "resources.h"
 #include "lever/host/clock.h"
@@ -90,6 +91,8 @@ struct ServiceState : std::enable_shared_from_this<ServiceState> {
   std::vector<std::shared_ptr<Instance>> instances;
   std::deque<Waiter> waiters;
   StringMap<std::shared_ptr<ResourceLease>> leases;
+  // Other nodes' instances of this service (the cluster layer keeps it).
+  std::vector<RemoteCandidate> remote;
   Autoscaler scaler;
   SteadyTime last_call{};
   int crash_streak = 0;

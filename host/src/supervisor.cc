@@ -313,7 +313,19 @@ void Supervisor::Spawn(const ServicePtr& svc, const std::shared_ptr<Instance>& i
     spec.config = inst->config;
     spec.listen_path = inst->socket_path;
     if (!gateway.empty()) spec.internal_gateway = "unix:" + gateway;
-    s = runtime_->Start(spec, &proc);
+    // In a cluster the code may be on another node only: fetched first (the
+    // start waits in the queue meanwhile), and never run without it.
+    if (options_.ensure_code) {
+      Status failure;
+      int code = options_.ensure_code(inst->env, inst->service, inst->version, inst->code_dir, &failure);
+      if (code == 1) {
+        std::lock_guard lock(queue_mu_);
+        to_start_.emplace_back(svc, inst);
+        return;
+      }
+      if (code == 2) s = failure;
+    }
+    if (s.ok()) s = runtime_->Start(spec, &proc);
   }
   {
     std::lock_guard lock(svc->mu);
@@ -480,14 +492,25 @@ void Supervisor::Tick() {
   next_wake_ = now + std::chrono::seconds(60);
   Deferred d;
   bool prune = false;
+  std::vector<ServiceLoad> loads;
   for (auto& svc : list) {
     std::lock_guard lock(svc->mu);
     if (svc->is_admin()) continue;
     TickService(*svc, now, &d);
     if (svc->removed && svc->instances.empty()) prune = true;
+    if (options_.publish && !svc->removed) {
+      ServiceLoad l{svc->env, svc->name, svc->info.live_version, {}, 0};
+      for (auto& inst : svc->instances) {
+        if (!UsableLocked(*svc, *inst)) continue;
+        l.ready.push_back(inst->instance_id);
+        l.in_flight += inst->in_flight();
+      }
+      loads.push_back(std::move(l));
+    }
   }
   if (prune) catalog_.Prune();
   Flush(&d);
+  if (options_.publish) options_.publish(std::move(loads));
 }
 
 void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {

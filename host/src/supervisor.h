@@ -36,6 +36,14 @@ struct SupervisorOptions {
   size_t max_starting = 4;
   std::function<Status(std::string_view env, std::string* socket_path)> ensure_internal_listener;
   std::function<void(std::string_view line)> log_sink;  // required
+  // The cluster (optional): this node's ready instances and load per service
+  // after each pass, and whether a version's code is here (0), being fetched
+  // (1: the start waits, the fetch wakes the supervisor) or unobtainable (2,
+  // with why: the start fails with it).
+  std::function<void(std::vector<ServiceLoad> loads)> publish;
+  std::function<int(const std::string& env, const std::string& service, int64_t version, const std::string& code_dir,
+                    Status* failure)>
+      ensure_code;
   // A rollout switched `version` live: make it so in the registry. Called
   // with no host lock held (it takes the code store's lock).
   std::function<void(const std::string& env, const std::string& service, int64_t version)> on_switched;

@@ -91,4 +91,16 @@ Status ReadSmallFile(const std::string& path, size_t max_bytes, std::string* out
   return Status::Ok();
 }
 
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
 }  // namespace lever::host

@@ -16,6 +16,8 @@ Status RemoveTree(const std::string& path);
 Status MakeDirs(const std::string& path);
 // Reads a whole small file (at most max_bytes).
 Status ReadSmallFile(const std::string& path, size_t max_bytes, std::string* out);
+// write(2) until all of `data` is written (EINTR retried); false on error (errno set).
+bool WriteAll(int fd, std::string_view data);
 // "path: strerror(errno)" as INTERNAL.
 Status ErrnoStatus(std::string_view what, int err);
 

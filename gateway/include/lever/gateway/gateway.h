@@ -108,6 +108,13 @@ struct GatewayOptions {
   std::chrono::microseconds busy_poll{0};
   // The HTTP API.
   HttpApiOptions http;
+  // The cluster (docs/cluster.md): the token this node sends with every call
+  // it relays to another node's peer port (a Backend with is_peer()), and
+  // requires of every call and code fetch on its own peer port. Empty: no
+  // peer port.
+  std::string cluster_token;
+  // Where the peer port serves code archives from (<dir>/<sha256>.tgz).
+  std::string peer_blob_dir;
 };
 
 // Counters for tests and the benchmark (sums over workers).
@@ -141,6 +148,14 @@ class Gateway {
   // `x-lever-src-env: env` and may reach private services. The file is removed
   // on Stop. Call after Start.
   Status AddInternalListener(std::string env, std::string unix_socket_path);
+
+  // Listens on `listen` ("ip:port") for other nodes of the cluster: h2c
+  // calls relayed by their gateways (each must carry cluster_token, else
+  // UNAUTHENTICATED; their x-lever-src-env / x-lever-client-addr are kept;
+  // routed with RouteRequest::from_peer) and, over HTTP/1.1, code archives
+  // by digest (GET /_lever/peer/blob/<sha256>.tgz with the token). `port`
+  // (optional) gets the bound port. Call after Start; needs cluster_token.
+  Status AddPeerListener(const std::string& listen, uint16_t* port = nullptr);
 
   // Stops accepting, sends GOAWAY to every client, lets streams in flight
   // finish for up to `grace`, then closes everything and joins the workers.

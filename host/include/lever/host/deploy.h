@@ -48,6 +48,8 @@ struct DeployOptions {
   // service). Default admin.lever/admin.
   std::string reserved_env = std::string(kAdminEnv);
   std::string reserved_service = std::string(kAdminService);
+  // This node's name, recorded with each version it accepts (empty: one node).
+  std::string node_name;
 };
 
 struct DeployResult {
@@ -89,10 +91,24 @@ class Deployer {
   // created in the registry on the first successful deploy to it, as the
   // original did not require it to exist.
   virtual Status Begin(std::string_view env, std::unique_ptr<DeploySession>* out) = 0;
+  // Installs a version another node accepted, from its archive (fetched from
+  // a peer): the same bounds and checks as an upload, then Finish() refuses
+  // bytes whose sha256 is not `sha256` (DATA_LOSS) or whose lever.json names
+  // another service, and puts the code at CodeDirPath(env, service, version)
+  // and the archive in the blob store; no registry write, no on_deployed.
+  virtual Status BeginInstall(std::string_view env, std::string_view service, int64_t version,
+                              std::string_view sha256, std::unique_ptr<DeploySession>* out) = 0;
   // Holds off every commit and temp-dir change while held: for removing an
   // environment's code together with its registry rows.
   virtual std::unique_lock<std::mutex> LockStore() = 0;
 };
+
+// The blob store: every uploaded archive, by content address
+// (<data_dir>/blobs/<sha256>.tgz), served to peers that lack a version.
+std::string BlobDir(std::string_view data_dir);
+std::string BlobPath(std::string_view data_dir, std::string_view sha256);
+// 64 lowercase hex digits.
+bool IsSha256Hex(std::string_view s);
 
 // <data_dir>/code/<env>/<service>/<version>
 std::string CodeDirPath(std::string_view data_dir, std::string_view env, std::string_view service,

@@ -34,6 +34,35 @@
 
 namespace lever::host {
 
+// Many nodes on one etcd (docs/cluster.md). Used when the registry is etcd
+// and `advertise` is set; otherwise the node serves alone.
+struct ClusterOptions {
+  // This node's name in the cluster: [A-Za-z0-9._-], 1..64. Required.
+  std::string node_name;
+  // This node's peer port as the others reach it, "ip:port" (leverd listens
+  // there too). Empty: not part of a cluster.
+  std::string advertise;
+  // Shared by every node: sent with each relayed call and code fetch, and
+  // required of them. At least 16 bytes.
+  std::string token;
+  // The node's etcd lease: its keys (node, instances, load) vanish this long
+  // after it stops renewing. Default 3 s.
+  std::chrono::seconds lease_ttl{3};
+  // At most one write per published key this often. Default 200 ms.
+  std::chrono::milliseconds publish_interval{200};
+  // Bound on fetching one version's code from one peer. Default 60 s.
+  std::chrono::milliseconds fetch_timeout{60000};
+};
+
+// A node of the cluster, for `lever ps`.
+struct ClusterNodeInfo {
+  std::string name;
+  std::string address;  // its peer port
+  bool self = false;
+  bool healthy = true;
+  int64_t instances = 0;
+};
+
 struct HostOptions {
   // Data dir: code store, registry file, instance sockets (<data>/run).
   // Required; created if missing. Its absolute path must leave room for
@@ -41,6 +70,8 @@ struct HostOptions {
   std::string data_dir;
   // Registry URL: "embedded:" (default: <data>/lever.db).
   std::string registry_url = "embedded:";
+  // The cluster, with an etcd registry (docs/cluster.md).
+  ClusterOptions cluster;
   // Runtime by name; default "process".
   std::string runtime = "process";
   ProcessRuntimeOptions process;
@@ -113,6 +144,7 @@ struct InstanceInfo {
   std::chrono::system_clock::time_point started_at;
   std::string address;  // "unix:/..." once known
   std::vector<std::string> resources;  // resources it owns, sorted
+  std::string node;  // the node it runs on (empty on a single node)
 };
 
 // A service with what its autoscaler decided.
@@ -162,7 +194,10 @@ class Host final : public Router {
   Status ListServices(std::string_view env, std::vector<ServiceInfo>* out);
   // The same with the autoscaler's desired count and reason.
   Status ListServiceStatus(std::string_view env, std::vector<ServiceStatus>* out);
-  // Instances, optionally filtered by env and service (empty: all).
+  // The cluster's nodes, this one first (empty when not in a cluster).
+  std::vector<ClusterNodeInfo> ListNodes();
+  // Instances, optionally filtered by env and service (empty: all); in a
+  // cluster, other nodes' ready instances too (state "ready", node set).
   Status ListInstances(std::string_view env, std::string_view service, std::vector<InstanceInfo>* out);
 
   // Logs of a service: the last n lines, or lines after `after_seq`, waiting

@@ -40,6 +40,15 @@ struct CodeVersionInfo {
   int64_t version = 0;
   std::string lever_json;   // the file's text as deployed
   int64_t created_unix_ms = 0;
+  // The uploaded archive's content address: lowercase hex sha256 of the
+  // gzip-tar as uploaded, and its size. Nodes that lack the code fetch it
+  // from a peer and check it against this (docs/cluster.md). Empty for
+  // versions recorded before content addressing (they cannot be fetched).
+  std::string sha256;
+  int64_t archive_bytes = 0;
+  // The node that accepted the deploy (empty on a single node): where a
+  // fetch is tried first.
+  std::string node;
 };
 
 // Thread contract: every method may be called from any thread at any time;

@@ -24,6 +24,9 @@ struct RouteRequest {
   // call from outside (the public port). Internal calls may reach private
   // services; external ones may not.
   std::string_view src_env;
+  // The call came from another node's gateway over the peer port (already
+  // placed there): place it on this node's own instances, never relay it on.
+  bool from_peer = false;
 };
 
 // One running instance that accepts h2c (gRPC) connections.
@@ -57,6 +60,10 @@ class Backend {
   // False once the instance is stopping or dead: the gateway stops sending new
   // calls to it (it may finish the calls in flight).
   virtual bool alive() const = 0;
+  // True for another node's peer port (address() is its "host:port"): the
+  // gateway sends the cluster token with each call it relays there
+  // (docs/cluster.md). Default false: a local instance.
+  virtual bool is_peer() const { return false; }
 };
 using BackendPtr = std::shared_ptr<Backend>;
 
