@@ -32,6 +32,16 @@ std::string Env(const char* name) {
 
 // Appends one line to `path` (one write: lines of concurrent calls and
 // instances do not interleave).
+// A call whose deadline passed wants no reply, and must not get one: on a
+// loaded machine this side's deadline can fire before the caller's, and an
+// answer sent at once could overtake the caller's DEADLINE_EXCEEDED. So the
+// reply waits until a second after the deadline (no wait for a plain cancel).
+void HoldPastDeadline(const CallContext& ctx) {
+  if (ctx.cancelled() && ctx.deadline() != std::chrono::system_clock::time_point::max()) {
+    std::this_thread::sleep_until(ctx.deadline() + std::chrono::seconds(1));
+  }
+}
+
 void AppendLine(const std::string& path, const std::string& line) {
   if (path.empty()) return;
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
@@ -120,6 +130,7 @@ int main(int argc, char** argv) {
     std::string marker = args.empty() || !args[0].is_string() ? "" : args[0].as_string();
     for (int i = 0; i < 60000 && !ctx.cancelled(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (ctx.cancelled() && !marker.empty()) std::ofstream(marker) << "cancelled";
+    HoldPastDeadline(ctx);
     return Result::Of(Value("not cancelled"));
   });
   // Like WaitForCancel, but first writes `started` (args: started, cancelled
@@ -129,6 +140,7 @@ int main(int argc, char** argv) {
     std::ofstream(args[0].as_string()) << "started";
     for (int i = 0; i < 60000 && !ctx.cancelled(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (ctx.cancelled()) std::ofstream(args[1].as_string()) << "cancelled";
+    HoldPastDeadline(ctx);
     return Result::Of(Value("not cancelled"));
   });
   // Takes `ms` milliseconds, then answers "slept" (drain tests).
