@@ -42,6 +42,13 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The user a root leverd runs `process` instances as (leverd --instance-user,
+# docs/security.md): a system user and group, no home, no login shell.
+if ! getent passwd lever-instance >/dev/null; then
+  echo "setup: creating the user lever-instance" >&2
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lever-instance
+fi
+
 # npm packages of the compatibility tests (a client Lever did not write),
 # installed once from the lock file.
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -3,11 +3,13 @@
 // the admin service. main() parses flags and calls Run (STYLE.md).
 #include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include <set>
 #include <shared_mutex>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -70,7 +73,74 @@ struct Flags {
   std::string ws_idle_timeout = "30s";
   std::string ws_allowed_origins;  // comma-separated
   std::string admin_token_required = "auto";  // auto, true, false
+  std::string instance_user = "auto";
 };
+
+constexpr const char* kInstanceUser = "lever-instance";  // scripts/setup.sh creates it
+
+// The user `process` instances run as (docs/security.md): "" for leverd's
+// own. A root leverd never runs them as root unless told to (root): auto is
+// lever-instance, else nobody.
+Status ResolveInstanceUser(const std::string& flag, std::string* user) {
+  user->clear();
+  auto exists = [](const char* name) {
+    std::vector<char> buf(16384);
+    struct passwd pw, *found = nullptr;
+    return getpwnam_r(name, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr;
+  };
+  if (flag == "root" || flag == "0") {
+    if (geteuid() == 0) LogWarn("instances run as root (--instance-user root): they can read the data dir and admin.token");
+    return geteuid() == 0 ? Status::Ok() : Status(Code::kPermissionDenied, "--instance-user root needs root");
+  }
+  if (flag != "auto") {
+    *user = flag;  // the process runtime checks that it exists (and that we may switch to it)
+    return Status::Ok();
+  }
+  if (geteuid() != 0) return Status::Ok();
+  if (exists(kInstanceUser)) {
+    *user = kInstanceUser;
+  } else if (exists("nobody")) {
+    *user = "nobody";
+    LogWarn(std::string("no user ") + kInstanceUser +
+            ": instances run as nobody (create it with scripts/setup.sh, or useradd --system --user-group "
+            "--no-create-home --shell /usr/sbin/nologin " + kInstanceUser + ")");
+  } else {
+    return Status(Code::kFailedPrecondition, std::string("neither ") + kInstanceUser +
+                                                 " nor nobody exists to run instances as: create one, or pass "
+                                                 "--instance-user");
+  }
+  return Status::Ok();
+}
+
+// Instances of `user` reach their code and sockets below the data dir: every
+// directory above it must be searchable by that user (owner, group or other
+// x bit; ACLs are not read).
+Status CheckReachable(const std::string& data_dir, const std::string& user) {
+  std::vector<char> buf(16384);
+  struct passwd pw, *found = nullptr;
+  getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (found == nullptr && !user.empty() && user.find_first_not_of("0123456789") == std::string::npos) {
+    getpwuid_r(static_cast<uid_t>(std::stoul(user)), &pw, buf.data(), buf.size(), &found);
+  }
+  if (found == nullptr) return InvalidArgument("instance user \"" + user + "\" not found (--instance-user)");
+  std::string path;
+  for (const auto& part : fs::path(data_dir).parent_path()) {
+    if (part == "/") continue;
+    path += "/" + part.string();
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;
+    bool ok = (st.st_mode & S_IXOTH) || (st.st_uid == found->pw_uid && (st.st_mode & S_IXUSR)) ||
+              (st.st_gid == found->pw_gid && (st.st_mode & S_IXGRP));
+    if (!ok) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return Status(Code::kFailedPrecondition,
+                    "instances run as " + user + " cannot reach the data dir " + data_dir + ": " + path + " is mode " +
+                        mode + "; make it searchable (chmod o+x " + path + "), or use another --data-dir (e.g. /var/lib/lever)");
+    }
+  }
+  return Status::Ok();
+}
 
 // A listen address on this machine's loopback only.
 bool IsLoopbackListen(const std::string& listen) {
@@ -210,7 +280,20 @@ int Run(const Flags& f) {
     LogError("cannot create data dir " + data_dir + ": " + ec.message());
     return 1;
   }
-  chmod(data_dir.c_str(), 0700);
+  std::string instance_user;
+  if (Status s = ResolveInstanceUser(f.instance_user, &instance_user); !s.ok()) {
+    LogError(s.message());
+    return 2;
+  }
+  if (!instance_user.empty()) {
+    if (Status s = CheckReachable(data_dir, instance_user); !s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
+  }
+  // Instances of another user may pass through the data dir (to run/ and
+  // their code) but not list it; its files are leverd's alone.
+  chmod(data_dir.c_str(), instance_user.empty() ? 0700 : 0711);
   std::string token;
   if (Status s = LoadToken(data_dir, &token); !s.ok()) {
     LogError(s.message());
@@ -234,6 +317,7 @@ int Run(const Flags& f) {
 
   host::ProcessRuntimeOptions process;
   if (!FindRunners(f, &process)) return 2;
+  process.user = instance_user;
 
   // Block the stop signals in every thread; main waits for them below.
   sigset_t stop_signals;
@@ -310,6 +394,7 @@ int Run(const Flags& f) {
     if (known->count(std::string(env))) return Status::Ok();
     Status s = gw_ptr->AddInternalListener(std::string(env), *path);
     if (s.ok()) known->insert(std::string(env));
+    if (s.ok()) chmod(path->c_str(), 0666);  // instances of another user connect to it
     return s;
   };
   std::shared_ptr<host::Host> host;
@@ -330,8 +415,14 @@ int Run(const Flags& f) {
     gw->Stop(std::chrono::milliseconds(0));
     return 1;
   }
-  // Only leverd (its gateway) talks to the admin socket.
+  // Only leverd (its gateway) talks to the admin socket; the registry, the
+  // token and the lock are leverd's; code/ is not listable.
   chmod((run_dir + "/admin.sock").c_str(), 0600);
+  for (const char* name : {"lever.db", "lever.db-wal", "lever.db-shm", "leverd.lock", "admin.token"}) {
+    chmod((data_dir + "/" + name).c_str(), 0600);
+  }
+  chmod((data_dir + "/code").c_str(), 0711);
+  if (!instance_user.empty()) LogInfo("process instances run as " + instance_user);
   router->Set(host);
   LogInfo(std::string("admin calls need the token from ") +
           (ao.token_required ? "every caller (--admin-token-required)" : "all but loopback TCP callers"));
@@ -442,6 +533,10 @@ int main(int argc, char** argv) {
                "not a loopback address or --registry is etcd://)")
       ->check(CLI::IsMember({"auto", "true", "false"}))
       ->default_str("auto");
+  app.add_option("--instance-user", f.instance_user,
+                 "User that process instances run as: a name or uid; auto: lever-instance (else nobody) when "
+                 "leverd runs as root, leverd's own user otherwise; root: never switch (unsafe)")
+      ->capture_default_str();
   for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
     const auto& spec = lever::leverd::kRunners[i];
     app.add_option(lever::leverd::RunnerFlag(spec), f.runners[i],

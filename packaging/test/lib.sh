@@ -5,6 +5,8 @@ set -euo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/lever-pkg-XXXXXX)
+# A root leverd's instances (another user, docs/security.md) must reach the data dir in it.
+chmod 755 "$TMP"
 LEVERD_PID=
 cleanup() {
   if [ -n "$LEVERD_PID" ]; then kill -KILL "$LEVERD_PID" 2>/dev/null || true; fi

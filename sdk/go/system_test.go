@@ -101,6 +101,11 @@ func startSystem() (_ *system, err error) {
 	if s.tmp, err = os.MkdirTemp("", "lever-go-test-"); err != nil {
 		return nil, err
 	}
+	// A root leverd's instances run as another user (docs/security.md): they
+	// must reach the data dir in here.
+	if err = os.Chmod(s.tmp, 0o755); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.stop()

@@ -20,6 +20,7 @@ class Leverd {
     this.testService = need('LEVER_E2E_TESTSERVICE');
     this.extraFlags = extraFlags;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lvb-'));
+    fs.chmodSync(this.dir, 0o755);  // a root leverd's instances run as another user (docs/security.md)
     this.log = '';
   }
 

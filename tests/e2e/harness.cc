@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -34,6 +35,9 @@ TempDir::TempDir() {
   char* p = mkdtemp(tmpl);
   if (!p) throw std::runtime_error("mkdtemp failed");
   path_ = p;
+  // Instances of a root leverd run as another user (--instance-user): the
+  // files the tests hand them (markers, logs) live in these directories.
+  chmod(path_.c_str(), 0777);
 }
 
 TempDir::~TempDir() {

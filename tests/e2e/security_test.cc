@@ -3,6 +3,8 @@
 // namespace and over the HTTP API need the admin token; a root leverd's
 // instances cannot read its secrets. Real leverd, real instances, a real
 // network namespace (the tests run as root, here and in CI).
+#include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -260,6 +262,73 @@ TEST(SecurityTest, TheHttpApiNeverReachesAdminWithoutTheToken) {
   r = Http(port, "GET /_lever/status HTTP/1.1\r\n" + host);
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("\"web\""), std::string::npos) << r.body;
+}
+
+TEST(SecurityTest, AProcessInstanceOfARootLeverdCannotReadItsSecrets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a root leverd (CI runs the tests as root)";
+  Leverd d;
+  d.Start();
+  ASSERT_EQ(d.DeployTestService(R"({"name": "reader", "entry": ["./serve"]})").exit_code, 0);
+  auto client = d.NewClient();
+  auto open = [&](const std::string& path, const std::string& mode) {
+    Result r = client->InvokeUrl("lever://dev.lever/reader/OpenFile", {path, mode}, CallOptions{30s});
+    EXPECT_TRUE(r.ok()) << r.status.ToString();
+    return r.value.is_string() ? r.value.as_string() : "?";
+  };
+  const std::string& data = d.data_dir();
+  for (std::string secret : {"/admin.token", "/lever.db", "/lever.db-wal", "/leverd.lock", "/run/admin.sock", "",
+                             "/code", "/run"}) {
+    EXPECT_EQ(open(data + secret, "r"), "error: Permission denied") << data + secret;
+  }
+  // Its own code: readable, not writable.
+  std::string code = data + "/code/dev.lever/reader/1";
+  EXPECT_EQ(open(code + "/lever.json", "r"), "opened");
+  EXPECT_EQ(open(code + "/lever.json", "w"), "error: Permission denied");
+  EXPECT_EQ(open(code, "r"), "opened");
+  // It runs as the unprivileged user leverd named.
+  std::vector<Value> inst = d.Instances("reader");
+  ASSERT_EQ(inst.size(), 1u);
+  std::ifstream status("/proc/" + std::to_string(inst[0].as_map().Find("pid")->as_int()) + "/status");
+  std::string line, uid;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) == 0) uid = line;
+  }
+  // lever-instance (scripts/setup.sh makes it), else nobody.
+  const passwd* pw = getpwnam("lever-instance");
+  if (pw == nullptr) pw = getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  std::string id = std::to_string(pw->pw_uid);
+  EXPECT_EQ(uid, "Uid:\t" + id + "\t" + id + "\t" + id + "\t" + id) << uid;
+  EXPECT_TRUE(d.WaitForLog(std::string("process instances run as ") + pw->pw_name, 1s));
+}
+
+TEST(SecurityTest, ALeverdWhoseInstancesCannotReachTheDataDirSaysSo) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a root leverd (CI runs the tests as root)";
+  TempDir tmp;
+  ASSERT_EQ(chmod(tmp.path().c_str(), 0700), 0);
+  Leverd::Options o;
+  o.data_dir = tmp.path() + "/data";
+  CommandResult r = RunCommand({LeverdPath(), "--listen", "127.0.0.1:0", "--data-dir", o.data_dir});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot reach the data dir " + o.data_dir + ": " + tmp.path() + " is mode 0700"),
+            std::string::npos)
+      << r.err;
+  // Told to keep instances as root, it starts (and warns).
+  ASSERT_EQ(chmod(tmp.path().c_str(), 0700), 0);
+  o.extra_flags = {"--instance-user", "root"};
+  Leverd root(o);
+  root.Start();
+  EXPECT_TRUE(root.WaitForLog("instances run as root", 1s));
+  // A uid works as well as a name.
+  ASSERT_EQ(chmod(tmp.path().c_str(), 0755), 0);
+  Leverd by_uid(Leverd::Options{.data_dir = tmp.path() + "/uid", .extra_flags = {"--instance-user", "65534"}});
+  by_uid.Start();
+  EXPECT_TRUE(by_uid.WaitForLog("process instances run as 65534", 1s));
+  // A user that does not exist is an error.
+  r = RunCommand({LeverdPath(), "--listen", "127.0.0.1:0", "--data-dir", tmp.path() + "/other", "--instance-user",
+                  "no-such-user-here"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no-such-user-here"), std::string::npos) << r.err;
 }
 
 }  // namespace

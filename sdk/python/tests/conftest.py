@@ -49,6 +49,7 @@ class Leverd:
             if not os.path.exists(p):
                 raise RuntimeError(f"{p} not found: build leverd and lever, and set LEVER_BUILD_DIR")
         self.dir = tempfile.mkdtemp(prefix="lvpy-")
+        os.chmod(self.dir, 0o755)  # a root leverd's instances run as another user (docs/security.md)
         self.log = []
         self.address = None
         self._listening = threading.Event()

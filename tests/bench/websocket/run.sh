@@ -12,6 +12,7 @@ build=${LEVER_BUILD_DIR:-$repo/build/main}
 n=${1:-5000}
 cmake --build "$build" --target leverd lever_cli lever_testservice ws_bench >/dev/null
 data=$(mktemp -d)
+chmod 755 "$data"  # a root leverd's instances run as another user (docs/security.md)
 trap 'kill $leverd 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
 "$build/cli/leverd" --listen 127.0.0.1:0 --data-dir "$data/d" 2>"$data/log" &
 leverd=$!
