@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "etcd/test_cluster.h"
 #include "harness.h"
 #include "lever/json.h"
 
@@ -172,6 +173,19 @@ TEST(SecurityTest, ACallerFromAnotherNetworkNamespaceNeedsTheToken) {
   }
   CommandResult left = RunCommand({"/usr/bin/env", "ip", "netns", "list"});
   EXPECT_EQ(left.out.find(ns_name), std::string::npos) << left.out;
+}
+
+TEST(SecurityTest, AClusterRegistryRequiresTheTokenByDefault) {
+  std::unique_ptr<host::etcd::testing::Cluster> etcd;
+  Status s = host::etcd::testing::Cluster::Start({}, &etcd);
+  ASSERT_TRUE(s.ok()) << s.message();
+  Leverd d(Leverd::Options{.extra_flags = {"--registry", "etcd://" + etcd->Endpoints()}});
+  d.Start();
+  EXPECT_TRUE(d.WaitForLog("admin calls need the token from every caller", 5s));
+  CommandResult r = LeverWithoutToken({}, d.address(), {"env", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  EXPECT_EQ(d.Lever({"env", "list"}).exit_code, 0);
 }
 
 TEST(SecurityTest, ANonLoopbackListenerRequiresTheTokenByDefault) {
