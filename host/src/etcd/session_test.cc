@@ -88,7 +88,10 @@ TEST_F(SessionTest, KeepAlivesHoldTheLeaseAndItsKeysPastTheTtl) {
 TEST_F(SessionTest, KeepAlivesMovePastAKilledMember) {
   auto client = Connect(cluster_->Endpoints());
   SessionOptions so;
-  so.ttl = std::chrono::seconds(2);
+  // Long enough for the survivors to elect a leader (500 ms election timeout,
+  // several rounds on a loaded machine) before the lease would run out: the
+  // member killed may be the leader, and "hasleader" streams wait for one.
+  so.ttl = std::chrono::seconds(5);
   so.clock = RealClock();
   so.on_lost = [this] { ++lost_; };
   std::unique_ptr<Session> s;
@@ -97,7 +100,8 @@ TEST_F(SessionTest, KeepAlivesMovePastAKilledMember) {
   cluster_->Kill(static_cast<int>(client->preferred()));
   SteadyTime at_kill = s->valid_until();
   ASSERT_TRUE(WaitFor([&] { return s->valid_until() > at_kill + std::chrono::seconds(2); },
-                      std::chrono::seconds(20)));
+                      std::chrono::seconds(20)))
+      << "lost: " << lost_;
   EXPECT_TRUE(s->Alive());
   EXPECT_EQ(lost_, 0);
   EXPECT_TRUE(Exists(*client_, "/n/me"));
