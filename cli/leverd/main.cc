@@ -74,6 +74,16 @@ struct Flags {
   std::string ws_allowed_origins;  // comma-separated
   std::string admin_token_required = "auto";  // auto, true, false
   std::string instance_user = "auto";
+  // HTTP/2 limits (docs/operations.md "HTTP/2 limits"; nghttpx's defaults).
+  std::string preface_timeout = "10s";
+  std::string h2_client_settings_timeout = "10s";
+  std::string h2_instance_settings_timeout = "10s";
+  std::string h2_client_idle_timeout = "3m";
+  std::string h2_client_write_timeout = "30s";
+  uint32_t h2_max_concurrent_streams = 100;
+  uint32_t h2_max_header_list_kib = 64;
+  uint32_t max_connections = 10000;
+  uint32_t max_connections_per_worker = 0;
 };
 
 constexpr const char* kInstanceUser = "lever-instance";  // scripts/setup.sh creates it
@@ -266,6 +276,15 @@ std::string InternalSocketPath(const std::string& run_dir, std::string_view env)
 
 int Run(const Flags& f) {
   std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle, ws_idle, lease_ttl;
+  std::chrono::milliseconds preface, h2_client_settings, h2_instance_settings, h2_client_idle, h2_client_write;
+  if (!ParseDuration(f.preface_timeout, &preface) || !ParseDuration(f.h2_client_settings_timeout, &h2_client_settings) ||
+      !ParseDuration(f.h2_instance_settings_timeout, &h2_instance_settings) ||
+      !ParseDuration(f.h2_client_idle_timeout, &h2_client_idle) ||
+      !ParseDuration(f.h2_client_write_timeout, &h2_client_write) || preface.count() <= 0 ||
+      h2_client_settings.count() <= 0 || h2_instance_settings.count() <= 0) {
+    LogError("bad HTTP/2 timeout flag (a duration such as 500ms or 10s; only the idle and write timeouts may be 0)");
+    return 2;
+  }
   if (!ParseDuration(f.idle_timeout, &idle) || !ParseDuration(f.grace, &grace) || !ParseDuration(f.lease_ttl, &lease_ttl) ||
       !ParseDuration(f.cold_start_wait, &cold) || !ParseDuration(f.http_idle_timeout, &http_idle) ||
       !ParseDuration(f.stable_window, &stable) || !ParseDuration(f.panic_window, &panic) ||
@@ -348,6 +367,15 @@ int Run(const Flags& f) {
   go.http.admin_token = token;
   go.cluster_token = cluster_token;
   go.peer_blob_dir = data_dir + "/blobs";
+  go.sniff_timeout = preface;
+  go.client_settings_timeout = h2_client_settings;
+  go.instance_settings_timeout = h2_instance_settings;
+  go.client_idle_timeout = h2_client_idle;
+  go.client_write_timeout = h2_client_write;
+  go.max_concurrent_streams = f.h2_max_concurrent_streams;
+  go.max_header_list_bytes = f.h2_max_header_list_kib << 10;
+  go.max_connections = f.max_connections;
+  go.max_connections_per_worker = f.max_connections_per_worker;
   auto gw = std::make_unique<gateway::Gateway>(go, router);
   if (Status s = gw->Start(); !s.ok()) {
     LogError("cannot listen on " + f.listen + ": " + s.message());
@@ -533,6 +561,35 @@ int main(int argc, char** argv) {
                "not a loopback address or --registry is etcd://)")
       ->check(CLI::IsMember({"auto", "true", "false"}))
       ->default_str("auto");
+  app.add_option("--preface-timeout", f.preface_timeout,
+                 "A new connection must send its first bytes (the HTTP/2 preface or an HTTP request line) within this")
+      ->capture_default_str();
+  app.add_option("--h2-client-settings-timeout", f.h2_client_settings_timeout,
+                 "HTTP/2: a client must send SETTINGS and acknowledge leverd's within this (GOAWAY SETTINGS_TIMEOUT)")
+      ->capture_default_str();
+  app.add_option("--h2-instance-settings-timeout", f.h2_instance_settings_timeout,
+                 "HTTP/2: an instance must send SETTINGS and acknowledge leverd's within this, or its calls go elsewhere")
+      ->capture_default_str();
+  app.add_option("--h2-client-idle-timeout", f.h2_client_idle_timeout,
+                 "HTTP/2: close a client connection with no open call for this long (GOAWAY; 0: never)")
+      ->capture_default_str();
+  app.add_option("--h2-client-write-timeout", f.h2_client_write_timeout,
+                 "HTTP/2: close a client connection that reads nothing leverd writes for this long (0: never)")
+      ->capture_default_str();
+  app.add_option("--h2-max-concurrent-streams", f.h2_max_concurrent_streams,
+                 "HTTP/2: calls one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)")
+      ->check(CLI::Range(uint32_t{1}, uint32_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--h2-max-header-list-kib", f.h2_max_header_list_kib,
+                 "HTTP/2: largest header list of a call's request (RESOURCE_EXHAUSTED beyond) or response")
+      ->check(CLI::Range(uint32_t{1}, uint32_t{1} << 14))
+      ->capture_default_str();
+  app.add_option("--max-connections", f.max_connections,
+                 "Open client connections at most (gRPC, HTTP, WebSocket), beyond refused with GOAWAY (0: no cap)")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-worker", f.max_connections_per_worker,
+                 "Open client connections per gateway worker at most (0: no cap)")
+      ->capture_default_str();
   app.add_option("--instance-user", f.instance_user,
                  "User that process instances run as: a name or uid; auto: lever-instance (else nobody) when "
                  "leverd runs as root, leverd's own user otherwise; root: never switch (unsafe)")

@@ -36,6 +36,12 @@ struct BackendCallbacks {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     Stream* s = StreamOf(session, frame->hd.stream_id);
     if (s == nullptr) return 0;
+    // A bounded response header list too: an instance cannot make the relay
+    // hold more than max_header_list_bytes of headers for a call.
+    if (conn->scratch().bytes() + s->trailers.bytes() + namelen + valuelen >
+        conn->worker()->config().max_header_list_bytes) {
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream: the call fails
+    }
     if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
       s->trailers.Add(View(name, namelen), View(value, valuelen));
     } else {
@@ -51,8 +57,12 @@ struct BackendCallbacks {
       conn->OnGoaway(frame->goaway.error_code);
       return 0;
     }
-    if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
-      conn->OnPeerSettings();
+    if (frame->hd.type == NGHTTP2_SETTINGS) {
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
+        conn->OnSettingsAck();
+      } else {
+        conn->OnPeerSettings();
+      }
       return 0;
     }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
@@ -107,6 +117,10 @@ struct BackendCallbacks {
     }
     s->down.Append(data, len);
     conn->worker()->AddBuffered(static_cast<int64_t>(len));
+    // The connection window goes back at once, the stream's only as the
+    // client takes the bytes: one client that does not read stalls its own
+    // streams, never the worker's other calls to this instance.
+    nghttp2_session_consume_connection(session, len);
     if (s->ds != nullptr) {
       s->ds->Wake();
       return 0;
@@ -253,6 +267,19 @@ void BackendConn::OnConnected() {
   connected_ = true;
   ready_ = true;
   fail_message_ = "connection to instance " + backend_->address() + " lost";
+  // A wedged instance (accepting in its kernel backlog, never answering)
+  // must not hold the calls queued here: no SETTINGS and ACK in time, and
+  // the connection closes; those calls are placed again (OnClose).
+  connect_timer_.expires_after(config.instance_settings_timeout);
+  connect_timer_.async_wait([self = shared_from_this(), this](boost::system::error_code timer_ec) {
+    if (timer_ec || closed_ || (peer_ready_ && settings_acked_)) return;
+    fail_message_ = "instance " + backend_->address() + " sent no HTTP/2 SETTINGS in time";
+    failed_reported_ = true;
+    backend_->OnConnectionFailed();
+    w_->counters().timed_out.fetch_add(1, std::memory_order_relaxed);
+    Close();
+    w_->FlushDirty();
+  });
   // What queued while connecting is submitted on the instance's SETTINGS.
   StartRead();
   w_->MarkDirty(this);
@@ -261,12 +288,18 @@ void BackendConn::OnConnected() {
 void BackendConn::OnPeerSettings() {
   if (peer_ready_) return;
   peer_ready_ = true;
+  if (settings_acked_) connect_timer_.cancel();
   // Submit what queued while connecting (the list may shrink as we go).
   std::vector<Stream*> queued = streams_;
   for (Stream* s : queued) {
     if (s->bconn == this && s->bsid < 0) SubmitNow(s);
   }
   w_->MarkDirty(this);
+}
+
+void BackendConn::OnSettingsAck() {
+  settings_acked_ = true;
+  if (peer_ready_) connect_timer_.cancel();
 }
 
 void BackendConn::Submit(Stream* s) {

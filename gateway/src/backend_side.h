@@ -29,6 +29,8 @@ class BackendConn final : public H2Conn {
   void OnGoaway(uint32_t error_code);
   // The instance's first SETTINGS frame: it speaks HTTP/2 on this connection.
   void OnPeerSettings();
+  // The instance acknowledged our SETTINGS.
+  void OnSettingsAck();
   HeaderBlock& scratch() { return scratch_; }
 
  private:
@@ -42,6 +44,7 @@ class BackendConn final : public H2Conn {
   // (an instance that just crashed, still accepting in the kernel) lets the
   // relay place its calls again instead of failing them.
   bool peer_ready_ = false;
+  bool settings_acked_ = false;  // with peer_ready_: the SETTINGS timer is off
   bool goaway_ = false;
   bool failed_reported_ = false;
   std::string fail_message_;

@@ -12,9 +12,9 @@ constexpr std::string_view kLeverUrl = "lever-url";
 constexpr std::string_view kClusterToken = "x-lever-cluster-token";
 constexpr std::string_view kPeerSrcEnv = "x-lever-src-env";
 constexpr std::string_view kPeerClientAddr = "x-lever-client-addr";
-// Request headers kept per stream (names + values); beyond it the call is
-// answered RESOURCE_EXHAUSTED.
-constexpr size_t kMaxHeaderBytes = 64u << 10;
+// After a timeout's GOAWAY, how long a client has to take it before the
+// connection is closed anyway.
+constexpr std::chrono::milliseconds kGoawayLinger{1000};
 
 // --- callbacks of the server session (toward clients) -----------------------
 
@@ -52,8 +52,10 @@ struct ClientCallbacks {
       }
       return 0;
     }
-    // A bounded header list: beyond it the call is answered RESOURCE_EXHAUSTED.
-    if (s->headers_too_large || s->req.bytes() + s->up_trailers.bytes() + namelen + valuelen > kMaxHeaderBytes) {
+    // A bounded header list (RelayConfig::max_header_list_bytes): beyond it
+    // the call is answered RESOURCE_EXHAUSTED.
+    if (s->headers_too_large ||
+        s->req.bytes() + s->up_trailers.bytes() + namelen + valuelen > s->client->worker()->config().max_header_list_bytes) {
       s->headers_too_large = true;
       return 0;
     }
@@ -69,6 +71,10 @@ struct ClientCallbacks {
   static int OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
     auto* conn = static_cast<ClientConn*>(user);
     WorkerImpl* w = conn->worker();
+    if (frame->hd.type == NGHTTP2_SETTINGS) {
+      conn->OnSettings((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0);
+      return 0;
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     Stream* s = StreamOf(session, frame->hd.stream_id);
     if (s == nullptr) return 0;
@@ -76,7 +82,7 @@ struct ClientCallbacks {
     if (end) s->up_eof = true;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       if (s->headers_too_large) {
-        w->FailClient(s, Code::kResourceExhausted, "request headers exceed 64 KiB");
+        w->FailClient(s, Code::kResourceExhausted, "request headers exceed the header list limit");
         return 0;
       }
       if (conn->peer()) {
@@ -136,7 +142,7 @@ struct ClientCallbacks {
       w->AddBuffered(-static_cast<int64_t>(n));
       // The backend may send more only as the client takes it.
       if (!s->down_consumed && s->bconn != nullptr && s->bsid > 0) {
-        nghttp2_session_consume(s->bconn->session(), s->bsid, n);
+        nghttp2_session_consume_stream(s->bconn->session(), s->bsid, n);
         w->MarkDirty(s->bconn);
       }
     }
@@ -168,7 +174,7 @@ nghttp2_data_provider DownProvider(Stream* s) {
 // --- ClientConn -----------------------------------------------------------------
 
 ClientConn::ClientConn(WorkerImpl* w, Socket socket, std::string src_env, bool peer)
-    : H2Conn(w, std::move(socket)), src_env_(std::move(src_env)), peer_(peer) {}
+    : H2Conn(w, std::move(socket)), timer_(w->io_context()), src_env_(std::move(src_env)), peer_(peer) {}
 
 ClientConn::~ClientConn() = default;
 
@@ -180,15 +186,101 @@ bool ClientConn::Init(const std::string& preface) {
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, config.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, config.stream_window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, config.max_header_list_bytes},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, std::size(iv));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(config.connection_window));
   SetTcpNoDelay(socket_);
   client_addr_ = PeerAddress(socket_);
+  auto now = std::chrono::steady_clock::now();
+  t_.settings_deadline = now + config.client_settings_timeout;
+  t_.idle = true;
+  t_.idle_since = now;
   if (!Feed(reinterpret_cast<const uint8_t*>(preface.data()), preface.size())) return false;
   StartRead();
+  std::chrono::steady_clock::time_point next{};
+  if (Decide(t_, config, now, &next) == Verdict::kKeep) ArmTimer(next);
   return true;
+}
+
+void ClientConn::OnSettings(bool ack) {
+  if (ack) {
+    settings_acked_ = true;
+  } else {
+    peer_settings_ = true;
+  }
+  t_.settings_done = peer_settings_ && settings_acked_;
+}
+
+ClientConn::Verdict ClientConn::Decide(const TimerState& t, const RelayConfig& config,
+                                       std::chrono::steady_clock::time_point now,
+                                       std::chrono::steady_clock::time_point* next) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point at = Clock::time_point::max();
+  if (!t.settings_done) {
+    if (now >= t.settings_deadline) return Verdict::kSettingsTimeout;
+    at = t.settings_deadline;
+  }
+  if (t.writing && config.client_write_timeout.count() > 0) {
+    Clock::time_point deadline = t.write_started + config.client_write_timeout;
+    if (now >= deadline) return Verdict::kWriteTimeout;
+    at = std::min(at, deadline);
+  }
+  if (config.client_idle_timeout.count() > 0) {
+    if (t.idle) {
+      Clock::time_point deadline = t.idle_since + config.client_idle_timeout;
+      if (now >= deadline) return Verdict::kIdle;
+      at = std::min(at, deadline);
+    } else {
+      // Busy: look again later (idle_since is set when the last stream ends).
+      at = std::min(at, now + config.client_idle_timeout);
+    }
+  }
+  if (config.client_write_timeout.count() > 0 && !t.writing) {
+    at = std::min(at, now + config.client_write_timeout);  // a write may start meanwhile
+  }
+  *next = at;
+  return Verdict::kKeep;
+}
+
+void ClientConn::ArmTimer(std::chrono::steady_clock::time_point at) {
+  if (closed_ || at == std::chrono::steady_clock::time_point::max()) return;
+  timer_at_ = at;
+  timer_.expires_at(at);
+  timer_.async_wait([self = shared_from_this(), this](boost::system::error_code ec) {
+    if (ec || closed_) return;
+    OnTimer();
+    w_->FlushDirty();
+  });
+}
+
+void ClientConn::OnTimer() {
+  auto now = std::chrono::steady_clock::now();
+  if (terminating_) {
+    Close();  // it did not take the GOAWAY in time
+    return;
+  }
+  t_.idle = streams_.empty();
+  t_.writing = writing_;
+  t_.write_started = write_started_;
+  std::chrono::steady_clock::time_point next{};
+  Verdict v = Decide(t_, w_->config(), now, &next);
+  if (v == Verdict::kKeep) {
+    ArmTimer(next);
+    return;
+  }
+  w_->counters().timed_out.fetch_add(1, std::memory_order_relaxed);
+  if (v == Verdict::kWriteTimeout) {
+    Close();  // it reads nothing: a GOAWAY would not get through either
+    return;
+  }
+  // GOAWAY, then close once it is written (Flush) or after a short linger.
+  nghttp2_session_terminate_session(session_, v == Verdict::kSettingsTimeout ? NGHTTP2_SETTINGS_TIMEOUT
+                                                                             : NGHTTP2_NO_ERROR);
+  terminating_ = true;
+  w_->MarkDirty(this);
+  ArmTimer(now + kGoawayLinger);
 }
 
 void ClientConn::AddStream(Stream* s) {
@@ -202,6 +294,7 @@ void ClientConn::RemoveStream(Stream* s) {
   streams_[i] = streams_.back();
   streams_[i]->client_index = i;
   streams_.pop_back();
+  if (streams_.empty()) t_.idle_since = std::chrono::steady_clock::now();
 }
 
 void ClientConn::Goaway() {
@@ -212,6 +305,7 @@ void ClientConn::Goaway() {
 }
 
 void ClientConn::OnClose() {
+  timer_.cancel();
   std::vector<Stream*> streams;
   streams.swap(streams_);
   for (Stream* s : streams) {

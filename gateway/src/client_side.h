@@ -3,8 +3,11 @@
 // See gateway/relay.md.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include "h2_conn.h"
 #include "header_block.h"
@@ -30,9 +33,32 @@ class ClientConn final : public H2Conn {
   size_t stream_count() const { return streams_.size(); }
   void Goaway();
   HeaderBlock& scratch() { return scratch_; }
+  // The client's SETTINGS (`ack` false) or its ACK of ours.
+  void OnSettings(bool ack);
+
+  // What the connection timer decides at `now` (pure, unit-tested).
+  enum class Verdict { kKeep, kSettingsTimeout, kIdle, kWriteTimeout };
+  struct TimerState {
+    bool settings_done = false;
+    std::chrono::steady_clock::time_point settings_deadline;
+    bool idle = false;  // no open stream
+    std::chrono::steady_clock::time_point idle_since;
+    bool writing = false;  // a write in flight
+    std::chrono::steady_clock::time_point write_started;
+  };
+  static Verdict Decide(const TimerState& t, const RelayConfig& config, std::chrono::steady_clock::time_point now,
+                        std::chrono::steady_clock::time_point* next);
 
  private:
   void OnClose() override;
+  void ArmTimer(std::chrono::steady_clock::time_point at);
+  void OnTimer();
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point timer_at_;
+  bool terminating_ = false;  // GOAWAY sent for a timeout: close at the next tick
+  bool peer_settings_ = false;
+  bool settings_acked_ = false;
+  TimerState t_;
   std::string src_env_;
   bool peer_ = false;
   std::string client_addr_;

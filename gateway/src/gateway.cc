@@ -45,6 +45,8 @@ class Sniffer : public std::enable_shared_from_this<Sniffer> {
         src_env_(std::move(src_env)),
         http1_(http1),
         peer_(peer) {}
+  // The acceptor counted the connection in `w`'s `sniffing` already.
+  ~Sniffer() { w_->counters().sniffing.fetch_sub(1, std::memory_order_relaxed); }
 
   void Start(std::chrono::milliseconds timeout) {
     timer_.expires_after(timeout);
@@ -92,6 +94,54 @@ class Sniffer : public std::enable_shared_from_this<Sniffer> {
   std::string buf_;
 };
 
+// A connection beyond max_connections*: before reading anything, leverd
+// sends an HTTP/2 server preface (an empty SETTINGS) and GOAWAY
+// ENHANCE_YOUR_CALM "connection limit", half-closes, and drops what the
+// client sends (so its kernel does not answer with a reset that could lose
+// the GOAWAY) until it closes, 64 KiB, or one second.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  explicit Refusal(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+  void Start() {
+    static constexpr uint8_t kFrames[] = {
+        0, 0, 0, 4, 0, 0, 0, 0, 0,  // SETTINGS, empty
+        0, 0, 8 + 16, 7, 0, 0, 0, 0, 0,  // GOAWAY, 24 bytes
+        0, 0, 0, 0,                      // last stream id 0
+        0, 0, 0, 0x0b,                   // ENHANCE_YOUR_CALM
+        'c', 'o', 'n', 'n', 'e', 'c', 't', 'i', 'o', 'n', ' ', 'l', 'i', 'm', 'i', 't'};
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec) return;
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);
+    });
+    asio::async_write(socket_, asio::buffer(kFrames), [self = shared_from_this()](boost::system::error_code ec, size_t) {
+      if (ec) return self->Done();
+      boost::system::error_code ignored;
+      self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+      self->Drop();
+    });
+  }
+
+ private:
+  void Drop() {
+    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+      self->dropped_ += n;
+      if (ec || self->dropped_ > (64u << 10)) return self->Done();
+      self->Drop();
+    });
+  }
+  void Done() {
+    timer_.cancel();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
+  Socket socket_;
+  asio::steady_timer timer_;
+  std::array<char, 4096> buf_;
+  size_t dropped_ = 0;
+};
+
 }  // namespace
 
 struct Gateway::Impl {
@@ -119,6 +169,20 @@ struct Gateway::Impl {
 
   WorkerImpl* NextWorker() { return workers[next_worker.fetch_add(1, std::memory_order_relaxed) % workers.size()].get(); }
 
+  // max_connections / max_connections_per_worker: the counts are the
+  // workers' (relaxed atomics); the acceptor is one thread, so the caps
+  // hold within the connections that close meanwhile.
+  bool OverCap(WorkerImpl* w) const {
+    if (options.max_connections_per_worker > 0 &&
+        w->counters().connections() >= static_cast<int64_t>(options.max_connections_per_worker)) {
+      return true;
+    }
+    if (options.max_connections == 0) return false;
+    int64_t total = 0;
+    for (auto& each : workers) total += each->counters().connections();
+    return total >= static_cast<int64_t>(options.max_connections);
+  }
+
   // Accepts on worker 0; each connection goes to the next worker round-robin
   // and stays there for its life.
   void Accept(const std::shared_ptr<Listener>& l) {
@@ -134,7 +198,11 @@ struct Gateway::Impl {
         });
         return;
       }
-      {
+      if (OverCap(w)) {
+        w->counters().refused.fetch_add(1, std::memory_order_relaxed);
+        asio::post(w->io_context(), [socket] { std::make_shared<Refusal>(std::move(*socket))->Start(); });
+      } else {
+        w->counters().sniffing.fetch_add(1, std::memory_order_relaxed);  // the Sniffer gives it back
         asio::post(w->io_context(), [this, w, socket, l, env = l->src_env]() mutable {
           auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env),
                                                    l->peer ? &peer_http1 : &http1, l->peer);
@@ -199,6 +267,10 @@ Status Gateway::Start() {
   if (o.connection_window < o.stream_window || o.connection_window > 0x7fffffffu)
     return Status(Code::kInvalidArgument, "connection_window must be within stream_window .. 2 GiB");
   if (!m.router) return Status(Code::kInvalidArgument, "no router");
+  if (o.max_concurrent_streams == 0) return Status(Code::kInvalidArgument, "max_concurrent_streams must be at least 1");
+  if (o.max_header_list_bytes < 1024) return Status(Code::kInvalidArgument, "max_header_list_bytes must be at least 1 KiB");
+  if (o.client_settings_timeout.count() <= 0 || o.instance_settings_timeout.count() <= 0)
+    return Status(Code::kInvalidArgument, "SETTINGS timeouts must be positive");
 
   // Parse "host:port".
   size_t colon = o.listen.rfind(':');
@@ -216,8 +288,18 @@ Status Gateway::Start() {
     return Status(Code::kInvalidArgument, "bad listen address \"" + o.listen + "\" (want ip:port)");
 
   int n = o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  RelayConfig config{o.stream_window,   o.connection_window, o.max_concurrent_streams,
-                     o.connect_timeout, o.busy_poll,         o.cluster_token};
+  RelayConfig config;
+  config.cluster_token = o.cluster_token;
+  config.stream_window = o.stream_window;
+  config.connection_window = o.connection_window;
+  config.max_concurrent_streams = o.max_concurrent_streams;
+  config.connect_timeout = o.connect_timeout;
+  config.busy_poll = o.busy_poll;
+  config.client_settings_timeout = o.client_settings_timeout;
+  config.instance_settings_timeout = o.instance_settings_timeout;
+  config.client_idle_timeout = o.client_idle_timeout;
+  config.client_write_timeout = o.client_write_timeout;
+  config.max_header_list_bytes = o.max_header_list_bytes;
   for (int i = 0; i < n; ++i) {
     m.workers.push_back(std::make_shared<WorkerImpl>(static_cast<size_t>(i), config, m.router.get()));
     m.workers.back()->Register();

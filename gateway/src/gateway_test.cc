@@ -27,8 +27,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "client_side.h"
 #include "echo_service.h"
 #include "io.h"
+#include "worker.h"
 #include "leverrpc.grpc.pb.h"
 
 extern char** environ;
@@ -1106,6 +1108,134 @@ TEST_F(GatewayTest, GracefulStopLetsStreamsInFlightFinish) {
   // Stop returned once the last stream was done, well before the grace period.
   EXPECT_LT(std::chrono::steady_clock::now() - finished, 5s);
   EXPECT_TRUE(stopped.load());
+}
+
+// --- HTTP/2 limits (docs/operations.md "HTTP/2 limits") ----------------------
+
+// The client connection timer's decisions, on a fake clock.
+TEST(ClientConnTimer, DecidesSettingsIdleAndWriteTimeouts) {
+  using Clock = std::chrono::steady_clock;
+  using V = ClientConn::Verdict;
+  RelayConfig config;
+  config.client_settings_timeout = 10s;
+  config.client_idle_timeout = 180s;
+  config.client_write_timeout = 30s;
+  Clock::time_point t0{};
+  Clock::time_point next{};
+  ClientConn::TimerState t;
+  t.settings_deadline = t0 + 10s;
+  t.idle = true;
+  t.idle_since = t0;
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 9s, &next), V::kKeep);
+  EXPECT_EQ(next, t0 + 10s);
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 10s, &next), V::kSettingsTimeout);
+  t.settings_done = true;  // SETTINGS and ACK arrived
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 10s, &next), V::kKeep);
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 179s, &next), V::kKeep);
+  EXPECT_EQ(next, t0 + 180s);
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 180s, &next), V::kIdle);
+  // A busy connection is never idle; it is looked at again later.
+  t.idle = false;
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 500s, &next), V::kKeep);
+  EXPECT_GT(next, t0 + 500s);
+  // A write that does not complete.
+  t.writing = true;
+  t.write_started = t0 + 500s;
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 529s, &next), V::kKeep);
+  EXPECT_EQ(next, t0 + 530s);
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 530s, &next), V::kWriteTimeout);
+  // 0 turns the idle and write timeouts off.
+  config.client_idle_timeout = 0s;
+  config.client_write_timeout = 0s;
+  t.idle = true;
+  next = {};
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 100000s, &next), V::kKeep);
+  EXPECT_EQ(next, Clock::time_point::max());
+}
+
+
+// After a burst, a worker keeps at most kMaxPooledStreams idle Streams.
+TEST_F(GatewayTest, StreamPoolShrinksAfterABurst) {
+  TearDown();
+  GatewayOptions options;
+  options.workers = 1;
+  options.max_concurrent_streams = 5000;
+  StartAll(options);
+  auto stub = core::LeverRPC::NewStub(Channel());
+  grpc::CompletionQueue cq;
+  constexpr int kCalls = 600;  // all at once: they wait for a "cold start"
+  struct Pending {
+    grpc::ClientContext ctx;
+    core::RPCReply reply;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<core::RPCReply>> reader;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    auto p = std::make_unique<Pending>();
+    p->ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+    p->ctx.AddMetadata("lever-url", "lever://dev.lever/cold//echo");
+    core::RPC rpc;
+    rpc.set_byte_args(std::string(100 << 10, 'p'));  // grows each Stream's buffers
+    p->reader = stub->AsyncHandleRPC(&p->ctx, rpc, &cq);
+    p->reader->Finish(&p->reply, &p->status, p.get());
+    calls.push_back(std::move(p));
+  }
+  ASSERT_TRUE(router_->WaitCold(kCalls));
+  EXPECT_EQ(gateway_->StatsForTest().active_streams, kCalls);
+  router_->ReleaseCold();
+  int ok = 0;
+  for (int n = 0; n < kCalls; ++n) {
+    void* tag;
+    bool got;
+    ASSERT_EQ(cq.AsyncNext(&tag, &got, std::chrono::system_clock::now() + kWait), grpc::CompletionQueue::GOT_EVENT);
+    if (static_cast<Pending*>(tag)->status.ok()) ++ok;
+  }
+  EXPECT_EQ(ok, kCalls);
+  ASSERT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
+  GatewayStats st = gateway_->StatsForTest();
+  EXPECT_LE(st.pooled_streams, static_cast<int64_t>(kMaxPooledStreams));
+  EXPECT_GT(st.pooled_streams, 0);
+  // Each pooled Stream keeps at most 64 KiB per direction and small arenas.
+  EXPECT_LE(st.pooled_stream_bytes, st.pooled_streams * ((2 << 16) + (16 << 10)));
+  // The freed slots are reused: another call still works.
+  core::RPCReply reply;
+  ASSERT_TRUE(Call(stub.get(), "lever://dev.lever/echo//echo", "again", &reply).ok());
+  EXPECT_EQ(reply.byte_result(), "again");
+  cq.Shutdown();
+  void* tag;
+  bool got;
+  while (cq.Next(&tag, &got)) {
+  }
+}
+
+// A Lever-Timeout call that ended while its client reads its response
+// slowly: the connection timer must not fire again and again at the past
+// call deadline (it spun the worker until the response was drained).
+TEST_F(GatewayTest, EndedLeverTimeoutCallDoesNotSpinTheTimer) {
+  TearDown();
+  GatewayOptions options;
+  options.workers = 1;
+  options.http.idle_timeout = 800ms;
+  StartAll(options);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(gateway_->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  // The echo answers at once with 500 KiB, which this client never reads:
+  // the response stalls in the socket past the 50 ms call deadline, until
+  // the idle timeout drops it.
+  std::string request = HttpPost("/echo/echo", std::string(500 << 10, 'r'), "Lever-Timeout: 50ms\r\n");
+  ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  ASSERT_TRUE(WaitFor([&] { return gateway_->StatsForTest().http_connections == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return gateway_->StatsForTest().http_connections == 0; }));
+  // A handful of wake-ups (idle checks), not thousands.
+  EXPECT_LT(gateway_->StatsForTest().http_timer_wakeups, 20);
+  ::close(fd);
 }
 
 }  // namespace

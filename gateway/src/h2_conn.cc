@@ -127,6 +127,7 @@ void H2Conn::Flush() {
     return;
   }
   writing_ = true;
+  write_started_ = std::chrono::steady_clock::now();
   asio::async_write(socket_, asio::buffer(wbuf_),
                     [self = shared_from_this(), this](boost::system::error_code ec, size_t) {
                       writing_ = false;

@@ -7,6 +7,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -17,6 +18,7 @@
 namespace lever::gateway {
 
 class WorkerImpl;
+struct RelayConfig;
 struct Stream;
 
 std::string_view View(const uint8_t* p, size_t n);
@@ -70,6 +72,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   bool closed_ = false;
   bool writing_ = false;
   bool ready_ = true;  // session exists and the socket is connected
+  std::chrono::steady_clock::time_point write_started_;  // of the write in flight (writing_)
   std::array<uint8_t, 32768> rbuf_;
   std::vector<uint8_t> wbuf_;
 };

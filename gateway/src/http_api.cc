@@ -705,7 +705,10 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     Arm();
   }
   void Arm() {
-    Clock::time_point t = std::min(deadline_, call_deadline_);
+    // The call's deadline counts only while a call is open: once it ended, a
+    // past Lever-Timeout deadline would fire again at once, forever, while a
+    // slow reader drains the response.
+    Clock::time_point t = s_ != nullptr ? std::min(deadline_, call_deadline_) : deadline_;
     if (t == Clock::time_point::max() || closed_) return;
     if (armed_ && armed_at_ <= t) return;
     armed_ = true;
@@ -714,6 +717,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     timer_.expires_at(t);
     timer_.async_wait([self = shared_from_this(), gen](beast::error_code) {
       if (gen != self->timer_gen_ || self->closed_) return;
+      self->w_->counters().http_timer_fires.fetch_add(1, std::memory_order_relaxed);
       self->armed_ = false;
       self->OnTimer();
       self->w_->FlushDirty();
@@ -721,6 +725,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   }
   void OnTimer() {
     auto now = Clock::now();
+    if (s_ == nullptr) call_deadline_ = Clock::time_point::max();  // the call is over
     if (now >= call_deadline_ && s_ != nullptr) {
       call_deadline_ = Clock::time_point::max();
       FailCall(504, "deadline exceeded (Lever-Timeout " + std::to_string(timeout_ms_) + "ms)", true);
@@ -758,6 +763,13 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     metric("lever_gateway_buffered_bytes", "gauge", "Call data held by the gateway.", st.buffered_bytes);
     metric("lever_gateway_peak_buffered_bytes", "gauge", "Most call data held at once since start.",
            st.peak_buffered_bytes);
+    metric("lever_gateway_refused_connections", "counter",
+           "Connections refused at accept by --max-connections or --max-connections-per-worker.",
+           st.refused_connections);
+    metric("lever_gateway_timed_out_connections", "counter",
+           "HTTP/2 connections (clients or instances) closed by a SETTINGS, idle or write timeout.",
+           st.timed_out_connections);
+    metric("lever_gateway_pooled_calls", "gauge", "Idle call state kept for reuse.", st.pooled_streams);
     m += "# HELP lever_http_responses_total HTTP API responses by status class.\n";
     m += "# TYPE lever_http_responses_total counter\n";
     for (int c = 1; c <= 5; ++c) {
@@ -857,6 +869,11 @@ GatewayStats SumStats(const std::vector<std::shared_ptr<WorkerImpl>>& workers) {
     stats.streams_total += c.streams_total.load(std::memory_order_relaxed);
     stats.http_connections += c.http_connections.load(std::memory_order_relaxed);
     for (int i = 0; i < 6; ++i) stats.http_responses[i] += c.http_responses[i].load(std::memory_order_relaxed);
+    stats.refused_connections += c.refused.load(std::memory_order_relaxed);
+    stats.timed_out_connections += c.timed_out.load(std::memory_order_relaxed);
+    stats.pooled_streams += c.pooled.load(std::memory_order_relaxed);
+    stats.pooled_stream_bytes += c.pooled_bytes.load(std::memory_order_relaxed);
+    stats.http_timer_wakeups += c.http_timer_fires.load(std::memory_order_relaxed);
   }
   return stats;
 }

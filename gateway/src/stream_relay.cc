@@ -196,10 +196,7 @@ void WorkerImpl::OnClientStreamClosed(Stream* s, uint32_t error_code) {
 void WorkerImpl::ReleaseBackendSide(Stream* s, bool cancel) {
   if (s->bconn != nullptr) {
     if (s->bsid > 0) {
-      if (!s->down_consumed) {
-        if (!s->down.empty()) nghttp2_session_consume_connection(s->bconn->session(), s->down.size());
-        s->down_consumed = true;
-      }
+      s->down_consumed = true;  // (its connection window went back on receipt)
       nghttp2_submit_rst_stream(s->bconn->session(), NGHTTP2_FLAG_NONE, s->bsid,
                                 cancel ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
       MarkDirty(s->bconn);
@@ -224,10 +221,7 @@ void WorkerImpl::OnBackendStreamClosed(Stream* s, uint32_t error_code, std::stri
     Replace(s);
     return;
   }
-  if (!s->down_consumed) {
-    if (!s->down.empty() && c->session() != nullptr) nghttp2_session_consume_connection(c->session(), s->down.size());
-    s->down_consumed = true;
-  }
+  s->down_consumed = true;  // (its connection window went back on receipt)
   s->bconn = nullptr;
   s->bsid = -2;
   if (s->call_started) {
@@ -287,7 +281,7 @@ size_t WorkerImpl::TakeDown(Stream* s, std::string* out, size_t max) {
   s->down.Read(reinterpret_cast<uint8_t*>(out->data() + old), n);
   AddBuffered(-static_cast<int64_t>(n));
   if (!s->down_consumed && s->bconn != nullptr && s->bsid > 0) {
-    nghttp2_session_consume(s->bconn->session(), s->bsid, n);
+    nghttp2_session_consume_stream(s->bconn->session(), s->bsid, n);
     MarkDirty(s->bconn);
   }
   return n;

@@ -57,13 +57,23 @@ void WorkerImpl::StartClient(Socket socket, std::string preface, std::string src
 
 Stream* WorkerImpl::NewStream() {
   Stream* s;
-  if (free_streams_.empty()) {
-    all_streams_.push_back(std::make_unique<Stream>());
-    s = all_streams_.back().get();
-    s->slot = static_cast<uint32_t>(all_streams_.size() - 1);
-  } else {
+  if (!free_streams_.empty()) {
     s = free_streams_.back();
     free_streams_.pop_back();
+    counters_.pooled.fetch_sub(1, std::memory_order_relaxed);
+    counters_.pooled_bytes.fetch_sub(static_cast<int64_t>(s->capacity()), std::memory_order_relaxed);
+  } else {
+    auto fresh = std::make_unique<Stream>();
+    s = fresh.get();
+    s->gen = ++next_gen_;
+    if (free_slots_.empty()) {
+      s->slot = static_cast<uint32_t>(all_streams_.size());
+      all_streams_.push_back(std::move(fresh));
+    } else {
+      s->slot = free_slots_.back();
+      free_slots_.pop_back();
+      all_streams_[s->slot] = std::move(fresh);
+    }
   }
   counters_.streams.fetch_add(1, std::memory_order_relaxed);
   counters_.streams_total.fetch_add(1, std::memory_order_relaxed);
@@ -74,10 +84,20 @@ void WorkerImpl::MaybeRelease(Stream* s) {
   if (s->attached() || s->bconn != nullptr || s->routing) return;
   AddBuffered(-static_cast<int64_t>(s->up.size() + s->down.size()));
   if (s->call_started) s->backend->OnCallEnd();
-  s->Reset();
-  ++s->gen;
-  free_streams_.push_back(s);
   counters_.streams.fetch_sub(1, std::memory_order_relaxed);
+  if (free_streams_.size() >= kMaxPooledStreams) {
+    // After a burst: free it at the end of this event (callers up the stack
+    // may still look at it; a late Router answer finds the slot empty).
+    uint32_t slot = s->slot;
+    free_slots_.push_back(slot);
+    dead_streams_.push_back(std::move(all_streams_[slot]));
+    return;
+  }
+  s->Reset();
+  s->gen = ++next_gen_;
+  free_streams_.push_back(s);
+  counters_.pooled.fetch_add(1, std::memory_order_relaxed);
+  counters_.pooled_bytes.fetch_add(static_cast<int64_t>(s->capacity()), std::memory_order_relaxed);
 }
 
 void WorkerImpl::AddBuffered(int64_t n) {
@@ -137,7 +157,7 @@ void WorkerImpl::Deliver(RouteTicket ticket, host::RouteResult result) {
 void WorkerImpl::OnTicket(RouteTicket ticket, host::RouteResult result) {
   if (ticket.slot >= all_streams_.size()) return;
   Stream* s = all_streams_[ticket.slot].get();
-  if (s->gen == ticket.gen && s->routing) OnRouted(s, std::move(result));
+  if (s != nullptr && s->gen == ticket.gen && s->routing) OnRouted(s, std::move(result));
 }
 
 BackendConn* WorkerImpl::GetBackendConn(const host::BackendPtr& backend) {
@@ -192,6 +212,7 @@ void WorkerImpl::FlushDirty() {
   }
   flushing_ = false;
   graveyard_.clear();
+  dead_streams_.clear();
 }
 
 void WorkerImpl::OnConnClosed(H2Conn* c) {

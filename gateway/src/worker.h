@@ -40,18 +40,40 @@ struct WorkerCounters {
   std::atomic<int64_t> streams_total{0};
   std::atomic<int64_t> http_connections{0};
   std::atomic<int64_t> http_responses[6] = {};  // by status class: [1] 1xx .. [5] 5xx
+  // Connections accepted for this worker and not yet handed to the relay or
+  // the HTTP API (the sniffer reads their first bytes); for the caps.
+  std::atomic<int64_t> sniffing{0};
+  std::atomic<int64_t> refused{0};
+  std::atomic<int64_t> timed_out{0};
+  std::atomic<int64_t> pooled{0};
+  std::atomic<int64_t> pooled_bytes{0};
+  std::atomic<int64_t> http_timer_fires{0};
+  // Every open connection of this worker (for max_connections*).
+  int64_t connections() const {
+    return clients.load(std::memory_order_relaxed) + http_connections.load(std::memory_order_relaxed) +
+           sniffing.load(std::memory_order_relaxed);
+  }
 };
 
 struct RelayConfig {
   uint32_t stream_window = 1u << 20;
   uint32_t connection_window = 16u << 20;
-  uint32_t max_concurrent_streams = 10000;
+  uint32_t max_concurrent_streams = 100;
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::microseconds busy_poll{0};
   // Sent with every call relayed to another node's peer port, and required
   // of every call arriving on this node's (GatewayOptions::cluster_token).
   std::string cluster_token;
+  std::chrono::milliseconds client_settings_timeout{10000};
+  std::chrono::milliseconds instance_settings_timeout{10000};
+  std::chrono::milliseconds client_idle_timeout{180000};
+  std::chrono::milliseconds client_write_timeout{30000};
+  uint32_t max_header_list_bytes = 64u << 10;
 };
+
+// Idle Streams a worker keeps for reuse; beyond, a released Stream is freed,
+// so a burst does not pin its buffers for good.
+inline constexpr size_t kMaxPooledStreams = 256;
 
 class WorkerImpl final : public Worker, public std::enable_shared_from_this<WorkerImpl> {
  public:
@@ -146,8 +168,11 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   RelayConfig config_;
   host::Router* router_;
   WorkerCounters counters_;
-  std::vector<std::unique_ptr<Stream>> all_streams_;
+  std::vector<std::unique_ptr<Stream>> all_streams_;  // by slot; null: freed
   std::vector<Stream*> free_streams_;
+  std::vector<uint32_t> free_slots_;  // null entries of all_streams_
+  std::vector<std::unique_ptr<Stream>> dead_streams_;  // freed at the end of this event
+  uint64_t next_gen_ = 0;             // worker-unique Stream generations
   std::unordered_map<uint64_t, std::shared_ptr<BackendConn>> backends_;
   std::vector<std::shared_ptr<BackendConn>> retired_;  // after GOAWAY, until closed
   std::vector<std::shared_ptr<ClientConn>> clients_;

@@ -161,8 +161,11 @@ Leverd::~Leverd() {
 void Leverd::Start() {
   int err[2];
   ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
-  std::vector<std::string> argv = {LeverdPath(), "--listen", options_.listen, "--data-dir", data_dir_,
-                                   "--workers", "2", "--grace", "10s"};
+  std::vector<std::string> argv = {LeverdPath(), "--listen", options_.listen, "--data-dir", data_dir_, "--grace", "10s"};
+  // Two workers unless the test asks for its own count.
+  bool workers = false;
+  for (const auto& f : options_.extra_flags) workers |= f == "--workers" || f.starts_with("--workers=");
+  if (!workers) argv.insert(argv.end(), {"--workers", "2"});
   argv.insert(argv.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   pid_ = Spawn(argv, devnull, devnull, err[1]);
@@ -285,16 +288,20 @@ CommandResult Leverd::DeployTestService(const std::string& lever_json, const std
 
 // --- RawHttp ---
 
-RawHttp::RawHttp(int port) {
-  fd_ = socket(AF_INET, SOCK_STREAM, 0);
+int ConnectLoopback(int port, bool* ok, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  *ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
 }
+
+RawHttp::RawHttp(int port) { fd_ = ConnectLoopback(port, &ok_); }
 RawHttp::~RawHttp() { close(fd_); }
 
 bool RawHttp::Send(std::string_view data) {

@@ -54,6 +54,10 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
 // Resident memory of a process in bytes (VmRSS), 0 if gone.
 int64_t RssBytes(pid_t pid);
 
+// A TCP connection to 127.0.0.1:`port` (TCP_NODELAY; `rcvbuf` > 0: that
+// receive buffer, set before connecting). *ok tells whether it connected.
+int ConnectLoopback(int port, bool* ok, int rcvbuf = 0);
+
 struct RawResponse {
   int status = 0;
   std::map<std::string, std::string> headers;  // lower-case names

@@ -98,8 +98,45 @@ struct GatewayOptions {
   uint32_t stream_window = 1u << 20;
   // Connection-level window on both sides. Default 16 MiB.
   uint32_t connection_window = 16u << 20;
-  // SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients. Default 10000.
-  uint32_t max_concurrent_streams = 10000;
+  // HTTP/2 limits toward hostile or wedged peers (docs/operations.md,
+  // "HTTP/2 limits"; the defaults are nghttpx 1.52's).
+  //
+  // SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients; a client that
+  // opens more after acknowledging it gets GOAWAY PROTOCOL_ERROR (nghttp2).
+  // Default 100.
+  uint32_t max_concurrent_streams = 100;
+  // A client must send its SETTINGS and acknowledge ours within this after
+  // its preface, or it gets GOAWAY SETTINGS_TIMEOUT and is closed. Default
+  // 10 s (nghttpx --frontend-http2-setting-timeout).
+  std::chrono::milliseconds client_settings_timeout{10000};
+  // An instance must send its SETTINGS and acknowledge ours within this after
+  // the connection is up; otherwise the connection is closed and the calls
+  // queued on it are placed again (the instance saw nothing of them).
+  // Default 10 s (nghttpx --backend-http2-settings-timeout).
+  std::chrono::milliseconds instance_settings_timeout{10000};
+  // A client connection with no open stream for this long gets GOAWAY
+  // (NO_ERROR) and is closed. Default 3 min (nghttpx
+  // --frontend-http2-read-timeout).
+  std::chrono::milliseconds client_idle_timeout{180000};
+  // A client connection whose socket takes none of what leverd writes for
+  // this long is closed (it does not read). Default 30 s (nghttpx
+  // --frontend-write-timeout).
+  std::chrono::milliseconds client_write_timeout{30000};
+  // Header list (names plus values, trailers included) of a request, and of
+  // an instance's response. A larger request is answered RESOURCE_EXHAUSTED,
+  // a larger response fails the call with INTERNAL; advertised to clients as
+  // SETTINGS_MAX_HEADER_LIST_SIZE. Default 64 KiB (nghttpx
+  // --request-header-field-buffer / --response-header-field-buffer).
+  uint32_t max_header_list_bytes = 64u << 10;
+  // Open connections on the public port and the internal listeners (gRPC,
+  // HTTP, WebSocket, and those still sending their first bytes), over all
+  // workers and per worker; 0: no cap. A connection beyond a cap is refused
+  // as it is accepted: leverd writes an HTTP/2 SETTINGS frame and GOAWAY
+  // (ENHANCE_YOUR_CALM, "connection limit") and closes it, before reading
+  // anything. Defaults 10000 and 0 (nghttpx --worker-frontend-connections:
+  // 0).
+  uint32_t max_connections = 10000;
+  uint32_t max_connections_per_worker = 0;
   // Bound on connecting to an instance. Default 5 s.
   std::chrono::milliseconds connect_timeout{5000};
   // After each burst of work a worker keeps polling its sockets this long
@@ -127,6 +164,11 @@ struct GatewayStats {
   int64_t streams_total = 0;        // streams accepted since Start
   int64_t http_connections = 0;     // open HTTP/1.1 connections
   int64_t http_responses[6] = {};   // HTTP responses by status class ([2] = 2xx)
+  int64_t refused_connections = 0;  // refused by max_connections* since Start
+  int64_t timed_out_connections = 0;  // h2 connections closed by a SETTINGS, idle or write timeout
+  int64_t pooled_streams = 0;       // Stream objects kept for reuse (idle)
+  int64_t pooled_stream_bytes = 0;  // buffer capacity those idle Streams hold
+  int64_t http_timer_wakeups = 0;   // HTTP API connection timers that fired since Start
 };
 
 class Gateway {
