@@ -11,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include "executor.h"
 #include "lever/client.h"
 #include "lever/server.h"
 #include "leverrpc.grpc.pb.h"
@@ -974,6 +975,114 @@ TEST(ServerResources, SlowNewResourceBlocksNeitherWorkersNorOtherResources) {
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(opened["slow"], 1);
   EXPECT_EQ(opened["fast"], 1);
+  server.Shutdown(1s);
+}
+
+// The handler pool: past its threads, a bounded queue; idle threads retire.
+TEST(Executor, BoundedQueueRefusesAndIdleWorkersRetire) {
+  internal::Executor ex(1, 2, 50ms);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false, release = false;
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(ex.Post([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    started = true;
+    cv.notify_all();
+    cv.wait_for(lock, kWait, [&] { return release; });
+    ++ran;
+  }));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return started; }));
+  }
+  // The only thread is busy: two may wait, the third is refused.
+  EXPECT_TRUE(ex.Post([&] { ++ran; }));
+  EXPECT_TRUE(ex.Post([&] { ++ran; }));
+  EXPECT_FALSE(ex.Post([&] { ++ran; }));
+  ex.PostAdmitted([&] { ++ran; });  // a continuation is never refused
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  auto deadline = std::chrono::steady_clock::now() + kWait;
+  while ((ran.load() < 4 || ex.threads() > 0) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(ran.load(), 4);
+  EXPECT_EQ(ex.threads(), 0u);  // retired after 50 ms with nothing to do
+  // It grows again on demand.
+  std::promise<void> again;
+  ASSERT_TRUE(ex.Post([&] { again.set_value(); }));
+  EXPECT_EQ(again.get_future().wait_for(kWait), std::future_status::ready);
+}
+
+// Overload is RESOURCE_EXHAUSTED at once, not an unbounded queue.
+TEST(ServerLimits, CallsPastTheQueueAreResourceExhausted) {
+  std::string dir = MakeTempDir();
+  ServerOptions so;
+  so.listen_addr = "unix:" + dir + "/q.sock";
+  so.max_workers = 1;
+  so.max_queued_calls = 2;
+  Server server(so);
+  std::mutex mu;
+  std::condition_variable cv;
+  int started = 0;
+  bool release = false;
+  ASSERT_TRUE(server
+                  .Handle("block",
+                          [&](const CallContext&, Array&) {
+                            std::unique_lock<std::mutex> lock(mu);
+                            ++started;
+                            cv.notify_all();
+                            cv.wait_for(lock, kWait, [&] { return release; });
+                            return Result::Of("done");
+                          })
+                  .ok());
+  ASSERT_TRUE(server.HandleStream("chan", [](ServerStreamPtr st) { st->Finish(Result::Of("streamed")); }).ok());
+  ASSERT_TRUE(server.Start().ok());
+  ClientOptions co;
+  co.force_host = so.listen_addr;
+  Client client(co);
+  auto call = [&] { return client.Service("dev.lever", "svc").Invoke("block", {}, CallOptions{kWait}); };
+  auto first = std::async(std::launch::async, call);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return started == 1; }));
+  }
+  // Four more while the only worker is busy: two wait, two are refused.
+  std::atomic<int> refused{0};
+  std::vector<std::future<Result>> more;
+  for (int i = 0; i < 4; ++i) {
+    more.push_back(std::async(std::launch::async, [&] {
+      Result r = call();
+      if (r.status.code() == Code::kResourceExhausted) ++refused;
+      return r;
+    }));
+  }
+  auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (refused.load() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(refused.load(), 2);
+  // A stream past the queue is refused the same way.
+  ClientStreamPtr stream;
+  Status opened = client.Service("dev.lever", "svc").InvokeStream(&stream, "chan", {});
+  Result first_message = opened.ok() ? stream->Receive(kWait) : Result::Failed(opened);
+  EXPECT_EQ(first_message.status.code(), Code::kResourceExhausted) << first_message.ToStatus().ToString();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_TRUE(first.get().ok());
+  int ok = 0;
+  for (auto& f : more) {
+    Result r = f.get();
+    if (r.ok()) {
+      ++ok;
+    } else {
+      EXPECT_NE(r.status.message().find("server busy"), std::string::npos) << r.status.message();
+    }
+  }
+  EXPECT_EQ(ok, 2);
   server.Shutdown(1s);
 }
 

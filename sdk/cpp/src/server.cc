@@ -160,7 +160,15 @@ class LocalCall final : public UnaryCall {
 // ---------------------------------------------------------------------------
 class Server::Impl {
  public:
-  explicit Impl(ServerOptions options) : options_(std::move(options)), executor_(options_.max_workers) {}
+  explicit Impl(ServerOptions options)
+      : options_(std::move(options)),
+        executor_(options_.max_workers, options_.max_queued_calls, options_.worker_idle_timeout) {}
+  // The answer to a call the executor's queue has no room for.
+  Status Busy() const {
+    return Status(Code::kResourceExhausted, "server busy: " + std::to_string(options_.max_workers) +
+                                                " workers and " + std::to_string(options_.max_queued_calls) +
+                                                " queued calls (ServerOptions::max_queued_calls)");
+  }
 
   Status Register(std::string name, HandlerEntry entry, bool streaming) {
     if (started_) return Status(Code::kFailedPrecondition, "handlers must be registered before Start");
@@ -434,7 +442,7 @@ void Server::Impl::DispatchUnary(const std::shared_ptr<UnaryCall>& call) {
   const CallContext& ctx = call->context();
   const std::string& method = ctx.method();
   if (method == kNewResource || method == kCloseResource) {
-    executor_.Post([this, call] {
+    bool queued = executor_.Post([this, call] {
       const CallContext& c = call->context();
       std::string r = c.resource();
       if (r.empty() && !call->args().empty() && call->args()[0].is_string()) r = call->args()[0].as_string();
@@ -449,6 +457,7 @@ void Server::Impl::DispatchUnary(const std::shared_ptr<UnaryCall>& call) {
         CloseResource(c, r, std::move(reply));
       }
     });
+    if (!queued) call->Reply(Result::Failed(Busy()));
     return;
   }
   const HandlerEntry* h = Find(method);
@@ -470,13 +479,14 @@ void Server::Impl::DispatchUnary(const std::shared_ptr<UnaryCall>& call) {
     Invoke(*h, call);
     return;
   }
-  executor_.Post([this, h, call, need_resource] {
+  bool queued = executor_.Post([this, h, call, need_resource] {
     if (!need_resource) return Invoke(*h, call);
     EnsureResource(call->context(), call->context().resource(), [this, h, call](Result r) {
       if (!r.ok()) return call->Reply(std::move(r));
-      executor_.Post([h, call] { Invoke(*h, call); });
+      executor_.PostAdmitted([h, call] { Invoke(*h, call); });
     });
   });
+  if (!queued) call->Reply(Result::Failed(Busy()));
 }
 
 // ---------------------------------------------------------------------------
@@ -644,23 +654,29 @@ void ServerStreamCore::HandleFirstRead(Lock& lock, bool ok) {
         if (auto st = weak.lock()) st->Finish(Result::Failed(Status(Code::kUnknown, "handler threw")));
       }
     };
+    // Kept until the task is queued: a refused one is finished here.
+    std::shared_ptr<ServerStream> refusal = handle;
+    bool queued = true;
     if (need_resource) {
       // The handler runs once the resource is open (NewResource done).
-      server->executor().Post([server, run = std::move(run), handle = std::move(handle)]() mutable {
+      queued = server->executor().Post([server, run = std::move(run), handle = std::move(handle)]() mutable {
         const CallContext& c = handle->context();
         server->EnsureResource(c, c.resource(), [server, run = std::move(run), handle](Result r) mutable {
           if (!r.ok()) return handle->Finish(std::move(r));
           handle.reset();
-          server->executor().Post(std::move(run));
+          server->executor().PostAdmitted(std::move(run));
         });
       });
     } else if (h->options.run_inline) {
       handle.reset();
+      refusal.reset();
       run();
     } else {
       handle.reset();
-      server->executor().Post(std::move(run));
+      queued = server->executor().Post(std::move(run));
     }
+    if (!queued) refusal->Finish(Result::Failed(server->Busy()));
+    refusal.reset();
   }
   lock.lock();  // the caller expects the lock held
 }
@@ -733,6 +749,8 @@ Status Server::Impl::Start() {
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  // A bounded number of calls per connection (the gateway queues the rest).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, std::max(1, options_.max_concurrent_streams));
   builder.AddListeningPort(options_.listen_addr, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterCallbackGenericService(service_.get());
   server_ = builder.BuildAndStart();

@@ -148,6 +148,17 @@ struct ServerOptions {
   int max_workers = 1024;
   // Largest message received or sent. Default 64 MiB. Range: 1 byte to 2 GiB.
   int max_message_bytes = 64 << 20;
+  // Calls that may wait for a worker once all max_workers are busy; a call
+  // beyond it is answered RESOURCE_EXHAUSTED at once instead of queueing
+  // without bound. Default 10000.
+  size_t max_queued_calls = 10000;
+  // A worker with nothing to do for this long exits; the pool grows again on
+  // demand. Default 30 s. Range: > 0.
+  std::chrono::milliseconds worker_idle_timeout = std::chrono::seconds(30);
+  // Calls one connection may have open at once (HTTP/2
+  // SETTINGS_MAX_CONCURRENT_STREAMS): the gateway holds the rest until one
+  // ends, so an overload queues in bounded places. Default 1000. Range: >= 1.
+  int max_concurrent_streams = 1000;
 };
 
 class Server {
