@@ -444,12 +444,13 @@ int Run(const Flags& f) {
     return 1;
   }
   // Only leverd (its gateway) talks to the admin socket; the registry, the
-  // token and the lock are leverd's; code/ is not listable.
+  // token, the lock and the uploads are leverd's; code/ is not listable.
   chmod((run_dir + "/admin.sock").c_str(), 0600);
   for (const char* name : {"lever.db", "lever.db-wal", "lever.db-shm", "leverd.lock", "admin.token"}) {
     chmod((data_dir + "/" + name).c_str(), 0600);
   }
   chmod((data_dir + "/code").c_str(), 0711);
+  chmod((data_dir + "/blobs").c_str(), 0700);  // every version's upload: no instance reads these
   if (!instance_user.empty()) LogInfo("process instances run as " + instance_user);
   router->Set(host);
   LogInfo(std::string("admin calls need the token from ") +

@@ -291,7 +291,7 @@ TEST(SecurityTest, AProcessInstanceOfARootLeverdCannotReadItsSecrets) {
   };
   const std::string& data = d.data_dir();
   for (std::string secret : {"/admin.token", "/lever.db", "/lever.db-wal", "/leverd.lock", "/run/admin.sock", "",
-                             "/code", "/run"}) {
+                             "/code", "/run", "/blobs"}) {
     EXPECT_EQ(open(data + secret, "r"), "error: Permission denied") << data + secret;
   }
   // Its own code: readable, not writable.
