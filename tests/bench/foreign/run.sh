@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# A foreign load generator against three paths to the same C++ instance
+# Foreign load generators against three paths to the same C++ instance
 # (tests/e2e/testservice, "Echo" of a 64-byte string): direct, through
-# nghttpx (Debian's nghttp2-proxy, one worker) and through leverd. h2load
-# (nghttp2-client) writes the gRPC requests itself: one connection, 1, 16
-# and 64 calls in flight, interleaved rounds. Prints one line per run:
-# path, in flight, calls/s, mean latency, and the proxy's CPU per call (its
-# utime+stime over the run, from /proc). Not part of the test suite.
+# nghttpx (Debian's nghttp2-proxy, one worker) and through leverd. Two
+# clients Lever did not write: h2load (nghttp2-client, writes the gRPC
+# frames itself) and ghz (grpc-go; installed from its Go module into the
+# build dir unless $GHZ names one). One connection, 1, 16 and 64 calls in
+# flight, interleaved rounds. Prints one line per run: client, path, in
+# flight, calls/s, latency (h2load: mean; ghz: p50), and the proxy's CPU per
+# call (its utime+stime over the run, from /proc). Not part of the test
+# suite.
 #   tests/bench/foreign/run.sh [build dir] [calls per run] [rounds]
 set -euo pipefail
+src=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-build/main}" && pwd)
+ghz=${GHZ:-$build/go-bin/ghz}
+if [ ! -x "$ghz" ]; then
+  GOBIN="$build/go-bin" go install github.com/bojand/ghz/cmd/ghz@v0.120.0
+fi
 calls=${2:-20000}
 rounds=${3:-3}
 work=$(mktemp -d /tmp/lever-foreign-XXXXXX)
+chmod 755 "$work"  # a root leverd runs instances as lever-instance, which must reach the data dir
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -77,7 +86,27 @@ run() {  # name port pid-to-measure in-flight
   if [ "$pid" != - ]; then
     cpu=$(awk -v t=$((after - before)) -v n="$calls" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
   fi
-  printf '%-8s %3s  %9s calls/s  mean %9s  proxy CPU/call %6s us  (2xx %s)\n' "$name" "$m" "$rps" "$mean" "$cpu" "$ok"
+  printf 'h2load %-8s %3s  %9s calls/s  mean %9s  proxy CPU/call %6s us  (2xx %s)\n' "$name" "$m" "$rps" "$mean" "$cpu" "$ok"
+}
+ghz_data="{\"args\":{\"element\":[{\"json_string\":\"$(printf 'x%.0s' $(seq 64))\"}]}}"
+run_ghz() {  # name port pid-to-measure in-flight
+  local name=$1 port=$2 pid=$3 m=$4 before after out
+  before=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+  out=$("$ghz" --insecure --proto "$src/sdk/cpp/proto/leverrpc.proto" --call core.LeverRPC/HandleRPC \
+    -d "$ghz_data" -m '{"lever-url":"lever://dev.lever/bench//Echo"}' --connections=1 -c "$m" -n "$calls" \
+    --format=json "127.0.0.1:$port")
+  after=$([ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
+  local cpu=-
+  if [ "$pid" != - ]; then
+    cpu=$(awk -v t=$((after - before)) -v n="$calls" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+  fi
+  python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+p50 = next((d["latency"] for d in r.get("latencyDistribution") or [] if d["percentage"] == 50), 0) / 1e3
+ok = r.get("statusCodeDistribution", {}).get("OK", 0)
+print("ghz    %-8s %3s  %9.2f calls/s  p50  %7.0fus  proxy CPU/call %6s us  (OK %s)" % (sys.argv[1], sys.argv[2], r["rps"], p50, sys.argv[3], ok))
+' "$name" "$m" "$cpu" <<<"$out"
 }
 # Each path answers the call itself (grpc-status 0 in the trailers), not
 # only HTTP 200.
@@ -96,5 +125,8 @@ for r in $(seq "$rounds"); do
     run direct "$direct_port" - "$m"
     run nghttpx "$ngx_port" "$ngx_worker" "$m"
     run leverd "$lv_port" "$lv_pid" "$m"
+    run_ghz direct "$direct_port" - "$m"
+    run_ghz nghttpx "$ngx_port" "$ngx_worker" "$m"
+    run_ghz leverd "$lv_port" "$lv_pid" "$m"
   done
 done
