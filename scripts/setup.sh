@@ -21,6 +21,8 @@ packages=(
   nghttp2-client nghttp2-proxy wrk nginx-light etcd-server curl
   # tests/e2e/security_test.cc: a caller in its own network namespace (ip netns, veth)
   iproute2
+  # the docker runtime's tests start their own dockerd (tests/e2e/docker_test.cc)
+  docker.io
   # the Debian package (CPack runs dpkg-shlibdeps), its Python runtime (built
   # for Debian's python3 with its cffi) and its tests
   dpkg-dev python3-cffi
@@ -73,9 +75,10 @@ if ! "$venv/bin/python" -c 'import cffi, pytest, setuptools as s; assert int(s._
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/sdk/python/requirements-dev.txt"
 fi
 
-# nginx-light and etcd-server start system services on install; Lever's tests
-# and benchmarks start their own instances on free ports.
-for svc in nginx etcd; do
+# nginx-light, etcd-server and docker.io start system services on install;
+# Lever's tests and benchmarks start their own instances on free ports (and
+# their own dockerd on a private socket).
+for svc in nginx etcd docker docker.socket containerd; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

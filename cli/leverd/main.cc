@@ -84,6 +84,11 @@ struct Flags {
   uint32_t h2_max_header_list_kib = 64;
   uint32_t max_connections = 10000;
   uint32_t max_connections_per_worker = 0;
+  std::string runtime = "process";
+  std::string docker_host = "unix:///var/run/docker.sock";
+  std::string docker_network = "bridge";
+  std::string docker_image = "lever-rootfs:1";
+  std::string docker_mounts;  // comma-separated
 };
 
 constexpr const char* kInstanceUser = "lever-instance";  // scripts/setup.sh creates it
@@ -274,6 +279,20 @@ std::string InternalSocketPath(const std::string& run_dir, std::string_view env)
   return run_dir + "/env-" + std::to_string(std::hash<std::string_view>{}(env)) + ".sock";
 }
 
+// A comma-separated flag's items, spaces trimmed, empty ones dropped.
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at < list.size();) {
+    size_t comma = std::min(list.find(',', at), list.size());
+    std::string item = list.substr(at, comma - at);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    at = comma + 1;
+  }
+  return out;
+}
+
 int Run(const Flags& f) {
   std::chrono::milliseconds idle, grace, cold, http_idle, stable, panic, resource_idle, ws_idle, lease_ttl;
   std::chrono::milliseconds preface, h2_client_settings, h2_instance_settings, h2_client_idle, h2_client_write;
@@ -356,14 +375,7 @@ int Run(const Flags& f) {
   go.http.websocket.max_message_bytes = f.ws_max_message_kib << 10;
   go.http.websocket.max_frame_bytes = f.ws_max_frame_kib << 10;
   go.http.websocket.idle_timeout = ws_idle;
-  for (size_t at = 0; at < f.ws_allowed_origins.size();) {
-    size_t comma = std::min(f.ws_allowed_origins.find(',', at), f.ws_allowed_origins.size());
-    std::string origin = f.ws_allowed_origins.substr(at, comma - at);
-    origin.erase(0, origin.find_first_not_of(' '));
-    origin.erase(origin.find_last_not_of(' ') + 1);
-    if (!origin.empty()) go.http.websocket.allowed_origins.push_back(origin);
-    at = comma + 1;
-  }
+  go.http.websocket.allowed_origins = SplitList(f.ws_allowed_origins);
   go.http.admin_token = token;
   go.cluster_token = cluster_token;
   go.peer_blob_dir = data_dir + "/blobs";
@@ -396,6 +408,11 @@ int Run(const Flags& f) {
   host::HostOptions ho;
   ho.process = std::move(process);  // with the runners found above
   ho.process.prestart = f.prestart;
+  ho.runtime = f.runtime;
+  ho.docker.host = f.docker_host;
+  ho.docker.network = f.docker_network;
+  ho.docker.image = f.docker_image;
+  ho.docker.mounts = SplitList(f.docker_mounts);
   ho.data_dir = data_dir;
   ho.registry_url = f.registry;
   ho.cluster.node_name = f.node_name.empty() ? HostName() : f.node_name;
@@ -603,6 +620,24 @@ int main(int argc, char** argv) {
                        std::string(spec.program) + ", else " + std::string(spec.program) + " on PATH)")
         ->capture_default_str();
   }
+  app.add_option("--runtime", f.runtime,
+                 "Where instances run: process (child processes) or docker (containers on dockerd, docs/docker.md); "
+                 "a service's lever.json \"runtime\" overrides it")
+      ->check(CLI::IsMember({"process", "docker"}))
+      ->capture_default_str();
+  app.add_option("--docker-host", f.docker_host, "dockerd's API socket for the docker runtime, unix:///path")
+      ->capture_default_str();
+  app.add_option("--docker-network", f.docker_network,
+                 "Network of docker instances: bridge, none, host or a network's name (calls reach instances "
+                 "through a mounted socket whatever it is)")
+      ->capture_default_str();
+  app.add_option("--docker-image", f.docker_image,
+                 "Image docker instances run; leverd imports it (a rootfs of mount points) when missing")
+      ->capture_default_str();
+  app.add_option("--docker-mounts", f.docker_mounts,
+                 "More host dirs bind-mounted read-only into docker instances, comma-separated (beside /usr, "
+                 "/lib* and the language runners)")
+      ->capture_default_str();
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();

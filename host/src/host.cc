@@ -88,7 +88,14 @@ Status Host::Impl::Init(RegistryPtr registry) {
   }
 
   RuntimePtr runtime;
-  s = OpenRuntime(options_.runtime, options_.process, &runtime);
+  RuntimeOptions rt;
+  rt.process = options_.process;
+  rt.docker = options_.docker;
+  rt.docker.owner = data_dir_;
+  rt.docker.run_dir = run_dir;
+  rt.docker.lever_serve = options_.process.lever_serve;
+  rt.docker.lever_serve_py = options_.process.lever_serve_py;
+  s = OpenRuntime(options_.runtime, rt, &runtime);
   if (!s.ok()) return s;
   if (options_.cold_start_wait.count() <= 0) {
     options_.cold_start_wait = options_.start_timeout + std::chrono::milliseconds(1000);

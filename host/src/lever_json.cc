@@ -126,6 +126,11 @@ Status ParseLeverConfig(std::string_view text, LeverConfig* out) {
       s = GetInt(v, "minInstances", &config.min_instances);
     } else if (EqualsIgnoreCase(key, "ram")) {
       s = GetInt(v, "ram", &ram);
+    } else if (EqualsIgnoreCase(key, "runtime")) {
+      s = GetString(v, "runtime", &config.runtime);
+      if (s.ok() && config.runtime != "process" && config.runtime != "docker") {
+        return ReadError("runtime must be \"process\" or \"docker\"");
+      }
     }  // "config" and unknown keys: ignored.
     if (!s.ok()) return s;
   }

@@ -57,6 +57,20 @@ TEST(LeverJson, BothEntriesIsAnError) {
   EXPECT_EQ(s.message(), "More than one type of entry point specified");
 }
 
+TEST(LeverJson, RuntimeIsProcessOrDocker) {
+  LeverConfig c;
+  ASSERT_TRUE(ParseLeverConfig(R"({"name":"abc"})", &c).ok());
+  EXPECT_EQ(c.runtime, "");
+  ASSERT_TRUE(ParseLeverConfig(R"({"name":"abc","Runtime":"docker"})", &c).ok());
+  EXPECT_EQ(c.runtime, "docker");
+  ASSERT_TRUE(ParseLeverConfig(R"({"name":"abc","runtime":"process"})", &c).ok());
+  EXPECT_EQ(c.runtime, "process");
+  Status s = ParseLeverConfig(R"({"name":"abc","runtime":"vm"})", &c);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.message(), "Error trying to read lever.json: runtime must be \"process\" or \"docker\"");
+  EXPECT_EQ(ParseLeverConfig(R"({"name":"abc","runtime":1})", &c).code(), Code::kInvalidArgument);
+}
+
 TEST(LeverJson, PyEntry) {
   LeverConfig c;
   ASSERT_TRUE(ParseLeverConfig(R"({"name":"hello","PYENTRY":"server.py"})", &c).ok());

@@ -1,4 +1,7 @@
-// Every runtime, registered by name.
+// Every runtime, registered by name, and the one the supervisor holds: it
+// runs each service with the runtime its lever.json names, else the default.
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "lever/host/runtime.h"
@@ -8,20 +11,68 @@ namespace {
 
 struct Entry {
   std::string_view name;
-  Status (*open)(const ProcessRuntimeOptions&, RuntimePtr*);
+  Status (*open)(const RuntimeOptions&, RuntimePtr*);
 };
 
 constexpr Entry kRuntimes[] = {
-    {"process", &NewProcessRuntime},
+    {"process", [](const RuntimeOptions& o, RuntimePtr* out) { return NewProcessRuntime(o.process, out); }},
+    {"docker", [](const RuntimeOptions& o, RuntimePtr* out) { return NewDockerRuntime(o.docker, out); }},
+};
+
+const Entry* FindEntry(std::string_view name) {
+  for (const Entry& e : kRuntimes) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+// The default runtime, opened at once (a dockerd that cannot be reached
+// fails leverd's start), and the others on a service's first start.
+class SelectingRuntime final : public Runtime {
+ public:
+  SelectingRuntime(std::string default_name, RuntimePtr default_runtime, RuntimeOptions options)
+      : default_name_(std::move(default_name)), default_(default_runtime), options_(std::move(options)) {
+    open_[default_name_] = std::move(default_runtime);
+  }
+  const char* name() const override { return default_->name(); }
+  std::vector<int> ParkedPids() const override { return default_->ParkedPids(); }
+
+  Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override {
+    const std::string& want = spec.config.runtime.empty() ? default_name_ : spec.config.runtime;
+    RuntimePtr runtime;
+    {
+      std::lock_guard lock(mu_);
+      auto it = open_.find(want);
+      if (it != open_.end()) {
+        runtime = it->second;
+      } else {
+        const Entry* e = FindEntry(want);
+        if (!e) return InvalidArgument("unknown runtime \"" + want + "\"");
+        Status s = e->open(options_, &runtime);
+        if (!s.ok()) return Status(s.code(), "runtime " + want + ": " + s.message());
+        open_[want] = runtime;
+      }
+    }
+    return runtime->Start(spec, out);
+  }
+
+ private:
+  const std::string default_name_;
+  const RuntimePtr default_;
+  const RuntimeOptions options_;
+  std::mutex mu_;
+  std::map<std::string, RuntimePtr, std::less<>> open_;
 };
 
 }  // namespace
 
-Status OpenRuntime(std::string_view name, const ProcessRuntimeOptions& options, RuntimePtr* out) {
-  for (const Entry& e : kRuntimes) {
-    if (e.name == name) return e.open(options, out);
-  }
-  return InvalidArgument("unknown runtime \"" + std::string(name) + "\"");
+Status OpenRuntime(std::string_view name, const RuntimeOptions& options, RuntimePtr* out) {
+  const Entry* e = FindEntry(name);
+  if (!e) return InvalidArgument("unknown runtime \"" + std::string(name) + "\" (process or docker)");
+  RuntimePtr runtime;
+  if (Status s = e->open(options, &runtime); !s.ok()) return s;
+  *out = std::make_shared<SelectingRuntime>(std::string(name), std::move(runtime), options);
+  return Status::Ok();
 }
 
 }  // namespace lever::host

@@ -11,7 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "lever/client.h"
 #include "lever/server.h"
@@ -148,6 +150,38 @@ int main(int argc, char** argv) {
     int64_t ms = args.empty() || !args[0].is_int() ? 0 : args[0].as_int();
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     return Result::Of(Value("slept"));
+  });
+  // Isolation (docker_test.cc): allocates and touches args[0] MB, kept
+  // until the instance dies; reads or writes a file, answering its content,
+  // "written" or the errno's text; the instance's uid.
+  (void)server.Handle("AllocMb", [](const CallContext&, Array& args) {
+    int64_t mb = args.empty() || !args[0].is_int() ? 0 : args[0].as_int();
+    static std::vector<std::unique_ptr<char[]>> kept;
+    for (int64_t i = 0; i < mb; ++i) {
+      kept.emplace_back(new char[1 << 20]);
+      std::memset(kept.back().get(), 1, 1 << 20);
+    }
+    return Result::Of(Value("allocated"));
+  });
+  (void)server.Handle("ReadFile", [](const CallContext&, Array& args) {
+    std::string path = args.empty() || !args[0].is_string() ? "" : args[0].as_string();
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Result::AppError(Value(std::string(std::strerror(errno))));
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n < 0) return Result::AppError(Value(std::string(std::strerror(errno))));
+    return Result::Of(Value(std::string(buf, static_cast<size_t>(n))));
+  });
+  (void)server.Handle("WriteFile", [](const CallContext&, Array& args) {
+    std::string path = args.empty() || !args[0].is_string() ? "" : args[0].as_string();
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return Result::AppError(Value(std::string(std::strerror(errno))));
+    close(fd);
+    return Result::Of(Value("written"));
+  });
+  (void)server.Handle("Uid", [](const CallContext&, Array&) {
+    return Result::Of(Value(static_cast<int64_t>(getuid())));
   });
   // Dies in the middle of a call.
   (void)server.Handle("Crash", [](const CallContext&, Array&) -> Result { _exit(3); });

@@ -72,9 +72,12 @@ struct HostOptions {
   std::string registry_url = "embedded:";
   // The cluster, with an etcd registry (docs/cluster.md).
   ClusterOptions cluster;
-  // Runtime by name; default "process".
+  // Runtime by name: "process" (default) or "docker"; a service's lever.json
+  // "runtime" overrides it.
   std::string runtime = "process";
   ProcessRuntimeOptions process;
+  // For "docker" (owner, run_dir and the runners are set by the host).
+  DockerRuntimeOptions docker;
   // Deploy bounds (data_dir and on_deployed are set by the host).
   DeployOptions deploy;
   // Placement policy. Default NewDefaultPlacement().

@@ -25,6 +25,9 @@ struct LeverConfig {
   double max_instance_load = 10.0;  // "maxInstanceLoad"; 10.0 when <= 0
   int64_t min_instances = 0;        // "minInstances"; negative counts as 0
   int64_t ram_mb = 50;              // "ram" in MB (1e6 bytes); 50 when <= 0
+  // "runtime": "process" or "docker" (docs/docker.md); "" (absent): leverd's
+  // --runtime.
+  std::string runtime;
 };
 
 // Parses lever.json the way the original's Go decoder did: keys match
@@ -32,7 +35,7 @@ struct LeverConfig {
 // first JSON object are ignored, null leaves the default. Errors
 // (INVALID_ARGUMENT): "Error trying to read lever.json: <why>" for bad JSON or
 // a field of the wrong type, "Invalid service name", "More than one type of
-// entry point specified". Limit: `text` is at most 1 MiB.
+// entry point specified", "runtime must be \"process\" or \"docker\"". Limit: `text` is at most 1 MiB.
 Status ParseLeverConfig(std::string_view text, LeverConfig* out);
 
 // Characters that survive URL query escaping unchanged: [A-Za-z0-9-_.~].

@@ -1,6 +1,6 @@
 // Runtimes start and stop one instance of a service. Registered by name in
 // host/src/runtimes.cc: "process" (default; a child process with rlimits and
-// cgroup v1 limits) and, later, "docker".
+// cgroup v1 limits) and "docker" (a container on a dockerd, docs/docker.md).
 #pragma once
 
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "lever/host/docker_runtime.h"
 #include "lever/host/lever_json.h"
 #include "lever/status.h"
 
@@ -107,7 +108,21 @@ struct ProcessRuntimeOptions {
 // children it prepares ahead: options.prestart).
 Status NewProcessRuntime(const ProcessRuntimeOptions& options, RuntimePtr* out);
 
-// Opens a runtime by name ("process"). Unknown: INVALID_ARGUMENT.
-Status OpenRuntime(std::string_view name, const ProcessRuntimeOptions& options, RuntimePtr* out);
+// Creates the "docker" runtime: checks that dockerd answers, removes the
+// containers a previous run of this leverd left (label lever.owner), and
+// imports options.image when it is missing. Fails with a clear message when
+// dockerd cannot be reached.
+Status NewDockerRuntime(const DockerRuntimeOptions& options, RuntimePtr* out);
+
+struct RuntimeOptions {
+  ProcessRuntimeOptions process;
+  DockerRuntimeOptions docker;
+};
+
+// Opens the runtime named `name` ("process", "docker"; unknown:
+// INVALID_ARGUMENT) as the default, inside one that runs each service with
+// the runtime its lever.json names ("runtime"), opening that one on first
+// use.
+Status OpenRuntime(std::string_view name, const RuntimeOptions& options, RuntimePtr* out);
 
 }  // namespace lever::host

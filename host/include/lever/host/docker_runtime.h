@@ -1,0 +1,48 @@
+// The "docker" runtime (docs/docker.md): each instance is a container on a
+// dockerd, driven over the Docker Engine API on its unix socket.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lever/status.h"
+
+namespace lever::host {
+
+struct DockerRuntimeOptions {
+  // dockerd's API socket: unix:///path. Default unix:///var/run/docker.sock.
+  std::string host = "unix:///var/run/docker.sock";
+  // Image the containers run. Made by leverd when missing: an image imported
+  // from a minimal rootfs of mount points (and the host's /bin, /lib...
+  // symlinks), onto which the host's runtime directories are bind-mounted
+  // read-only. Default "lever-rootfs:1".
+  std::string image = "lever-rootfs:1";
+  // HostConfig.NetworkMode: "bridge" (default), "none", "host" or a network
+  // name. The instance's socket reaches leverd through a bind-mounted
+  // directory whatever the network.
+  std::string network = "bridge";
+  // Host directories bind-mounted read-only at the same path in every
+  // container, beside /usr (and /lib*, /bin, /sbin when they are real
+  // directories) and the language runners' own trees, which are always
+  // mounted. E.g. the build tree whose liblever a service links.
+  std::vector<std::string> mounts;
+  // The container user, "uid:gid". Empty: 65534:65534 (nobody) when leverd
+  // is root, else leverd's own uid:gid (so that leverd can connect to the
+  // sockets instances create).
+  std::string user;
+  // Set by the host: the label value (lever.owner) that marks this leverd's
+  // containers, its data dir; and the dir instance sockets live in.
+  std::string owner;
+  std::string run_dir;
+  // The runners of jsEntry and pyEntry services (as for "process"); their
+  // trees are mounted read-only.
+  std::string lever_serve;
+  std::string lever_serve_py;
+  // PATH in the container. Default "/usr/local/bin:/usr/bin:/bin".
+  std::string path = "/usr/local/bin:/usr/bin:/bin";
+  // pids limit (HostConfig.PidsLimit). Default 512.
+  int64_t max_pids = 512;
+};
+
+}  // namespace lever::host
