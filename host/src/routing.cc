@@ -143,9 +143,11 @@ BackendPtr Routing::PlaceCallLocked(ServiceState& svc, SteadyTime now, bool from
   constexpr double kInf = std::numeric_limits<double>::infinity();
   if (from_peer || svc.remote.empty()) return PlaceLocked(svc, PickLocked(svc, kInf, true), now);
   const double cap = svc.config.max_instance_load > 0 ? svc.config.max_instance_load : 10.0;
-  if (Instance* local = PickLocked(svc, cap, true)) return PlaceLocked(svc, local, now);
+  // Only calls placed here count toward this node's autoscaler (its peak):
+  // one relayed to another node is that node's load.
+  if (PickLocked(svc, cap, false) != nullptr) return PlaceLocked(svc, PickLocked(svc, cap, true), now);
   if (BackendPtr remote = PlaceRemoteLocked(svc, cap)) return remote;
-  if (Instance* local = PickLocked(svc, kInf, false)) return PlaceLocked(svc, local, now);
+  if (PickLocked(svc, kInf, false) != nullptr) return PlaceLocked(svc, PickLocked(svc, kInf, true), now);
   return PlaceRemoteLocked(svc, kInf);
 }
 

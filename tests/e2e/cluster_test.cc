@@ -9,8 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include <gtest/gtest.h>
 
@@ -43,6 +45,33 @@ std::string Str(const Value& v, const char* key) {
   const Value* f = v.is_map() ? v.as_map().Find(key) : nullptr;
   return f && f->is_string() ? f->as_string() : "";
 }
+
+// One WhoamiAfterMs call in flight through `node`, its result awaited.
+class SlowCall {
+ public:
+  SlowCall(const Leverd& node, const std::string& service, int64_t ms) : client_(node.NewClient()) {
+    client_->Service("dev.lever", service).InvokeAsync("WhoamiAfterMs", {ms}, {}, [this](Result r) {
+      std::lock_guard lock(mu_);
+      result_ = std::move(r);
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+  // Waits (bounded) for the result; false if it did not come.
+  bool Wait(std::chrono::milliseconds timeout, Result* out) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return done_; })) return false;
+    *out = result_;
+    return true;
+  }
+
+ private:
+  std::unique_ptr<Client> client_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  Result result_;
+};
 
 class ClusterE2E : public ::testing::Test {
  protected:
@@ -107,6 +136,15 @@ class ClusterE2E : public ::testing::Test {
       for (const Value& n : nodes->as_array()) names.push_back(Str(n, "name"));
     }
     return names;
+  }
+
+  // Whether `node` runs an instance of `service` with a call in flight.
+  static bool BusyOn(const Node& node, const std::string& service) {
+    for (const Value& i : node->Instances(service)) {
+      const Value* f = i.is_map() ? i.as_map().Find("inFlight") : nullptr;
+      if (Str(i, "node") == node.name && f && f->is_int() && f->as_int() >= 1) return true;
+    }
+    return false;
   }
 
   TempDir dir_;
@@ -286,8 +324,16 @@ TEST_F(ClusterE2E, AfterKill9OfANodeNewCallsSucceedWithinOneLeaseTtl) {
   std::string id;
   ASSERT_TRUE(WaitUntil([&] { return !(id = WhoamiThrough(n1, "failover")).empty(); }, seconds(10)));
   EXPECT_TRUE(Contains(on_n2, id)) << id;
+  // A call in flight on n2 (through n1) when n2 dies.
+  SlowCall slow(*n1.leverd, "failover", 30000);
+  ASSERT_TRUE(WaitUntil([&] { return BusyOn(n2, "failover"); }, seconds(5)));
   ASSERT_EQ(kill(n2->pid(), SIGKILL), 0);
   auto killed = std::chrono::steady_clock::now();
+  // It fails at once (the relay's connection to n2 is reset), not after its 30 s.
+  Result in_flight;
+  ASSERT_TRUE(slow.Wait(seconds(5), &in_flight));
+  EXPECT_TRUE(in_flight.is_platform_error());
+  EXPECT_EQ(in_flight.status.code(), Code::kUnavailable) << in_flight.status.ToString();
   // New calls through n1 and n3 succeed within one lease TTL (3 s): the
   // refused connection takes n2 out of their routing at once, and they
   // start instances of their own from the code they already hold.
@@ -302,6 +348,160 @@ TEST_F(ClusterE2E, AfterKill9OfANodeNewCallsSucceedWithinOneLeaseTtl) {
             << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - killed).count() << " ms\n";
   // And once its lease ends, n2 is gone from the cluster's view.
   ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 2; }, seconds(10)));
+}
+
+TEST_F(ClusterE2E, LocalFirstThenTheLeastLoadedNodeWithRoom) {
+  Node n1 = StartNode("n1"), n2 = StartNode("n2");
+  // One call at a time per instance, one instance on each node.
+  CommandResult d = n1->DeployTestService(
+      R"({"name": "placed", "entry": ["./serve"], "maxInstanceLoad": 1, "minInstances": 1})");
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  std::vector<std::string> on_n1, on_n2;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        on_n1 = LocalInstances(n1, "placed");
+        on_n2 = LocalInstances(n2, "placed");
+        bool known = false;
+        for (const Value& i : n2->Instances("placed")) known |= Str(i, "node") == "n1";
+        return on_n1.size() == 1 && on_n2.size() == 1 && known;
+      },
+      seconds(15)));
+  ASSERT_TRUE(WaitUntil([&] { return Contains(on_n2, WhoamiThrough(n2, "placed")); }, seconds(10)))
+      << "n2 serves its own calls while its instance has room";
+  // n2's instance busy with one call (its maxInstanceLoad): the next call
+  // through n2 goes to n1, whose instance has room.
+  SlowCall slow(*n2.leverd, "placed", 3000);
+  ASSERT_TRUE(WaitUntil([&] { return BusyOn(n2, "placed"); }, seconds(5)));
+  std::string id = WhoamiThrough(n2, "placed");
+  EXPECT_TRUE(Contains(on_n1, id)) << "served by " << id;
+  Result r;
+  ASSERT_TRUE(slow.Wait(seconds(15), &r));
+  ASSERT_TRUE(r.ok()) << r.status.ToString();
+  EXPECT_TRUE(Contains(on_n2, Str(r.value, "instance")));
+}
+
+// The test's own network: a bridge in this namespace and one network
+// namespace per node, each joined to the bridge by a veth pair, addresses on
+// that subnet only (10.253.x.0/24, x from the pid). Everything is removed on
+// destruction, also when a test fails half-way, and leftovers of a killed
+// run with the same pid first.
+class NodeNetwork {
+ public:
+  explicit NodeNetwork(int nodes) : tag_(std::to_string(getpid() % 100000)) {
+    int x = getpid() % 250 + 1;
+    net_ = "10.253." + std::to_string(x) + ".";
+    Cleanup(nodes);
+    ok_ = Run({"ip", "link", "add", Bridge(), "type", "bridge"}) &&
+          Run({"ip", "addr", "add", net_ + "1/24", "dev", Bridge()}) && Run({"ip", "link", "set", Bridge(), "up"});
+    for (int i = 1; ok_ && i <= nodes; ++i) {
+      ok_ = Run({"ip", "netns", "add", Ns(i)}) &&
+            Run({"ip", "link", "add", HostIf(i), "type", "veth", "peer", "name", NsIf(i)}) &&
+            Run({"ip", "link", "set", NsIf(i), "netns", Ns(i)}) &&
+            Run({"ip", "link", "set", HostIf(i), "master", Bridge()}) && Run({"ip", "link", "set", HostIf(i), "up"}) &&
+            Run({"ip", "-n", Ns(i), "addr", "add", Addr(i) + "/24", "dev", NsIf(i)}) &&
+            Run({"ip", "-n", Ns(i), "link", "set", NsIf(i), "up"}) && Run({"ip", "-n", Ns(i), "link", "set", "lo", "up"});
+    }
+    nodes_ = nodes;
+  }
+  ~NodeNetwork() { Cleanup(nodes_); }
+  bool ok() const { return ok_; }
+  std::string BridgeAddr() const { return net_ + "1"; }
+  std::string Addr(int i) const { return net_ + std::to_string(10 + i); }
+  // Only the network namespace changes (ip netns exec would remount /sys).
+  std::vector<std::string> Exec(int i) const { return {"/usr/bin/env", "nsenter", "--net=/run/netns/" + Ns(i)}; }
+  std::string Ns(int i) const { return "lvc" + tag_ + "n" + std::to_string(i); }
+  std::vector<std::string> Namespaces() const {
+    std::vector<std::string> out;
+    for (int i = 1; i <= nodes_; ++i) out.push_back(Ns(i));
+    return out;
+  }
+
+ private:
+  std::string Bridge() const { return "lvcbr" + tag_; }
+  std::string HostIf(int i) const { return "lvch" + tag_ + std::to_string(i); }
+  std::string NsIf(int i) const { return "lvcn" + tag_ + std::to_string(i); }
+  void Cleanup(int nodes) {
+    for (int i = 1; i <= nodes; ++i) {
+      Run({"ip", "netns", "del", Ns(i)});  // takes the pair's end, and so the pair
+      Run({"ip", "link", "del", HostIf(i)});
+    }
+    Run({"ip", "link", "del", Bridge()});
+  }
+  static bool Run(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), "/usr/bin/env");
+    return RunCommand(argv, "", seconds(10)).exit_code == 0;
+  }
+  std::string tag_, net_;
+  int nodes_ = 0;
+  bool ok_ = false;
+};
+
+// `lever -H <node> args...` from this namespace: not loopback for the node,
+// so with its admin token.
+CommandResult LeverAt(const Leverd& node, std::vector<std::string> args) {
+  std::string token;
+  std::ifstream(node.data_dir() + "/admin.token") >> token;
+  std::vector<std::string> argv = {"/usr/bin/env", "LEVER_ADMIN_TOKEN=" + token, LeverPath(), "-H", node.address()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+// The same cluster with each node in its own network namespace: nodes reach
+// each other only over the test's bridge, at their namespace addresses.
+TEST(ClusterNetnsE2E, NodesInTheirOwnNetworkNamespaces) {
+  std::vector<std::string> names;
+  {
+    NodeNetwork net(3);
+    names = net.Namespaces();
+    ASSERT_TRUE(net.ok()) << "cannot set up the test's network (ip netns, veth, bridge)";
+    host::etcd::testing::ClusterOptions eo;
+    eo.also_listen = net.BridgeAddr();
+    std::unique_ptr<host::etcd::testing::Cluster> etcd;
+    Status s = host::etcd::testing::Cluster::Start(eo, &etcd);
+    ASSERT_TRUE(s.ok()) << s.message();
+    TempDir dir;
+    std::ofstream(dir.path() + "/token") << kToken << "\n";
+    std::vector<std::unique_ptr<Leverd>> nodes;
+    for (int i = 1; i <= 3; ++i) {
+      Leverd::Options o;
+      o.exec_prefix = net.Exec(i);
+      o.listen = net.Addr(i) + ":0";
+      o.extra_flags = {"--registry", "etcd://" + etcd->EndpointsAt(net.BridgeAddr()), "--node-name", "n" + std::to_string(i),
+                       "--advertise", net.Addr(i) + ":7000", "--cluster-token-file", dir.path() + "/token"};
+      nodes.push_back(std::make_unique<Leverd>(o));
+      nodes.back()->Start();
+    }
+    TempDir code;
+    std::ofstream(code.path() + "/lever.json") << R"({"name": "nssvc", "entry": ["./serve"]})";
+    fs::copy_file(TestServicePath(), code.path() + "/serve");
+    CommandResult d = LeverAt(*nodes[0], {"deploy", code.path()});
+    ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+    std::vector<std::string> on_n1;
+    Value ps;
+    ASSERT_TRUE(ParseJson(LeverAt(*nodes[0], {"--json", "ps"}).out, &ps).ok());
+    const Value* insts = ps.is_map() ? ps.as_map().Find("instances") : nullptr;
+    ASSERT_TRUE(insts && insts->is_array());
+    for (const Value& i : insts->as_array()) {
+      if (Str(i, "service") == "nssvc") on_n1.push_back(Str(i, "id"));
+    }
+    ASSERT_EQ(on_n1.size(), 1u);
+    for (int i : {1, 2}) {
+      ASSERT_TRUE(nodes[i]->WaitForLog("fetched the code of lever://dev.lever/nssvc v1 from node n1", seconds(15)));
+      std::string id;
+      ASSERT_TRUE(WaitUntil(
+          [&] {
+            CommandResult r = LeverAt(*nodes[i], {"--json", "invoke", "/nssvc/Whoami"});
+            Value v;
+            if (r.exit_code != 0 || !ParseJson(r.out, &v).ok()) return false;
+            id = Str(v, "instance");
+            return true;
+          },
+          seconds(10)));
+      EXPECT_NE(std::find(on_n1.begin(), on_n1.end(), id), on_n1.end()) << "n" << i + 1 << " served by " << id;
+    }
+  }
+  CommandResult left = RunCommand({"/usr/bin/env", "ip", "netns", "list"});
+  for (const std::string& n : names) EXPECT_EQ(left.out.find(n), std::string::npos) << left.out;
 }
 
 }  // namespace

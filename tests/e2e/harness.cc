@@ -161,7 +161,11 @@ Leverd::~Leverd() {
 void Leverd::Start() {
   int err[2];
   ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
-  std::vector<std::string> argv = {LeverdPath(), "--listen", options_.listen, "--data-dir", data_dir_, "--grace", "10s"};
+  std::vector<std::string> argv = options_.exec_prefix;
+  for (const std::string& a : {LeverdPath(), std::string("--listen"), options_.listen, std::string("--data-dir"),
+                               data_dir_, std::string("--grace"), std::string("10s")}) {
+    argv.push_back(a);
+  }
   // Two workers unless the test asks for its own count.
   bool workers = false;
   for (const auto& f : options_.extra_flags) workers |= f == "--workers" || f.starts_with("--workers=");
@@ -186,6 +190,12 @@ void Leverd::Start() {
     port_ = std::stoi(rest.substr(colon + 1));
   }
   ASSERT_GT(port_, 0);
+}
+
+std::string Leverd::address() const {
+  std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  return host + ":" + std::to_string(port_);
 }
 
 int Leverd::Stop(std::chrono::milliseconds timeout) {

@@ -101,6 +101,8 @@ class Leverd {
     std::string data_dir;  // default: a fresh temp dir
     std::vector<std::string> extra_flags;
     std::string listen = "127.0.0.1:0";
+    // Runs leverd under this command (e.g. `ip netns exec <ns>`).
+    std::vector<std::string> exec_prefix;
   };
   Leverd();
   explicit Leverd(Options options);
@@ -113,7 +115,8 @@ class Leverd {
 
   pid_t pid() const { return pid_; }
   int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // The public port at the listen address's host (127.0.0.1 for 0.0.0.0).
+  std::string address() const;
   const std::string& data_dir() const { return data_dir_; }
 
   // Every stderr line so far.

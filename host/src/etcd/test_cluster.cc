@@ -129,6 +129,15 @@ std::string Cluster::Endpoints() const {
   return out;
 }
 
+std::string Cluster::EndpointsAt(const std::string& host) const {
+  std::string out;
+  for (int i = 0; i < size(); ++i) {
+    if (i) out += ",";
+    out += host + ":" + std::to_string(members_[i].client_port);
+  }
+  return out;
+}
+
 Status Cluster::Spawn(int i, bool initial) {
   Member& m = members_[i];
   std::string peers;
@@ -140,7 +149,9 @@ Status Cluster::Spawn(int i, bool initial) {
       options_.etcd_binary,
       "--name", m.name,
       "--data-dir", m.data_dir,
-      "--listen-client-urls", Url(m.client_port),
+      "--listen-client-urls", options_.also_listen.empty() ? Url(m.client_port)
+                                  : Url(m.client_port) + ",http://" + options_.also_listen + ":" +
+                                        std::to_string(m.client_port),
       "--advertise-client-urls", Url(m.client_port),
       "--listen-peer-urls", Url(m.peer_port),
       "--initial-advertise-peer-urls", Url(m.peer_port),

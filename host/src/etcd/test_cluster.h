@@ -29,6 +29,9 @@ struct ClusterOptions {
   // costs the tests well under a second; the minimum lease TTL is 1 s then.
   int heartbeat_ms = 50;
   int election_ms = 500;
+  // Another local address the members also serve clients on (tests whose
+  // clients live in other network namespaces; EndpointsAt names it).
+  std::string also_listen;
 };
 
 class Cluster {
@@ -44,6 +47,8 @@ class Cluster {
   int size() const { return static_cast<int>(members_.size()); }
   // "127.0.0.1:p0,127.0.0.1:p1,..." (for etcd:// URLs and ParseEndpoints).
   std::string Endpoints() const;
+  // The same members at `host` (ClusterOptions::also_listen).
+  std::string EndpointsAt(const std::string& host) const;
   std::string Endpoint(int i) const;
   pid_t pid(int i) const { return members_[i].pid; }
   bool running(int i) const { return members_[i].pid > 0; }
