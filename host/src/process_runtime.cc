@@ -30,6 +30,10 @@
 namespace lever::host {
 namespace {
 
+// Without a pids cgroup, instances under one --instance-user get an
+// RLIMIT_NPROC of this many times max_pids, all together.
+constexpr uint64_t kSharedUserInstances = 64;
+
 // A cgroup v1 controller hierarchy we may create children in.
 class CgroupParent {
  public:
@@ -566,8 +570,11 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     order.as_limit = ram_bytes;
   }
   if (child->pids_cg.empty()) {
+    // RLIMIT_NPROC counts every task of the user: instances that share an
+    // instance user share it, so it bounds them together (a fork bomb does
+    // not take the node), not each one.
     order.flags |= kLimitNproc;
-    order.nproc_limit = static_cast<uint64_t>(options_.max_pids);
+    order.nproc_limit = static_cast<uint64_t>(options_.max_pids) * (drop_ ? kSharedUserInstances : 1);
   }
   std::string wire;
   if (!EncodeOrder(order, &wire)) {

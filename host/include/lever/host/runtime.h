@@ -86,7 +86,8 @@ struct ProcessRuntimeOptions {
   std::string user;
   // Processes and threads an instance may have (pids.max, or RLIMIT_NPROC).
   // Default 512. RLIMIT_NPROC counts every task of the user, and root ignores
-  // it: the cgroup is the real bound; the rlimit is a best effort.
+  // it: the cgroup is the real bound; the rlimit is a best effort (with
+  // `user` set, 64 times this, shared by all the instances of that user).
   int64_t max_pids = 512;
   // Processes forked ahead, each already in fresh memory and pids cgroups and
   // waiting to be told what to exec: joining a cgroup v1 hierarchy waits for
