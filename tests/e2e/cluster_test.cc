@@ -350,6 +350,36 @@ TEST_F(ClusterE2E, AfterKill9OfANodeNewCallsSucceedWithinOneLeaseTtl) {
   ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 2; }, seconds(10)));
 }
 
+TEST_F(ClusterE2E, ANodePausedPastItsLeaseLeavesThenRejoins) {
+  Node n1 = StartNode("n1"), n3 = StartNode("n3");
+  ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 2; }, seconds(10)));
+  CommandResult d = n3->DeployTestService(R"({"name": "paused", "entry": ["./serve"]})");
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  ASSERT_TRUE(n1->WaitForLog("fetched the code of lever://dev.lever/paused v1", seconds(15)));
+  std::vector<std::string> on_n3 = LocalInstances(n3, "paused");
+  ASSERT_EQ(on_n3.size(), 1u);
+  std::string id;
+  ASSERT_TRUE(WaitUntil([&] { return Contains(on_n3, id = WhoamiThrough(n1, "paused")); }, seconds(10))) << id;
+  // SIGSTOP: n3 renews nothing, its lease ends and its keys go; n1 stops
+  // relaying there and serves the calls itself.
+  ASSERT_EQ(kill(n3->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 1; }, seconds(10)));
+  ASSERT_TRUE(WaitUntil([&] { return !(id = WhoamiThrough(n1, "paused")).empty(); }, seconds(10)));
+  EXPECT_TRUE(Contains(LocalInstances(n1, "paused"), id)) << id;
+  // SIGCONT: n3 finds its lease gone (its own clock says so), takes a new
+  // one and publishes itself again; n1 sees it again.
+  ASSERT_EQ(kill(n3->pid(), SIGCONT), 0);
+  EXPECT_TRUE(n3->WaitForLog("this node's etcd lease ended; joining again", seconds(10)));
+  ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 2; }, seconds(10)));
+  bool back = false;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (const Value& i : n1->Instances("paused")) back |= Str(i, "node") == "n3";
+        return back;
+      },
+      seconds(10)));
+}
+
 TEST_F(ClusterE2E, LocalFirstThenTheLeastLoadedNodeWithRoom) {
   Node n1 = StartNode("n1"), n2 = StartNode("n2");
   // One call at a time per instance, one instance on each node.
