@@ -1,0 +1,185 @@
+// The relay's public h2c path on arbitrary frame sequences: one in-process
+// gateway (one worker, short SETTINGS/idle timeouts) in front of the
+// in-process echo instance. Each input is a list of frames sent after the
+// client preface on a fresh TCP connection, then the client half-closes and
+// reads until leverd closes. After every input the relay must hold no
+// stream and no client connection (bounded wait), or the fuzzer aborts.
+//
+// Input: records of [type][flags][stream][len hi][len lo] + len payload
+// bytes. type is taken mod 10 (DATA .. CONTINUATION); stream 0..255 is the
+// stream id; a HEADERS/CONTINUATION payload that starts with 0xff is
+// replaced by a valid request header block for the echo service (so the
+// fuzzer reaches routing and the instance), 0xfe by one with an unknown
+// service.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "echo_service.h"
+#include "lever/gateway/gateway.h"
+#include "lever/host/router.h"
+
+namespace {
+
+using namespace lever;
+
+class FuzzBackend final : public host::Backend {
+ public:
+  explicit FuzzBackend(std::string address) : address_(std::move(address)) {}
+  const std::string& address() const override { return address_; }
+  uint64_t id() const override { return 1; }
+  void OnCallStart() override {}
+  void OnCallEnd() override {}
+  void OnConnectionFailed() override {}
+  bool alive() const override { return true; }
+
+ private:
+  std::string address_;
+};
+
+// "echo" goes to the echo instance, anything else is NOT_FOUND.
+class FuzzRouter final : public host::Router {
+ public:
+  explicit FuzzRouter(std::shared_ptr<FuzzBackend> echo) : echo_(std::move(echo)) {}
+  void Route(const host::RouteRequest& r, std::function<void(host::RouteResult)> done) override {
+    if (r.service == "echo") return done({Status(), echo_});
+    done({Status(Code::kNotFound, "no such service"), nullptr});
+  }
+
+ private:
+  std::shared_ptr<FuzzBackend> echo_;
+};
+
+struct World {
+  std::string dir;
+  gateway::testing::EchoServer echo;
+  std::unique_ptr<gateway::Gateway> gateway;
+  World() {
+    dir = (std::filesystem::temp_directory_path() / ("lever-h2fuzz-" + std::to_string(getpid()))).string();
+    std::filesystem::create_directories(dir);
+    if (!echo.Start("unix:" + dir + "/echo.sock")) std::abort();
+    gateway::GatewayOptions o;
+    o.listen = "127.0.0.1:0";
+    o.workers = 1;
+    o.sniff_timeout = std::chrono::milliseconds(500);
+    o.client_settings_timeout = std::chrono::milliseconds(500);
+    o.client_idle_timeout = std::chrono::milliseconds(500);
+    o.client_write_timeout = std::chrono::milliseconds(500);
+    gateway = std::make_unique<gateway::Gateway>(
+        o, std::make_shared<FuzzRouter>(std::make_shared<FuzzBackend>("unix:" + dir + "/echo.sock")));
+    if (!gateway->Start().ok()) std::abort();
+  }
+};
+
+World& TheWorld() {
+  static World* w = new World;  // lives for the process
+  return *w;
+}
+
+void AppendLiteral(std::string* out, std::string_view name, std::string_view value) {
+  out->push_back('\0');  // literal, never indexed
+  out->push_back(static_cast<char>(name.size()));
+  out->append(name);
+  out->push_back(static_cast<char>(value.size()));
+  out->append(value);
+}
+
+std::string RequestBlock(bool known) {
+  std::string b;
+  AppendLiteral(&b, ":method", "POST");
+  AppendLiteral(&b, ":scheme", "http");
+  AppendLiteral(&b, ":path", "/core.LeverRPC/HandleRPC");
+  AppendLiteral(&b, ":authority", "fuzz");
+  AppendLiteral(&b, "content-type", "application/grpc");
+  AppendLiteral(&b, "te", "trailers");
+  AppendLiteral(&b, "lever-url", known ? "lever://dev.lever/echo//echo" : "lever://dev.lever/nope//m");
+  return b;
+}
+
+std::string Frame(uint8_t type, uint8_t flags, uint32_t sid, const std::string& payload) {
+  std::string f;
+  size_t n = payload.size();
+  f.push_back(static_cast<char>(n >> 16));
+  f.push_back(static_cast<char>(n >> 8));
+  f.push_back(static_cast<char>(n));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  for (int shift = 24; shift >= 0; shift -= 8) f.push_back(static_cast<char>(sid >> shift));
+  return f + payload;
+}
+
+bool SendAll(int fd, const std::string& data) {
+  size_t at = 0;
+  while (at < data.size()) {
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 2000) <= 0) return false;
+    ssize_t n = ::send(fd, data.data() + at, data.size() - at, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) return false;
+    at += static_cast<size_t>(n);
+    // Drain what leverd wrote meanwhile, so its writes never stall ours.
+    char sink[65536];
+    while (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  World& w = TheWorld();
+  std::string out = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  out += Frame(4, 0, 0, "");  // SETTINGS
+  size_t at = 0;
+  while (at + 5 <= size && out.size() < (1u << 20)) {
+    uint8_t type = data[at] % 10, flags = data[at + 1], sid = data[at + 2];
+    size_t len = (size_t{data[at + 3]} << 8) | data[at + 4];
+    at += 5;
+    len = std::min(len, size - at);
+    std::string payload(reinterpret_cast<const char*>(data + at), len);
+    at += len;
+    if ((type == 1 || type == 9) && !payload.empty() && static_cast<uint8_t>(payload[0]) >= 0xfe) {
+      payload = RequestBlock(static_cast<uint8_t>(payload[0]) == 0xff);
+    }
+    out += Frame(type, flags, sid, payload);
+  }
+
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(w.gateway->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) std::abort();
+  (void)SendAll(fd, out);
+  ::shutdown(fd, SHUT_WR);
+  // Read until leverd closes (EOF ends the connection there), bounded.
+  char sink[65536];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 3000) <= 0) std::abort();  // leverd kept a half-closed client
+    ssize_t n = ::recv(fd, sink, sizeof sink, 0);
+    if (n <= 0) break;
+  }
+  close(fd);
+  // Nothing of it may stay behind.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    gateway::GatewayStats st = w.gateway->StatsForTest();
+    if (st.active_streams == 0 && st.client_connections == 0) break;
+    if (std::chrono::steady_clock::now() > deadline) std::abort();  // a stream or connection leaked
+    std::this_thread::yield();
+  }
+  return 0;
+}
