@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,7 +101,9 @@ struct Watch {
   Client client;
   std::string id;        // the container's
   std::string dir;       // <run>/<instance>.docker, bind-mounted as /lever/run
-  std::string link;      // <run>/<instance>.sock → <instance>.docker/s.sock
+  std::string link;      // <run>/<instance>.sock → <instance>.docker/s.sock, once it exists
+  std::string link_target;
+  int inotify_fd = -1;   // on dir, until the instance's socket appears
   int64_t ram_mb = 0;
   docker::Canceller cancel;
   int attach_fd = -1;
@@ -137,18 +140,33 @@ void CopyOutput(Watch* w) {
   demux.Feed(w->attach_rest);
   char buf[16384];
   while (true) {
-    pollfd p[2] = {{w->attach_fd, POLLIN, 0}, {w->cancel.fd(), POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) {
+    pollfd p[3] = {{w->attach_fd, POLLIN, 0}, {w->cancel.fd(), POLLIN, 0}, {w->inotify_fd, POLLIN, 0}};
+    if (poll(p, w->inotify_fd >= 0 ? 3 : 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (p[1].revents & POLLIN) break;
+    if (w->inotify_fd >= 0 && (p[2].revents & POLLIN)) {
+      // The socket exists: link it where the supervisor watches (its
+      // inotify sees the link and probes at once, not after a backoff).
+      alignas(inotify_event) char ev[4096];
+      (void)!read(w->inotify_fd, ev, sizeof ev);
+      struct stat st;
+      if (stat((w->dir + "/s.sock").c_str(), &st) == 0) {
+        (void)!symlink(w->link_target.c_str(), w->link.c_str());
+        close(w->inotify_fd);
+        w->inotify_fd = -1;
+      }
+      continue;
+    }
     ssize_t n = read(w->attach_fd, buf, sizeof buf);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) break;
     if (!demux.Feed(std::string_view(buf, static_cast<size_t>(n)))) break;
   }
   close(w->attach_fd);
+  if (w->inotify_fd >= 0) close(w->inotify_fd);
+  w->inotify_fd = -1;
   {
     std::lock_guard lock(w->mu);
     w->output_done = true;
@@ -346,8 +364,11 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
     return s;
   }
   unlink(w->link.c_str());
-  if (symlink((spec.instance_id + ".docker/s.sock").c_str(), w->link.c_str()) != 0) {
-    Status s = ErrnoStatus("symlink " + w->link, errno);
+  w->link_target = spec.instance_id + ".docker/s.sock";
+  w->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (w->inotify_fd < 0 || inotify_add_watch(w->inotify_fd, w->dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+    Status s = ErrnoStatus("inotify " + w->dir, errno);
+    if (w->inotify_fd >= 0) close(w->inotify_fd);
     rmdir(w->dir.c_str());
     return s;
   }
@@ -404,6 +425,7 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
       (void)Call(w->client, "DELETE", "/containers/" + w->id + "?force=1&v=1", "", &ignored);
     }
     if (w->attach_fd >= 0) close(w->attach_fd);
+    close(w->inotify_fd);
     unlink(w->link.c_str());
     (void)RemoveTree(w->dir);
     return Status(s.code(), "docker: " + s.message());
