@@ -4,6 +4,8 @@
 # quick start, on the Node SDK) and calls it once.
 # leverd stays in the foreground; Ctrl-C stops it (SIGTERM drains calls).
 #   LEVER_LISTEN=127.0.0.1:8080 LEVER_DATA_DIR=~/.lever scripts/start.sh
+# The data dir defaults to leverd's own default: ~/.lever, or /var/lib/lever
+# for root (whose instances run as another user, who cannot pass /root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +13,7 @@ scripts/setup.sh
 
 build=${LEVER_BUILD_DIR:-build/main}
 listen=${LEVER_LISTEN:-127.0.0.1:8080}
-data=${LEVER_DATA_DIR:-$HOME/.lever}
+if [ "$(id -u)" = 0 ]; then data=${LEVER_DATA_DIR:-/var/lib/lever}; else data=${LEVER_DATA_DIR:-$HOME/.lever}; fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target leverd lever_cli lever
 abs_build=$(cd "$build" && pwd)

@@ -510,7 +510,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", f.listen, "Public address for gRPC (h2c) and HTTP, host:port")->capture_default_str();
   app.add_option("--data-dir", f.data_dir,
                  "Code, registry and sockets (default: $LEVER_DATA_DIR, systemd's $STATE_DIRECTORY, "
-                 "$XDG_DATA_HOME/lever, ~/.lever)")
+                 "/var/lib/lever for root, $XDG_DATA_HOME/lever, ~/.lever)")
       ->capture_default_str();
   app.add_option("--registry", f.registry,
                  "Where environments, services and versions live: embedded: (SQLite in the data dir) or "

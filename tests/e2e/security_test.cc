@@ -27,8 +27,9 @@ std::string Token(const Leverd& d) {
   return t;
 }
 
-// `lever` with no token anywhere: a HOME without a data dir, no
-// LEVER_ADMIN_TOKEN, no --data-dir.
+// `lever` with no token anywhere: no LEVER_ADMIN_TOKEN, and a HOME and
+// --data-dir without a token file (as root the default data dir is
+// /var/lib/lever, which another leverd on this machine may use).
 CommandResult LeverWithoutToken(const std::vector<std::string>& prefix, const std::string& host,
                                 const std::vector<std::string>& args) {
   static TempDir empty_home;
@@ -38,6 +39,8 @@ CommandResult LeverWithoutToken(const std::vector<std::string>& prefix, const st
   }
   argv.push_back("HOME=" + empty_home.path());
   argv.push_back(LeverPath());
+  argv.push_back("--data-dir");
+  argv.push_back(empty_home.path());
   argv.push_back("-H");
   argv.push_back(host);
   argv.insert(argv.end(), args.begin(), args.end());
