@@ -115,10 +115,11 @@ class ClusterE2E : public ::testing::Test {
   }
 
   // Ids of `service`'s instances that `node` runs itself.
-  static std::vector<std::string> LocalInstances(const Node& node, const std::string& service) {
+  static std::vector<std::string> LocalInstances(const Node& node, const std::string& service,
+                                                 bool ready_only = false) {
     std::vector<std::string> ids;
     for (const Value& i : node->Instances(service)) {
-      if (Str(i, "node") == node.name) ids.push_back(Str(i, "id"));
+      if (Str(i, "node") == node.name && (!ready_only || Str(i, "state") == "ready")) ids.push_back(Str(i, "id"));
     }
     return ids;
   }
@@ -241,7 +242,8 @@ TEST_F(ClusterE2E, A25MiBServiceDeployedOnNode1RunsOnNode3) {
   CommandResult d = n1->Lever({"deploy", code.path()});
   ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
   ASSERT_TRUE(n3->WaitForLog("fetched the code of lever://dev.lever/bigsvc v1 from node n1", seconds(60)));
-  ASSERT_TRUE(WaitUntil([&] { return !LocalInstances(n3, "bigsvc").empty(); }, seconds(30)));
+  // Ready, not only listed: a call while n3's instance still starts goes to n1's.
+  ASSERT_TRUE(WaitUntil([&] { return !LocalInstances(n3, "bigsvc", true).empty(); }, seconds(30)));
   EXPECT_EQ(fs::file_size(n3->data_dir() + "/code/dev.lever/bigsvc/1/data.bin"), uint64_t{25} << 20);
   // n3 serves it itself (local first) and now holds the archive for others.
   std::string id;
