@@ -417,7 +417,17 @@ Value WithResourceSummary(const Value& instances) {
       }
       if (names.size() > 3) text += " +" + std::to_string(names.size() - 3);
     }
-    if (copy.is_map()) copy.as_map().Set("resourceSummary", text.empty() ? "-" : text);
+    if (copy.is_map()) {
+      copy.as_map().Set("resourceSummary", text.empty() ? "-" : text);
+      // Another node's instance: its pid and start time are not known here
+      // (the JSON keeps leverd's 0 and epoch; the table says "-").
+      const Value* pid = row.as_map().Find("pid");
+      if (pid && pid->is_number() && pid->ToDouble() == 0) copy.as_map().Set("pid", "-");
+      const Value* started = row.as_map().Find("startedAt");
+      if (started && started->is_string() && started->as_string().rfind("1970-", 0) == 0) {
+        copy.as_map().Set("startedAt", "-");
+      }
+    }
     rows.push_back(std::move(copy));
   }
   return Value(std::move(rows));

@@ -175,6 +175,11 @@ TEST_F(ClusterE2E, DeployOnOneNodeCallThroughTheOthers) {
     return false;
   };
   ASSERT_TRUE(WaitUntil([&] { return knows(n2) && knows(n3); }, seconds(10)));
+  // n2's table lists n1's instance without a made-up pid or start time.
+  CommandResult table = n2->Lever({"ps"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find(on_n1[0]), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("1970-"), std::string::npos) << table.out;
   for (const Node* n : {&n2, &n3}) {
     std::string id;
     ASSERT_TRUE(WaitUntil([&] { return !(id = WhoamiThrough(*n, "clustersvc")).empty(); }, seconds(10))) << n->name;
