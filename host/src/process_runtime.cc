@@ -496,26 +496,8 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   Status s = Resolve(spec, &argv_s, &exe);
   if (!s.ok()) return s;
 
-  std::vector<std::string> env_s = {
-      "LEVEROS_ENVIRONMENT=" + spec.env,
-      "LEVEROS_SERVICE=" + spec.service,
-      "LEVEROS_INSTANCE_ID=" + spec.instance_id,
-      "LEVEROS_CODE_VERSION=" + std::to_string(spec.version),
-      "LEVEROS_INTERNAL_ENV_SUFFIX=.lever",
-      "LEVEROS_LISTEN_ADDR=unix:" + spec.listen_path,
-      "PATH=" + options_.path,
-  };
-  if (!spec.internal_gateway.empty()) env_s.push_back("LEVEROS_INTERNAL_RPC_GATEWAY=" + spec.internal_gateway);
-  if (!spec.config.js_entry.empty()) {
-    // The original gave node --max_old_space_size=int(ram*0.9).
-    env_s.push_back("NODE_OPTIONS=--max-old-space-size=" + std::to_string(spec.config.ram_mb * 9 / 10));
-  }
-  if (!spec.config.py_entry.empty()) {
-    // Output reaches `lever logs` line by line; the code dir is not ours to
-    // litter with __pycache__ (and is read-only for another user).
-    env_s.push_back("PYTHONUNBUFFERED=1");
-    env_s.push_back("PYTHONDONTWRITEBYTECODE=1");
-  }
+  std::vector<std::string> env_s =
+      InstanceEnvironment(spec, options_.path, "unix:" + spec.listen_path, spec.internal_gateway);
 
   // A parked child if there is one (its cgroup attach is done), else a
   // child forked now. Either is handed the same order.

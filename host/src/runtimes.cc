@@ -66,6 +66,31 @@ class SelectingRuntime final : public Runtime {
 
 }  // namespace
 
+std::vector<std::string> InstanceEnvironment(const InstanceSpec& spec, const std::string& path,
+                                             const std::string& listen_addr, const std::string& internal_gateway) {
+  std::vector<std::string> env = {
+      "LEVEROS_ENVIRONMENT=" + spec.env,
+      "LEVEROS_SERVICE=" + spec.service,
+      "LEVEROS_INSTANCE_ID=" + spec.instance_id,
+      "LEVEROS_CODE_VERSION=" + std::to_string(spec.version),
+      "LEVEROS_INTERNAL_ENV_SUFFIX=.lever",
+      "LEVEROS_LISTEN_ADDR=" + listen_addr,
+      "PATH=" + path,
+  };
+  if (!internal_gateway.empty()) env.push_back("LEVEROS_INTERNAL_RPC_GATEWAY=" + internal_gateway);
+  if (!spec.config.js_entry.empty()) {
+    // The original gave node --max_old_space_size=int(ram*0.9).
+    env.push_back("NODE_OPTIONS=--max-old-space-size=" + std::to_string(spec.config.ram_mb * 9 / 10));
+  }
+  if (!spec.config.py_entry.empty()) {
+    // Output reaches `lever logs` line by line; the code dir is not ours to
+    // litter with __pycache__ (and is read-only for another user).
+    env.push_back("PYTHONUNBUFFERED=1");
+    env.push_back("PYTHONDONTWRITEBYTECODE=1");
+  }
+  return env;
+}
+
 Status OpenRuntime(std::string_view name, const RuntimeOptions& options, RuntimePtr* out) {
   const Entry* e = FindEntry(name);
   if (!e) return InvalidArgument("unknown runtime \"" + std::string(name) + "\" (process or docker)");

@@ -382,25 +382,8 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   docker::ContainerSpec cs;
   cs.image = options_.image;
   cs.argv = argv;
-  cs.env = {
-      "LEVEROS_ENVIRONMENT=" + spec.env,
-      "LEVEROS_SERVICE=" + spec.service,
-      "LEVEROS_INSTANCE_ID=" + spec.instance_id,
-      "LEVEROS_CODE_VERSION=" + std::to_string(spec.version),
-      "LEVEROS_INTERNAL_ENV_SUFFIX=.lever",
-      "LEVEROS_LISTEN_ADDR=unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
-      "PATH=" + options_.path,
-  };
-  if (!gateway.empty()) {
-    cs.env.push_back("LEVEROS_INTERNAL_RPC_GATEWAY=unix:" + std::string(docker::kContainerGateway));
-  }
-  if (!spec.config.js_entry.empty()) {
-    cs.env.push_back("NODE_OPTIONS=--max-old-space-size=" + std::to_string(spec.config.ram_mb * 9 / 10));
-  }
-  if (!spec.config.py_entry.empty()) {
-    cs.env.push_back("PYTHONUNBUFFERED=1");
-    cs.env.push_back("PYTHONDONTWRITEBYTECODE=1");
-  }
+  cs.env = InstanceEnvironment(spec, options_.path, "unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
+                               gateway.empty() ? "" : "unix:" + std::string(docker::kContainerGateway));
   cs.user = user.spec;
   cs.code_dir = spec.code_dir;
   cs.run_dir = w->dir;

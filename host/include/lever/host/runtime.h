@@ -27,6 +27,13 @@ struct InstanceSpec {
   std::string internal_gateway;   // "unix:/..." of the env's internal socket; may be empty
 };
 
+// The environment every runtime gives an instance: the LEVEROS_* variables,
+// PATH, and the language runtimes' settings. `listen_addr` and
+// `internal_gateway` are as the instance sees them ("unix:/..."); the gateway
+// may be empty.
+std::vector<std::string> InstanceEnvironment(const InstanceSpec& spec, const std::string& path,
+                                             const std::string& listen_addr, const std::string& internal_gateway);
+
 // One started instance. Thread contract: used only by the instance manager's
 // supervisor thread.
 class RunningInstance {
