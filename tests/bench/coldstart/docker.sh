@@ -26,42 +26,20 @@ for i in $(seq 1 300); do curl -sf --unix-socket "$tmp/docker.sock" http://d/_pi
 
 mkdir "$tmp/svc"
 cp "$build/examples/hello-cpp/serve" "$tmp/svc/"
-port_of() { sed -n 's/.* listening on [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$1"; }
-instances() { "$build/cli/lever" -H "127.0.0.1:$1" ps --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["instances"]))'; }
-call() {
-  curl -sf -o /dev/null -w '%{time_total}\n' -X POST -H 'Content-Type: application/json' --data '["w"]' \
-    "http://127.0.0.1:$1/helloService/sayHello?forceenv=dev.lever"
-}
+source "$root/tests/bench/coldstart/lib.sh"
 
 one_round() {  # runtime
-  local log=$tmp/leverd-$1.log port i j
+  local log=$tmp/leverd-$1.log port
   echo "{\"name\": \"helloService\", \"entry\": [\"./serve\"], \"runtime\": \"$1\"}" > "$tmp/svc/lever.json"
   "$build/cli/leverd" --listen 127.0.0.1:0 --data-dir "$tmp/data-$1" --idle-timeout 300ms \
     --docker-host "unix://$tmp/docker.sock" --docker-network none 2> "$log" &
   leverd_pid=$!
-  for i in $(seq 1 200); do port=$(port_of "$log"); [ -n "$port" ] && break; sleep 0.05; done
+  port=$(leverd_port "$log")
   "$build/cli/lever" -H "127.0.0.1:$port" deploy "$tmp/svc" > /dev/null 2>&1
-  for i in $(seq 1 "$runs"); do
-    for j in $(seq 1 200); do [ "$(instances "$port")" = 0 ] && break; sleep 0.05; done
-    sleep 0.3  # the stopped container is removed (this is a benchmark, not a test)
-    echo "$1 $(call "$port") $(call "$port")" >> "$tmp/results"
-  done
+  measure "$1" "$port" "$runs" 0.3  # the stopped container is removed
   kill "$leverd_pid"; wait "$leverd_pid" || true; leverd_pid=
 }
 
 one_round process
 one_round docker
-python3 - "$tmp/results" <<'PY'
-import sys
-rows = {}
-for line in open(sys.argv[1]):
-    rt, cold, warm = line.split()
-    rows.setdefault(rt, ([], []))
-    rows[rt][0].append(float(cold) * 1000)
-    rows[rt][1].append(float(warm) * 1000)
-for rt, (cold, warm) in sorted(rows.items()):
-    cold.sort(); warm.sort()
-    q = lambda v, p: v[min(len(v) - 1, int(len(v) * p))]
-    print(f"{rt}: n={len(cold)} cold p50 {q(cold, .5):.1f} ms p99 {q(cold, .99):.1f} ms; "
-          f"warm p50 {q(warm, .5):.2f} ms; cold - warm p50 {q(cold, .5) - q(warm, .5):.1f} ms")
-PY
+summarize
