@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "peer_fetch.h"
@@ -40,6 +41,14 @@ std::string Str(const Json& v, const char* key) {
 int64_t Int(const Json& v, const char* key) {
   return v.contains(key) && v[key].is_number_integer() ? v[key].get<int64_t>() : 0;
 }
+// A published figure: a finite number in [0, 1e6], else 0 (any peer may be wrong or hostile).
+double Figure(const Json& v, const char* key) {
+  if (!v.contains(key) || !v[key].is_number()) return 0;
+  double x = v[key].get<double>();
+  return std::isfinite(x) ? std::clamp(x, 0.0, 1e6) : 0;
+}
+// Loads are published to a tenth: a steady load does not rewrite the key every tick.
+double Tenth(double x) { return std::round(x * 10) / 10; }
 
 }  // namespace
 
@@ -189,6 +198,11 @@ void Cluster::OnInstances(const std::vector<etcd::Change>& changes) {
       NodeService ns;
       ns.version = Int(v, "version");
       ns.in_flight = Int(v, "in_flight");
+      ns.starting = std::clamp<int64_t>(Int(v, "starting"), 0, 1024);
+      ns.load = Figure(v, "load");
+      ns.peak = Figure(v, "peak");
+      ns.waiting = std::clamp<int64_t>(Int(v, "waiting"), 0, 1 << 20);
+      ns.recent = v.contains("recent") && v["recent"].is_boolean() && v["recent"].get<bool>();
       if (v.contains("instances") && v["instances"].is_array()) {
         for (const Json& id : v["instances"]) {
           if (id.is_string() && ns.ready.size() < 1024) ns.ready.push_back(id.get<std::string>());
@@ -221,6 +235,32 @@ std::vector<RemoteCandidate> Cluster::CandidatesLocked(const std::string& env, c
   return out;
 }
 
+uint64_t Cluster::PeerLoads(const std::string& env, const std::string& service, int64_t live_version,
+                            std::vector<PeerLoad>* out) const {
+  out->clear();
+  std::lock_guard lock(mu_);
+  auto svc = remote_.find(env + "/" + service);
+  for (const auto& [name, peer] : peers_) {
+    if (!peer->usable()) continue;  // gone, or a connection to it failed: its instances do not count
+    PeerLoad p;
+    p.rank = NodeRank(env, service, name);
+    const NodeService* ns = nullptr;
+    if (svc != remote_.end()) {
+      auto it = svc->second.find(name);
+      if (it != svc->second.end()) ns = &it->second;
+    }
+    if (ns) {
+      if (ns->version == live_version) p.instances = static_cast<int64_t>(ns->ready.size()) + ns->starting;
+      p.load = ns->load;
+      p.peak = ns->peak;
+      p.waiting = ns->waiting > 0;
+      p.recent = ns->recent;
+    }
+    out->push_back(p);
+  }
+  return NodeRank(env, service, options_.node_name);
+}
+
 void Cluster::Install(const std::string& env, const std::string& service) {
   ServicePtr svc = deps_.catalog->Find(env, service);
   if (!svc) return;
@@ -246,9 +286,14 @@ void Cluster::Publish(std::vector<ServiceLoad> loads) {
   std::set<std::string> seen;
   for (const ServiceLoad& l : loads) {
     std::string key = InstKey(l.env, l.service);
-    if (l.ready.empty() && l.in_flight == 0) continue;  // nothing here: no key
+    double load = Tenth(l.load), peak = Tenth(l.peak);
+    if (l.ready.empty() && l.in_flight == 0 && l.starting == 0 && l.waiting == 0 && load == 0 && peak == 0 &&
+        !l.recent) {
+      continue;  // nothing here: no key
+    }
     seen.insert(key);
-    Json v = {{"version", l.version}, {"instances", l.ready}, {"in_flight", l.in_flight}};
+    Json v = {{"version", l.version}, {"instances", l.ready}, {"in_flight", l.in_flight}, {"starting", l.starting},
+              {"load", load},         {"peak", peak},         {"waiting", l.waiting},     {"recent", l.recent}};
     wanted_[key] = v.dump();
   }
   std::erase_if(wanted_, [&](const auto& e) { return e.first.starts_with(prefix) && !seen.count(e.first); });

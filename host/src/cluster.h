@@ -10,7 +10,11 @@
 // - Instances and load: `inst/<env>/<service>/<node>` under the lease: the
 //   node's ready instances of a version and its calls in flight, published
 //   from the supervisor's ticks (coalesced, at most one write per key every
-//   `publish_interval`; none on the routing path).
+//   `publish_interval`; none on the routing path), with what the
+//   cluster-wide autoscaler needs: starting instances, the node's own load
+//   (mean and peak of its last tick), calls waiting, called recently.
+// - Cluster-wide autoscaling: a share per node, no decider (PeerLoads() and
+//   lifecycle.h ClusterShare(); docs/cluster.md says why).
 // - Remote candidates: every node's keys, watched through the registry's
 //   mirror, become per-service `RemoteCandidate`s (ServiceState::remote)
 //   that routing places calls on when no local instance has capacity.
@@ -81,6 +85,12 @@ class Cluster {
   CodeState EnsureCode(const std::string& env, const std::string& service, int64_t version,
                        const std::string& code_dir, Status* failure);
 
+  // The autoscaler's view of the other usable nodes for a service: every
+  // peer, with what it published for the service (nothing: zeros);
+  // instances count only when of `live_version`. Returns this node's rank.
+  uint64_t PeerLoads(const std::string& env, const std::string& service, int64_t live_version,
+                     std::vector<PeerLoad>* out) const;
+
   // Installs the known remote candidates into a service the catalog just
   // made (or whose candidates may have changed).
   void RefreshService(const std::string& env, const std::string& service);
@@ -94,6 +104,10 @@ class Cluster {
     int64_t version = 0;
     std::vector<std::string> ready;
     int64_t in_flight = 0;
+    int64_t starting = 0;
+    double load = 0, peak = 0;
+    int64_t waiting = 0;
+    bool recent = false;
   };
   void OnNodes(const std::vector<etcd::Change>& changes);
   void OnInstances(const std::vector<etcd::Change>& changes);

@@ -154,6 +154,11 @@ Status Host::Impl::Init(RegistryPtr registry) {
     so.publish = [this](std::vector<ServiceLoad> loads) {
       if (cluster_) cluster_->Publish(std::move(loads));
     };
+    so.peer_loads = [this](const std::string& env, const std::string& service, int64_t live,
+                           std::vector<PeerLoad>* out) -> uint64_t {
+      if (!cluster_) return 0;
+      return cluster_->PeerLoads(env, service, live, out);
+    };
     so.ensure_code = [this](const std::string& env, const std::string& service, int64_t version,
                             const std::string& code_dir, Status* failure) {
       if (!cluster_) return 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "lever/host/placement.h"
+
 namespace lever::host {
 namespace {
 
@@ -17,6 +19,56 @@ int64_t Need(double concurrency, double load) {
 }
 
 }  // namespace
+
+uint64_t NodeRank(std::string_view env, std::string_view service, std::string_view node) {
+  std::string key;
+  key.reserve(env.size() + service.size() + node.size() + 2);
+  key.append(env).append("/").append(service).append("\n").append(node);
+  return PlacementKey(key);
+}
+
+int64_t ClusterShare(int64_t total, int64_t mine, uint64_t rank, bool waiting, std::span<const PeerLoad> peers,
+                     int64_t floor, int64_t cap) {
+  struct Slot {
+    int64_t n;
+    uint64_t rank;
+    bool waiting;
+  };
+  std::vector<Slot> slots;
+  slots.reserve(peers.size() + 1);
+  slots.push_back({mine, rank, waiting});
+  int64_t sum = mine;
+  for (const PeerLoad& p : peers) {
+    slots.push_back({std::max<int64_t>(p.instances, 0), p.rank, p.waiting});
+    sum += slots.back().n;
+  }
+  // A missing instance: the fewest first, then where calls wait, then the rank.
+  auto gets_before = [](const Slot& a, const Slot& b) {
+    if (a.n != b.n) return a.n < b.n;
+    if (a.waiting != b.waiting) return a.waiting;
+    return a.rank < b.rank;
+  };
+  while (sum < total) {
+    Slot* best = nullptr;
+    for (Slot& s : slots) {
+      if (s.n < cap && (!best || gets_before(s, *best))) best = &s;
+    }
+    if (!best) break;
+    ++best->n;
+    ++sum;
+  }
+  // A surplus instance: the most first, then the highest rank.
+  while (sum > total) {
+    Slot* worst = nullptr;
+    for (Slot& s : slots) {
+      if (s.n > floor && (!worst || s.n > worst->n || (s.n == worst->n && s.rank > worst->rank))) worst = &s;
+    }
+    if (!worst) break;
+    --worst->n;
+    --sum;
+  }
+  return slots.front().n;
+}
 
 SteadyDuration SampleTick(const LifecycleOptions& options) {
   return std::clamp<SteadyDuration>(options.panic_window / 6, std::chrono::milliseconds(10), std::chrono::seconds(1));
@@ -153,18 +205,27 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
     }
   }
 
-  // 4. The autoscaler, for the live version.
+  // 4. The autoscaler, for the live version: the count the load needs
+  // (over the cluster, in one), then this node's share of it.
   if (live <= 0) return plan;
   std::vector<size_t> serving;  // live instances starting or ready
   for (size_t i = 0; i < n; ++i) {
     if (view.instances[i].version == live && active(i)) serving.push_back(i);
   }
   const int64_t current = static_cast<int64_t>(serving.size());
+  int64_t cluster_current = current;
+  double concurrency_now = view.concurrency_now;
+  bool peers_recent = false;
+  for (const PeerLoad& p : view.peers) {
+    cluster_current += std::max<int64_t>(p.instances, 0);
+    concurrency_now += std::max(p.load, 0.0);
+    peers_recent |= p.recent;
+  }
   const double load = live_view.max_instance_load > 0 ? live_view.max_instance_load : 10.0;
   // The stable window's average over the time its samples cover (a gap
   // with no instance is covered by the next sample's span, at zero load);
   // with no sample yet, the load now.
-  double area = 0, covered = 0, peak = view.concurrency_now;
+  double area = 0, covered = 0, peak = concurrency_now;
   const SteadyTime stable_start = now - o.stable_window;
   for (const LoadSample& s : view.samples) {
     if (s.at > stable_start) {
@@ -174,44 +235,55 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
     }
     if (s.at > now - o.panic_window) peak = std::max({peak, s.concurrency, s.peak});
   }
-  const double stable_average = covered > 0 ? area / covered : view.concurrency_now;
+  const double stable_average = covered > 0 ? area / covered : concurrency_now;
   const int64_t stable_need = Need(stable_average, load);
   const int64_t panic_need = Need(peak, load);
   // A version just switched to counts as called now: it stays warm. With
-  // no call for the idle period the windows' history is moot: zero.
+  // no call for the idle period (on any node) the windows' history is moot:
+  // zero.
   const SteadyTime last_call = plan.switch_live ? now : view.last_call;
-  const bool recent = view.concurrency_now > 0 || now - last_call < o.idle_timeout;
-  if (recent && panic_need > 0 && panic_need >= 2 * current) plan.panic_until = now + o.stable_window;
+  const bool recent_here = view.concurrency_now > 0 || now - last_call < o.idle_timeout;
+  const bool recent = recent_here || concurrency_now > 0 || peers_recent;
+  if (recent && panic_need > 0 && panic_need >= 2 * cluster_current) plan.panic_until = now + o.stable_window;
   if (!recent) plan.panic_until = {};
   const bool panicking = now < plan.panic_until;
 
   int64_t desired = recent ? stable_need : 0;
   plan.reason = "stable";
-  if (panicking && std::max(panic_need, current) >= desired) {
-    desired = std::max(panic_need, current);  // no scale-down while panicking
+  if (panicking && std::max(panic_need, cluster_current) >= desired) {
+    desired = std::max(panic_need, cluster_current);  // no scale-down while panicking
     plan.reason = "panic";
   }
   if (desired == 0 && recent) desired = 1;  // stays warm until the idle period ends
   if (desired == 0) plan.reason = "idle";
-  if (live_view.min_instances > desired) {
-    desired = live_view.min_instances;
+  const int64_t nodes = 1 + static_cast<int64_t>(view.peers.size());
+  // minInstances holds on every node (each keeps that many warm), and
+  // max_instances bounds every node.
+  const int64_t min = std::min<int64_t>(live_view.min_instances, static_cast<int64_t>(o.max_instances));
+  if (min * nodes > desired) {
+    desired = min * nodes;
     plan.reason = "min";
   }
-  desired = std::min<int64_t>(desired, static_cast<int64_t>(o.max_instances));
+  desired = std::min<int64_t>(desired, static_cast<int64_t>(o.max_instances) * nodes);
+  const int64_t share = view.peers.empty()
+                            ? desired
+                            : std::max(min, ClusterShare(desired, current, view.rank, view.waiters > 0, view.peers,
+                                                         min, static_cast<int64_t>(o.max_instances)));
   plan.desired = desired;
-  if (recent && view.concurrency_now <= 0) wake_at(last_call + o.idle_timeout);
+  plan.share = share;
+  if (recent_here && view.concurrency_now <= 0) wake_at(last_call + o.idle_timeout);
 
   size_t in_use = plan.start_rollout;  // instances that count against max_instances
   for (size_t i = 0; i < n; ++i) {
     if (active(i)) ++in_use;
   }
-  if (current < desired) {
+  if (current < share) {
     if (now < view.restart_after) {
       wake_at(view.restart_after);
     } else if (live_view.config_ok && in_use < o.max_instances) {
-      plan.start = std::min<size_t>(static_cast<size_t>(desired - current), o.max_instances - in_use);
+      plan.start = std::min<size_t>(static_cast<size_t>(share - current), o.max_instances - in_use);
     }
-  } else if (current > desired) {
+  } else if (current > share) {
     // Victims: starting ones first, then those owning the fewest resources,
     // then the least busy, then the newest.
     std::stable_sort(serving.begin(), serving.end(), [&](size_t a, size_t b) {
@@ -227,9 +299,9 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
       bool starting = view.instances[i].state == InstanceState::kStarting;
       stop(i, starting ? Plan::StopKind::kTerm : Plan::StopKind::kDrain, why);
     };
-    if (desired == 0) {
+    if (share == 0 && desired == 0) {
       for (size_t i : serving) retire(i, "idle");
-    } else if (!panicking && stable_need < current && now - view.last_scale_down >= tick) {
+    } else if (!panicking && now - view.last_scale_down >= tick) {
       retire(serving.front(), "scaled down");
       plan.last_scale_down = now;
     } else {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "instance.h"
@@ -85,6 +86,34 @@ struct VersionView {
   double max_instance_load = 10;
 };
 
+// Another node's part of a service in a cluster (docs/cluster.md
+// "Cluster-wide autoscaling"), as it published it in its `inst/` key. The
+// autoscaler sums the cluster's load from these and takes its own share of
+// the cluster's count.
+struct PeerLoad {
+  uint64_t rank = 0;      // NodeRank(): the same on every node
+  int64_t instances = 0;  // its ready and starting instances of the live version
+  double load = 0;        // its concurrency over its last tick (calls in flight and waiting)
+  double peak = 0;        // the most at once in that tick
+  bool waiting = false;   // calls wait there for an instance
+  bool recent = false;    // it had a call within its idle period
+};
+
+// A node's rank for a service: the order in which nodes are given a
+// service's instances when they have as many (lowest first) and lose them
+// (highest first). The same number on every node.
+uint64_t NodeRank(std::string_view env, std::string_view service, std::string_view node);
+
+// How many of a cluster-wide count of `total` instances this node runs: from
+// where the instances are now (this node's `mine`, the others' in `peers`), a
+// missing instance goes to the node with the fewest (ties: one where calls
+// wait, then the lowest rank), a surplus one leaves the node with the most
+// (ties: the highest rank), never below `floor` on a node nor above `cap`.
+// Every node computes this from the same published data, so they agree
+// without talking to each other.
+int64_t ClusterShare(int64_t total, int64_t mine, uint64_t rank, bool waiting, std::span<const PeerLoad> peers,
+                     int64_t floor, int64_t cap);
+
 struct ServiceView {
   bool removed = false;
   VersionView live;      // the version calls go to
@@ -101,6 +130,12 @@ struct ServiceView {
   SteadyTime last_call{};               // last call placed or queued (or the switch)
   SteadyTime panic_until{};             // no scale-down before this
   SteadyTime last_scale_down{};
+  // In a cluster: the other usable nodes that run or call the service.
+  // `samples` then hold the cluster's concurrency (this node's plus what the
+  // others published); `concurrency_now` stays this node's own (the peers'
+  // loads are added to it). Empty: this node decides alone.
+  std::span<const PeerLoad> peers;
+  uint64_t rank = 0;  // this node's NodeRank()
 };
 
 struct Plan {
@@ -127,8 +162,10 @@ struct Plan {
   std::string fail_rollout;   // non-empty: the rollout failed, with why
   bool removed = false;       // the service is gone: fail waiters with NOT_FOUND
 
-  // The autoscaler's verdict, for `lever ps` and its memory.
+  // The autoscaler's verdict, for `lever ps` and its memory: the count for
+  // the whole cluster (one node: for this node), and this node's share of it.
   int64_t desired = 0;
+  int64_t share = 0;
   const char* reason = "idle";  // "min", "panic", "stable" or "idle"
   SteadyTime panic_until{};
   SteadyTime last_scale_down{};

@@ -512,5 +512,200 @@ TEST(Lifecycle, LeasesCloseWhenTheirOwnerDrainsOrTheyIdleOut) {
   EXPECT_LE(p.wake, sim.now + seconds(170));  // when `fresh` idles out
 }
 
+// --- Cluster-wide autoscaling ------------------------------------------------------
+
+TEST(ClusterShare, MissingInstancesGoToTheNodesWithFewestThenWaitingThenRank) {
+  std::vector<PeerLoad> peers = {{/*rank=*/20, 0}, {/*rank=*/30, 0}};
+  // Nobody runs it; 3 needed: one each.
+  EXPECT_EQ(ClusterShare(3, 0, 10, false, peers, 0, 16), 1);
+  // 1 needed: the lowest rank gets it, unless calls wait elsewhere.
+  EXPECT_EQ(ClusterShare(1, 0, 10, false, peers, 0, 16), 1);
+  EXPECT_EQ(ClusterShare(1, 0, 40, false, peers, 0, 16), 0);
+  EXPECT_EQ(ClusterShare(1, 0, 40, true, peers, 0, 16), 1) << "the node whose calls wait starts it";
+  peers[0].waiting = true;
+  EXPECT_EQ(ClusterShare(1, 0, 10, false, peers, 0, 16), 0);
+  // Where instances already are, they stay: 2 here, 0 and 0 there, 5 needed.
+  peers = {{20, 0}, {30, 0}};
+  EXPECT_EQ(ClusterShare(5, 2, 10, false, peers, 0, 16), 2);
+  EXPECT_EQ(ClusterShare(2, 2, 10, false, peers, 0, 16), 2) << "no instance moves when the count is met";
+  // The cap bounds a node: the rest go elsewhere.
+  EXPECT_EQ(ClusterShare(9, 0, 10, false, peers, 0, 2), 2);
+}
+
+TEST(ClusterShare, SurplusLeavesTheNodesWithMostThenHighestRankNeverBelowTheFloor) {
+  std::vector<PeerLoad> peers = {{20, 1}, {30, 3}};
+  EXPECT_EQ(ClusterShare(4, 2, 10, false, peers, 0, 16), 2) << "the node with 3 gives one up";
+  EXPECT_EQ(ClusterShare(3, 2, 10, false, peers, 0, 16), 1);  // 2,1,3 -> 2,1,2 -> 2,1,1 -> 1,1,1
+  EXPECT_EQ(ClusterShare(0, 2, 10, false, peers, 0, 16), 0);
+  EXPECT_EQ(ClusterShare(0, 2, 10, false, peers, 1, 16), 1) << "minInstances holds on every node";
+  // Ties: the highest rank goes first, so the nodes agree on who.
+  peers = {{20, 1}};
+  EXPECT_EQ(ClusterShare(1, 1, 10, false, peers, 0, 16), 1);
+  EXPECT_EQ(ClusterShare(1, 1, 30, false, peers, 0, 16), 0);
+}
+
+TEST(ClusterShare, EveryNodeComputesTheSameSplit) {
+  // Three nodes with their ranks and counts; each computes its share from
+  // the others' published counts: the shares add up to the total.
+  const uint64_t ranks[3] = {NodeRank("dev.lever", "svc", "n1"), NodeRank("dev.lever", "svc", "n2"),
+                             NodeRank("dev.lever", "svc", "n3")};
+  EXPECT_NE(ranks[0], ranks[1]);
+  for (int64_t total : {0, 1, 2, 5, 7, 12}) {
+    for (const auto& counts : std::vector<std::vector<int64_t>>{{0, 0, 0}, {4, 0, 0}, {1, 2, 3}, {6, 6, 0}}) {
+      int64_t sum = 0;
+      for (int i = 0; i < 3; ++i) {
+        std::vector<PeerLoad> peers;
+        for (int j = 0; j < 3; ++j) {
+          if (j != i) peers.push_back({ranks[j], counts[j]});
+        }
+        sum += ClusterShare(total, counts[i], ranks[i], false, peers, 0, 16);
+      }
+      EXPECT_EQ(sum, total) << "total " << total << " from " << counts[0] << "," << counts[1] << "," << counts[2];
+    }
+  }
+}
+
+// Three nodes, each deciding alone from the others' published loads (as of
+// their last tick), on one fake clock. Calls arrive at node 0 only; routing
+// fills node 0's instances first, then the others' with room, the rest stay
+// on node 0 (routing.cc PlaceCallLocked).
+struct ClusterSim {
+  static constexpr int kNodes = 3;
+  ClusterSim() {
+    for (int i = 0; i < kNodes; ++i) {
+      nodes[i].o.panic_window = milliseconds(600);
+      nodes[i].o.stable_window = seconds(6);
+      nodes[i].o.idle_timeout = seconds(3);
+      nodes[i].o.max_instances = 16;
+      nodes[i].view.live = Version(1, 0, 1);  // maxInstanceLoad 1
+      nodes[i].view.last_call = {};
+      ranks[i] = NodeRank("dev.lever", "svc", "n" + std::to_string(i + 1));
+    }
+  }
+  // One tick with `calls` concurrent calls arriving at node 0.
+  void Tick(double calls) {
+    double left = calls;
+    double local[kNodes] = {};
+    for (int i = 0; i < kNodes && left > 0; ++i) {
+      double room = static_cast<double>(nodes[i].Count(1, InstanceState::kReady));
+      local[i] = std::min(left, room);
+      left -= local[i];
+    }
+    local[0] += left;  // waits at node 0, or over capacity there
+    bool waiting0 = left > 0 && nodes[0].Count(1, InstanceState::kReady) == 0;
+    PeerLoad published[kNodes];
+    for (int i = 0; i < kNodes; ++i) published[i] = last[i];
+    for (int i = 0; i < kNodes; ++i) {
+      Sim& n = nodes[i];
+      std::vector<PeerLoad> peers;
+      double remote = 0;
+      for (int j = 0; j < kNodes; ++j) {
+        if (j == i) continue;
+        peers.push_back(published[j]);
+        remote += published[j].load;
+      }
+      SteadyDuration tick = SampleTick(n.o);
+      n.now += tick;
+      // As the supervisor samples in a cluster: this node's figure as it
+      // published it last, so that every node adds up the same numbers.
+      n.samples.push_back({n.now, tick, last[i].load + remote, last[i].load + remote});
+      while (!n.samples.empty() && n.samples.front().at <= n.now - n.o.stable_window) n.samples.erase(n.samples.begin());
+      n.view.concurrency_now = local[i];
+      n.view.waiters = i == 0 && waiting0 ? static_cast<size_t>(left) : 0;
+      if (local[i] > 0) n.view.last_call = n.now;
+      n.view.peers = peers;
+      n.view.rank = ranks[i];
+      n.Pass();
+      n.ReadyAll();  // instances start within a tick
+      n.FinishDrains();
+      last[i] = {ranks[i], static_cast<int64_t>(n.Serving(1)), local[i], local[i], n.view.waiters > 0,
+                 n.now - n.view.last_call < n.o.idle_timeout || local[i] > 0};
+    }
+  }
+  size_t Total() const {
+    size_t t = 0;
+    for (const Sim& n : nodes) t += n.Serving(1);
+    return t;
+  }
+  int NodesRunning() const {
+    int k = 0;
+    for (const Sim& n : nodes) k += n.Serving(1) > 0;
+    return k;
+  }
+  Sim nodes[kNodes];
+  uint64_t ranks[kNodes];
+  PeerLoad last[kNodes];
+};
+
+TEST(ClusterAutoscaler, ALoadStepIntoOneNodeSpreadsOverTheNodesThenScalesToZero) {
+  ClusterSim c;
+  c.Tick(1);  // a first call at node 0: it starts the instance (its call waits there)
+  EXPECT_EQ(c.nodes[0].Serving(1), 1u);
+  EXPECT_EQ(c.Total(), 1u);
+  for (int i = 0; i < 10; ++i) c.Tick(1);
+  EXPECT_EQ(c.Total(), 1u) << "one call needs one instance cluster-wide, not one per node";
+  // A step to 9 concurrent calls at node 0 (maxInstanceLoad 1).
+  for (int i = 0; i < 20; ++i) c.Tick(9);
+  EXPECT_GE(c.Total(), 9u);
+  EXPECT_LE(c.Total(), 12u) << "the nodes overshot";
+  EXPECT_EQ(c.NodesRunning(), 3);
+  for (const Sim& n : c.nodes) EXPECT_GE(n.Serving(1), 2u);
+  for (int i = 0; i < 80; ++i) c.Tick(9);  // steady: the count settles on the need
+  EXPECT_EQ(c.Total(), 9u);
+  EXPECT_EQ(c.nodes[0].desired, 9);
+  // The calls end: the count follows the stable window down, on every
+  // node, until the idle period (3 s) ends on all of them.
+  for (int i = 0; i < 20; ++i) c.Tick(0);
+  EXPECT_LT(c.Total(), 9u);
+  EXPECT_GE(c.Total(), 1u);
+  for (int i = 0; i < 40; ++i) c.Tick(0);
+  EXPECT_EQ(c.Total(), 0u) << "scale to zero on every node";
+  for (const Sim& n : c.nodes) EXPECT_STREQ(n.reason.c_str(), "idle");
+}
+
+TEST(ClusterAutoscaler, AnotherNodesRecentCallsKeepAWarmInstanceHere) {
+  Sim sim;
+  sim.o.idle_timeout = seconds(10);
+  sim.view.instances = {Ready(1, sim.now)};
+  sim.view.last_call = sim.now - seconds(100);  // nothing here for long
+  std::vector<PeerLoad> peers = {{NodeRank("e", "s", "b"), 0, 0, 0, false, /*recent=*/true}};
+  sim.view.peers = peers;
+  sim.view.rank = NodeRank("e", "s", "a");
+  Plan p = sim.Pass();
+  EXPECT_TRUE(p.stops.empty()) << "the cluster's one warm instance stopped";
+  EXPECT_EQ(p.desired, 1);
+  EXPECT_EQ(p.share, 1);
+  EXPECT_GT(p.wake, sim.now) << "no pass loop on a local idle period long over";
+  peers[0].recent = false;
+  p = sim.Pass();
+  EXPECT_EQ(p.desired, 0);
+  ASSERT_EQ(p.stops.size(), 1u);
+  EXPECT_EQ(p.stops[0].reason, "idle");
+}
+
+TEST(ClusterAutoscaler, OtherNodesInstancesCountAgainstPanic) {
+  // 4 calls at load 2 need 2: the other node's 2 instances are enough, no
+  // panic and no start here.
+  Sim sim;
+  sim.view.instances = {};
+  sim.view.concurrency_now = 0;
+  std::vector<PeerLoad> peers = {{1, 2, 4, 4, false, true}};
+  sim.view.peers = peers;
+  sim.view.rank = 2;
+  Plan p = sim.Pass();
+  EXPECT_STREQ(p.reason, "stable");
+  EXPECT_EQ(p.desired, 2);
+  EXPECT_EQ(p.start, 0u);
+  // 12 calls there: the cluster needs 6, twice the 2 it has: it panics,
+  // and this node takes its part of the 4 missing (the fewest first).
+  peers[0].load = peers[0].peak = 12;
+  sim.samples.push_back({sim.now, SampleTick(sim.o), 12, 12});
+  p = sim.Pass();
+  EXPECT_STREQ(p.reason, "panic");
+  EXPECT_EQ(p.desired, 6);
+  EXPECT_EQ(p.share, 3);
+  EXPECT_EQ(p.start, 3u);
+}
+
 }  // namespace
 }  // namespace lever::host

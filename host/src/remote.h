@@ -71,12 +71,19 @@ struct RemoteCandidate {
   int64_t in_flight = 0;  // calls in flight there, as last published
 };
 
-// What a node publishes per service (from the supervisor's tick).
+// What a node publishes per service (from the supervisor's tick): for
+// routing, its ready instances and calls in flight; for the cluster-wide
+// autoscaler (lifecycle.h PeerLoad), its starting instances and its own load.
 struct ServiceLoad {
   std::string env, service;
   int64_t version = 0;
   std::vector<std::string> ready;  // ids of its ready instances of `version`
   int64_t in_flight = 0;
+  int64_t starting = 0;  // instances of `version` starting
+  double load = 0;       // this node's concurrency over its last tick
+  double peak = 0;
+  int64_t waiting = 0;   // calls waiting for an instance here
+  bool recent = false;   // called here within the idle period
 };
 
 }  // namespace lever::host

@@ -70,6 +70,10 @@ struct Autoscaler {
   bool peak_woken = false;
   int64_t desired = 0;
   const char* reason = "idle";
+  // This node's own part of the last sample (in a cluster the samples hold
+  // the cluster's concurrency), which it publishes.
+  double local_load = 0;
+  double local_peak = 0;
 };
 
 struct ServiceState : std::enable_shared_from_this<ServiceState> {

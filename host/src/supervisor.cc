@@ -501,10 +501,15 @@ void Supervisor::Tick() {
     if (options_.publish && !svc->removed) {
       ServiceLoad l{svc->env, svc->name, svc->info.live_version, {}, 0};
       for (auto& inst : svc->instances) {
+        if (inst->version == svc->info.live_version && inst->state == InstanceState::kStarting) ++l.starting;
         if (!UsableLocked(*svc, *inst)) continue;
         l.ready.push_back(inst->instance_id);
         l.in_flight += inst->in_flight();
       }
+      l.load = svc->scaler.local_load;
+      l.peak = svc->scaler.local_peak;
+      l.waiting = static_cast<int64_t>(svc->waiters.size());
+      l.recent = now - svc->last_call < options_.lifecycle.idle_timeout;
       loads.push_back(std::move(l));
     }
   }
@@ -559,7 +564,19 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
       SendHookLocked(svc, lease, false, d);
     }
   }
-  SampleLocked(svc, now);
+  // The other nodes' part of the service (a cluster): their load joins
+  // the samples, their instances the count.
+  std::vector<PeerLoad> peers;
+  uint64_t rank = 0;
+  double remote_load = 0, remote_peak = 0;
+  if (options_.peer_loads && !svc.removed) {
+    rank = options_.peer_loads(svc.env, svc.name, svc.info.live_version, &peers);
+    for (const PeerLoad& p : peers) {
+      remote_load += p.load;
+      remote_peak += p.peak;
+    }
+  }
+  SampleLocked(svc, now, !peers.empty(), remote_load, remote_peak);
   svc.scaler.peak_woken = false;
 
   ServiceView view;
@@ -577,6 +594,8 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
   view.last_call = svc.last_call;
   view.panic_until = svc.scaler.panic_until;
   view.last_scale_down = svc.scaler.last_scale_down;
+  view.peers = peers;
+  view.rank = rank;
   double concurrency = static_cast<double>(svc.waiters.size());
   view.instances.reserve(svc.instances.size());
   std::unordered_map<const Instance*, size_t> index;
@@ -720,10 +739,14 @@ void Supervisor::FinishRolloutLocked(ServiceState& svc, int64_t version, Status 
 
 // The load sample of the tick that just ended: calls in flight on every
 // instance, time-weighted, plus the calls waiting now.
-void Supervisor::SampleLocked(ServiceState& svc, SteadyTime now) {
+void Supervisor::SampleLocked(ServiceState& svc, SteadyTime now, bool clustered, double remote_load,
+                              double remote_peak) {
   Autoscaler& a = svc.scaler;
-  bool active = !svc.instances.empty() || !svc.waiters.empty();
-  if (!active && a.samples.empty()) return;
+  bool active = !svc.instances.empty() || !svc.waiters.empty() || remote_load > 0 || remote_peak > 0;
+  if (!active && a.samples.empty()) {
+    a.local_load = a.local_peak = 0;
+    return;
+  }
   SteadyDuration tick = SampleTick(options_.lifecycle);
   if (now < a.next_sample) {
     if (active) WakeAt(a.next_sample);
@@ -741,7 +764,19 @@ void Supervisor::SampleLocked(ServiceState& svc, SteadyTime now) {
     double us = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(span).count());
     double value = (area >= a.last_area ? static_cast<double>(area - a.last_area) : 0.0) / std::max(us, 1.0);
     double mean = value + static_cast<double>(svc.waiters.size());
-    a.samples.push_back({now, span, mean, std::max(mean, a.peak)});
+    if (clustered) {
+      // The cluster's sample adds this node's figures as it published
+      // them (last tick's) to the others': every node adds up the same
+      // numbers, so they agree on the count (a fresh figure beside the
+      // others' older ones counts calls that moved between nodes twice).
+      a.samples.push_back({now, span, a.local_load + remote_load, a.local_peak + remote_peak});
+      a.local_load = mean;
+      a.local_peak = std::max(mean, a.peak);
+    } else {
+      a.samples.push_back({now, span, mean, std::max(mean, a.peak)});
+      a.local_load = mean;
+      a.local_peak = std::max(mean, a.peak);
+    }
   }
   // The next tick's peak starts from what is in flight now.
   double current = static_cast<double>(svc.waiters.size());

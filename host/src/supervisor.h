@@ -44,6 +44,12 @@ struct SupervisorOptions {
   std::function<int(const std::string& env, const std::string& service, int64_t version, const std::string& code_dir,
                     Status* failure)>
       ensure_code;
+  // The cluster (optional): the other usable nodes' published load of a
+  // service (instances counted only when of `live_version`), and this
+  // node's NodeRank() for it. Called with the service's lock held.
+  std::function<uint64_t(const std::string& env, const std::string& service, int64_t live_version,
+                         std::vector<PeerLoad>* out)>
+      peer_loads;
   // A rollout switched `version` live: make it so in the registry. Called
   // with no host lock held (it takes the code store's lock).
   std::function<void(const std::string& env, const std::string& service, int64_t version)> on_switched;
@@ -82,7 +88,9 @@ class Supervisor {
   void TickService(ServiceState& svc, SteadyTime now, Deferred* d);
   void StopLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d);
   void DrainLocked(ServiceState& svc, Instance& inst, const std::string& reason, Deferred* d);
-  void SampleLocked(ServiceState& svc, SteadyTime now);
+  // In a cluster (`clustered`), `remote_load` and `remote_peak` are the
+  // other nodes' figures, added to this node's own.
+  void SampleLocked(ServiceState& svc, SteadyTime now, bool clustered, double remote_load, double remote_peak);
   void ApplyLocked(ServiceState& svc, const Plan& plan, const std::vector<std::shared_ptr<Instance>>& viewed,
                    SteadyTime now, Deferred* d);
   void FinishRolloutLocked(ServiceState& svc, int64_t version, Status status);
