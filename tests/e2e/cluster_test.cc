@@ -9,10 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -89,7 +92,8 @@ class ClusterE2E : public ::testing::Test {
     Leverd* operator->() const { return leverd.get(); }
   };
 
-  Node StartNode(const std::string& name, const std::string& token = kToken) {
+  Node StartNode(const std::string& name, const std::string& token = kToken,
+                 const std::vector<std::string>& flags = {}) {
     Node n;
     n.name = name;
     n.peer_port = FreePort();
@@ -100,6 +104,7 @@ class ClusterE2E : public ::testing::Test {
                      "--node-name",     name,
                      "--advertise",     "127.0.0.1:" + std::to_string(n.peer_port),
                      "--cluster-token-file", file};
+    o.extra_flags.insert(o.extra_flags.end(), flags.begin(), flags.end());
     n.leverd = std::make_unique<Leverd>(o);
     n.leverd->Start();
     return n;
@@ -146,6 +151,18 @@ class ClusterE2E : public ::testing::Test {
       if (Str(i, "node") == node.name && f && f->is_int() && f->as_int() >= 1) return true;
     }
     return false;
+  }
+
+  // How many of `service`'s instances each node runs itself (ready or starting).
+  static std::map<std::string, size_t> PerNode(const std::vector<const Node*>& nodes, const std::string& service) {
+    std::map<std::string, size_t> out;
+    for (const Node* n : nodes) out[n->name] = LocalInstances(*n, service).size();
+    return out;
+  }
+  static std::string Describe(const std::map<std::string, size_t>& m) {
+    std::string s;
+    for (const auto& [k, v] : m) s += k + "=" + std::to_string(v) + " ";
+    return s;
   }
 
   TempDir dir_;
@@ -415,6 +432,208 @@ TEST_F(ClusterE2E, LocalFirstThenTheLeastLoadedNodeWithRoom) {
   ASSERT_TRUE(slow.Wait(seconds(15), &r));
   ASSERT_TRUE(r.ok()) << r.status.ToString();
   EXPECT_TRUE(Contains(on_n2, Str(r.value, "instance")));
+}
+
+// Closed-loop callers: each thread calls WhoamiAfterMs(ms) through its node
+// again and again until Stop(); every answer and failure is kept.
+class Load {
+ public:
+  Load(std::vector<const Leverd*> through, const std::string& service, int64_t ms) {
+    for (const Leverd* node : through) {
+      threads_.emplace_back([this, node, service, ms] {
+        std::unique_ptr<Client> client = node->NewClient();
+        while (!stop_.load()) {
+          Result r = client->Service("dev.lever", service).Invoke("WhoamiAfterMs", {ms});
+          std::lock_guard lock(mu_);
+          if (r.ok()) {
+            served_[Str(r.value, "instance")]++;
+            versions_[Str(r.value, "version")]++;
+            ++ok_;
+          } else {
+            failures_.push_back(r.status.ToString());
+          }
+        }
+      });
+    }
+  }
+  ~Load() { Stop(); }
+  void Stop() {
+    stop_.store(true);
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  int64_t ok() const {
+    std::lock_guard lock(mu_);
+    return ok_;
+  }
+  std::vector<std::string> failures() const {
+    std::lock_guard lock(mu_);
+    return failures_;
+  }
+  std::map<std::string, int64_t> served() const {
+    std::lock_guard lock(mu_);
+    return served_;
+  }
+  std::map<std::string, int64_t> versions() const {
+    std::lock_guard lock(mu_);
+    return versions_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  int64_t ok_ = 0;
+  std::vector<std::string> failures_;
+  std::map<std::string, int64_t> served_, versions_;
+  std::vector<std::thread> threads_;
+};
+
+// Cluster-wide autoscaling (docs/cluster.md): 6 concurrent calls into n1
+// alone, one call per instance, need 6 instances: the nodes split them (each
+// its share of the cluster's count) rather than n1 running all, and n1
+// relays the calls its own cannot take. Once the calls end, every node scales
+// to zero.
+TEST_F(ClusterE2E, ALoadStepIntoOneNodeSpreadsInstancesThenAllScaleToZero) {
+  const std::vector<std::string> flags = {"--autoscale-panic-window", "600ms", "--autoscale-stable-window", "3s",
+                                          "--idle-timeout", "2s"};
+  Node n1 = StartNode("n1", kToken, flags), n2 = StartNode("n2", kToken, flags), n3 = StartNode("n3", kToken, flags);
+  ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 3; }, seconds(10)));
+  CommandResult d = n1->DeployTestService(R"({"name": "stepped", "entry": ["./serve"], "maxInstanceLoad": 1})");
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  for (const Node* n : {&n2, &n3}) {
+    ASSERT_TRUE((*n)->WaitForLog("fetched the code of lever://dev.lever/stepped v1", seconds(15))) << n->name;
+  }
+  const std::vector<const Node*> all = {&n1, &n2, &n3};
+  std::map<std::string, size_t> per_node;
+  std::map<std::string, int64_t> served;
+  {
+    Load load({n1.leverd.get(), n1.leverd.get(), n1.leverd.get(), n1.leverd.get(), n1.leverd.get(), n1.leverd.get()},
+              "stepped", 200);
+    // Instances on at least two nodes, and calls into n1 served on another.
+    auto spread = [&] {
+      per_node = PerNode(all, "stepped");
+      int running = 0;
+      for (const auto& [_, count] : per_node) running += count > 0;
+      return running >= 2;
+    };
+    ASSERT_TRUE(WaitUntil(spread, seconds(20))) << Describe(per_node);
+    std::vector<std::string> elsewhere = LocalInstances(n2, "stepped");
+    for (const std::string& id : LocalInstances(n3, "stepped")) elsewhere.push_back(id);
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          served = load.served();
+          elsewhere = LocalInstances(n2, "stepped");
+          for (const std::string& id : LocalInstances(n3, "stepped")) elsewhere.push_back(id);
+          for (const auto& [id, _] : served) {
+            if (Contains(elsewhere, id)) return true;
+          }
+          return false;
+        },
+        seconds(20)))
+        << "no call into n1 reached n2's or n3's instances; " << Describe(PerNode(all, "stepped"));
+    // n1 does not run the whole count itself.
+    per_node = PerNode(all, "stepped");
+    EXPECT_LT(per_node["n1"], 6u) << Describe(per_node);
+    load.Stop();
+    EXPECT_EQ(load.failures(), std::vector<std::string>{});
+    EXPECT_GT(load.ok(), 0);
+  }
+  std::cerr << "instances per node under the step: " << Describe(per_node) << "\n";
+  // No call for the idle period (2 s) anywhere: zero instances on every node.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        per_node = PerNode(all, "stepped");
+        for (const auto& [_, count] : per_node) {
+          if (count > 0) return false;
+        }
+        return true;
+      },
+      seconds(30)))
+      << Describe(per_node);
+}
+
+// A deploy while calls flow through all three nodes: none fails, and every
+// node ends on v2 (its live version, and its instances).
+TEST_F(ClusterE2E, LiveUpgradeAcrossNodesUnderLoad) {
+  Node n1 = StartNode("n1"), n2 = StartNode("n2"), n3 = StartNode("n3");
+  ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 3 && NodeNames(n3).size() == 3; }, seconds(10)));
+  const std::string json = R"({"name": "upgraded", "entry": ["./serve"], "maxInstanceLoad": 1})";
+  CommandResult d = n1->DeployTestService(json);
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  const std::vector<const Node*> all = {&n1, &n2, &n3};
+  Load load({n1.leverd.get(), n2.leverd.get(), n3.leverd.get(), n1.leverd.get()}, "upgraded", 50);
+  // Four calls at once, one per instance: every node runs its share.
+  std::map<std::string, size_t> per_node;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        per_node = PerNode(all, "upgraded");
+        return per_node["n1"] > 0 && per_node["n2"] > 0 && per_node["n3"] > 0;
+      },
+      seconds(30)))
+      << Describe(per_node);
+  d = n2->DeployTestService(json);
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  EXPECT_NE(d.out.find("version 2"), std::string::npos) << d.out;
+  // Every node's instances are of v2, and calls through each answer from v2.
+  auto on_v2 = [&](const Node& n) {
+    bool any = false;
+    for (const Value& i : n->Instances("upgraded")) {
+      if (Str(i, "node") != n.name) continue;
+      const Value* v = i.as_map().Find("version");
+      if (!v || !v->is_int() || v->as_int() != 2) return false;
+      any = true;
+    }
+    return any;
+  };
+  for (const Node* n : all) {
+    EXPECT_TRUE(WaitUntil([&] { return on_v2(*n); }, seconds(30))) << n->name;
+    CommandResult r = (*n)->Lever({"--json", "invoke", "/upgraded/Whoami"});
+    Value v;
+    ASSERT_TRUE(ParseJson(r.out, &v).ok()) << r.out << r.err;
+    EXPECT_EQ(Str(v, "version"), "2") << n->name;
+  }
+  load.Stop();
+  EXPECT_EQ(load.failures(), std::vector<std::string>{});
+  std::map<std::string, int64_t> versions = load.versions();
+  EXPECT_GT(versions["1"], 0);
+  EXPECT_GT(versions["2"], 0);
+}
+
+// etcd loses one member of three: the three nodes keep serving and a deploy
+// on one runs on the others. Then etcd is gone entirely: every node keeps
+// serving what it has (its own instances, and calls relayed to the others'),
+// and a deploy is refused with a clear error.
+TEST_F(ClusterE2E, EtcdMemberLostThenEtcdGone) {
+  Node n1 = StartNode("n1"), n2 = StartNode("n2"), n3 = StartNode("n3");
+  ASSERT_TRUE(WaitUntil([&] { return NodeNames(n2).size() == 3; }, seconds(10)));
+  const std::string json = R"({"name": "quorum", "entry": ["./serve"]})";
+  CommandResult d = n1->DeployTestService(json);
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  etcd_->Kill(0);
+  d = n3->DeployTestService(json);
+  ASSERT_EQ(d.exit_code, 0) << d.out << d.err;
+  EXPECT_NE(d.out.find("version 2"), std::string::npos) << d.out;
+  auto version_through = [&](const Node& n) {
+    CommandResult r = n->Lever({"--json", "invoke", "/quorum/Whoami"});
+    Value v;
+    return r.exit_code == 0 && ParseJson(r.out, &v).ok() ? Str(v, "version") : "";
+  };
+  for (const Node* n : {&n1, &n2, &n3}) {
+    ASSERT_TRUE(WaitUntil([&] { return version_through(*n) == "2"; }, seconds(20))) << n->name;
+  }
+  for (int i = 1; i < etcd_->size(); ++i) etcd_->Kill(i);
+  // Past the nodes' lease TTL (3 s): their sessions are gone too.
+  ASSERT_TRUE(n1->WaitForLog("this node's etcd lease ended", seconds(10)));
+  for (const Node* n : {&n1, &n2, &n3}) {
+    EXPECT_EQ(version_through(*n), "2") << n->name << " stopped serving without etcd";
+    CommandResult r = (*n)->Lever({"invoke", "/quorum/BasicHello", "\"cached\""});
+    EXPECT_EQ(r.out, "\"hello cached\"\n") << n->name << ": " << r.err;
+  }
+  d = n2->DeployTestService(json);
+  EXPECT_NE(d.exit_code, 0);
+  EXPECT_NE(d.err.find("etcd is unreachable"), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find("refused until etcd is back"), std::string::npos) << d.err;
 }
 
 // The test's own network: a bridge in this namespace and one network
