@@ -52,6 +52,7 @@ class Host::Impl {
   ClockPtr clock_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Routing> routing_;
+  RuntimePtr runtime_;  // the supervisor's
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Deployer> deployer_;
   std::unique_ptr<Cluster> cluster_;
@@ -87,9 +88,17 @@ Status Host::Impl::Init(RegistryPtr registry) {
     closedir(d);
   }
 
+  if (!options_.log_sink) {
+    options_.log_sink = [](std::string_view line) {
+      std::string l(line);
+      l.push_back('\n');
+      (void)!write(2, l.data(), l.size());
+    };
+  }
   RuntimePtr runtime;
   RuntimeOptions rt;
   rt.process = options_.process;
+  if (!rt.process.log) rt.process.log = options_.log_sink;
   rt.docker = options_.docker;
   rt.docker.owner = data_dir_;
   rt.docker.run_dir = run_dir;
@@ -100,18 +109,21 @@ Status Host::Impl::Init(RegistryPtr registry) {
   if (options_.cold_start_wait.count() <= 0) {
     options_.cold_start_wait = options_.start_timeout + std::chrono::milliseconds(1000);
   }
-  if (!options_.log_sink) {
-    options_.log_sink = [](std::string_view line) {
-      std::string l(line);
-      l.push_back('\n');
-      (void)!write(2, l.data(), l.size());
-    };
-  }
 
   // Everything routing needs, cached: the registry is never read on Route().
   catalog_ = std::make_unique<Catalog>(data_dir_);
   s = catalog_->Load(*registry_);
   if (!s.ok()) return s;
+  // Their language runtimes are pre-started before their first call.
+  runtime_ = runtime;
+  for (const ServicePtr& svc : catalog_->Services()) {
+    LeverConfig config;
+    {
+      std::lock_guard lock(svc->mu);
+      config = svc->config;
+    }
+    runtime_->Expect(config);
+  }
 
   RoutingOptions ro;
   ro.cold_start_wait = options_.cold_start_wait;
@@ -309,6 +321,7 @@ void Host::Impl::RemoveEnvironmentHere(const std::string& name) {
 
 void Host::Impl::OnDeployed(const ServiceInfo& info, const LeverConfig& config) {
   catalog_->OnDeployed(info, config);
+  runtime_->Expect(config);
   supervisor_->Wake();  // retire old instances, start minInstances of the new version
 }
 

@@ -209,6 +209,18 @@ struct ChildFds {
   int out = -1, err = -1;                // its stdout and stderr
 };
 
+// A language's runner exec'd ahead (Kind kNode, kPython): what it execs,
+// made before the fork (the child allocates nothing). It gets the order
+// socket as fd 3 (kRunnerOrderFd) and reads its Order there itself.
+struct RunnerExec {
+  const char* exe = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  uint32_t flags = 0;  // kLimitNproc: the rlimit is the runtime's, the same for every service
+  uint64_t nproc_limit = 0;
+};
+constexpr int kRunnerOrderFd = 3;
+
 int AboveStdio(int fd) {
   if (fd < 0 || fd > 2) return fd;
   int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -216,9 +228,56 @@ int AboveStdio(int fd) {
   return moved;
 }
 
+// The forked child's last steps: stdio, working dir, limits, user, exec (of
+// the entry, or of a runner that keeps the order socket as fd 3). Reports
+// the step that failed.
+[[noreturn]] void BecomeAndExec(ChildFds fds, pid_t parent, bool drop, uid_t uid, gid_t gid, const char* exe,
+                                const char* dir, char* const argv[], char* const envp[], uint32_t flags,
+                                uint64_t as, uint64_t nproc, bool keep_order) {
+  int err_step = 0;
+  struct rlimit as_limit = {as, as};
+  struct rlimit nproc_limit = {nproc, nproc};
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(fds.out, 1) < 0 || dup2(fds.err, 2) < 0) {
+    err_step = 1;
+  } else if (chdir(dir) != 0) {
+    err_step = 2;
+  } else if ((flags & kLimitAs) && setrlimit(RLIMIT_AS, &as_limit) != 0) {
+    err_step = 3;
+  } else if ((flags & kLimitNproc) && setrlimit(RLIMIT_NPROC, &nproc_limit) != 0) {
+    err_step = 3;
+  } else if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+    err_step = 5;
+  } else {
+    // A change of credentials clears the parent-death signal: set it again.
+    if (drop) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+    }
+    syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
+    if (keep_order) {
+      // The report pipe must stay open until the exec: off fd 3 first.
+      if (fds.report == kRunnerOrderFd) fds.report = fcntl(fds.report, F_DUPFD_CLOEXEC, kRunnerOrderFd + 1);
+      if (fds.report < 0 || (fds.order == kRunnerOrderFd ? fcntl(fds.order, F_SETFD, 0)
+                                                         : dup2(fds.order, kRunnerOrderFd)) < 0) {
+        err_step = 1;
+      }
+    }
+    if (err_step == 0) {
+      execve(exe, argv, envp);
+      err_step = 4;
+    }
+  }
+  int report[2] = {err_step, errno};
+  (void)!write(fds.report, report, sizeof report);
+  _exit(127);
+}
+
 // The forked child, up to exec: async-signal-safe calls only (leverd's other
-// threads may hold any lock), no allocation.
-[[noreturn]] void ChildMain(const ChildFds& fds, pid_t parent, bool drop, uid_t uid, gid_t gid) {
+// threads may hold any lock), no allocation. Without `runner` it waits for
+// its Order and execs it; with one it execs the runner at once.
+[[noreturn]] void ChildMain(const ChildFds& fds, pid_t parent, bool drop, uid_t uid, gid_t gid,
+                            const RunnerExec* runner) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -245,6 +304,11 @@ int AboveStdio(int fd) {
     next = static_cast<unsigned>(fd) + 1;
   }
   syscall(SYS_close_range, next, ~0u, 0u);
+  // A runner starts in "/": nothing of leverd's, nothing of a service's yet.
+  if (runner) {
+    BecomeAndExec(fds, parent, drop, uid, gid, runner->exe, "/", runner->argv, runner->envp, runner->flags, 0,
+                  runner->nproc_limit, true);
+  }
 
   static_assert(sizeof(OrderHeader) % 8 == 0);
   alignas(8) char buf[kMaxOrder];
@@ -276,46 +340,29 @@ int AboveStdio(int fd) {
   argv[h.argc] = nullptr;
   for (uint32_t i = 0; i < h.envc; ++i) envp[i] = strings[2 + h.argc + i];
   envp[h.envc] = nullptr;
-
-  int err_step = 0;
-  struct rlimit as_limit = {h.as_limit, h.as_limit};
-  struct rlimit nproc_limit = {h.nproc_limit, h.nproc_limit};
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(fds.out, 1) < 0 || dup2(fds.err, 2) < 0) {
-    err_step = 1;
-  } else if (chdir(strings[1]) != 0) {
-    err_step = 2;
-  } else if ((h.flags & kLimitAs) && setrlimit(RLIMIT_AS, &as_limit) != 0) {
-    err_step = 3;
-  } else if ((h.flags & kLimitNproc) && setrlimit(RLIMIT_NPROC, &nproc_limit) != 0) {
-    err_step = 3;
-  } else if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
-    err_step = 5;
-  } else {
-    // A change of credentials clears the parent-death signal: set it again.
-    if (drop) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-    }
-    syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
-    execve(strings[0], argv, envp);
-    err_step = 4;
-  }
-  int report[2] = {err_step, errno};
-  (void)!write(fds.report, report, sizeof report);
-  _exit(127);
+  BecomeAndExec(fds, parent, drop, uid, gid, strings[0], strings[1], argv, envp, h.flags, h.as_limit,
+                h.nproc_limit, false);
 }
 
 // A forked child of leverd up to its exec: in its own cgroups, waiting for
 // its Order.
+// What a prepared process is: a plain child that execs any entry, or a
+// language's runner exec'd already.
+enum Kind : int { kPlain = 0, kNode = 1, kPython = 2 };
+constexpr int kKinds = 3;
+constexpr const char* kKindLanguage[kKinds] = {"", "js", "py"};
+constexpr const char* kKindRuntime[kKinds] = {"", "Node", "Python"};
+
 struct Child {
+  Kind kind = kPlain;
   pid_t pid = -1;
   int pidfd = -1;
   int order = -1;   // our end of the order socket
-  int report = -1;  // the report pipe's read end
+  int report = -1;  // the report pipe's read end, until the exec
   int out = -1, err = -1;
   std::string mem_cg, pids_cg;
   std::chrono::steady_clock::time_point born;
+  bool ready = false;  // a runner that reported the end of its start-up
 };
 
 class ProcessInstance final : public RunningInstance {
@@ -390,8 +437,12 @@ class ProcessRuntime final : public Runtime {
       : options_(std::move(options)), uid_(uid), gid_(gid), drop_(drop) {
     memory_.Init("memory", options_.memory_cgroup);
     pids_.Init("pids", options_.pids_cgroup);
-    // Prepared children pay off where joining cgroups is what costs.
-    if (options_.prestart > 0 && (memory_.usable() || pids_.usable())) {
+    runners_[kNode] = options_.lever_serve;
+    runners_[kPython] = options_.lever_serve_py;
+    // Plain children pay off where joining cgroups is what costs; runners
+    // everywhere (their start-up is what costs), once their language is in use.
+    pools_[kPlain].wanted = memory_.usable() || pids_.usable();
+    if (options_.prestart > 0) {
       pool_wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (pool_wake_ >= 0) pool_thread_ = std::thread([this] { PoolLoop(); });
     }
@@ -405,26 +456,56 @@ class ProcessRuntime final : public Runtime {
       Wake();
       pool_thread_.join();
     }
-    for (Child& c : parked_) Discard(std::move(c), false);
+    for (Pool& pool : pools_) {
+      for (Child& c : pool.parked) Discard(std::move(c), false);
+    }
     if (pool_wake_ >= 0) close(pool_wake_);
   }
   const char* name() const override { return "process"; }
 
   Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override;
-  std::vector<int> ParkedPids() const override;
+  std::vector<ParkedProcess> Parked() const override;
+  void Expect(const LeverConfig& config) override { Want(KindOf(config)); }
 
  private:
+  // Prepared processes of one kind.
+  struct Pool {
+    std::vector<Child> parked;
+    bool wanted = false;  // plain: cgroups in use; a runner: its language is
+    // Runners in a row that failed to exec or died before they were ready;
+    // the next is started at once after one, then later and later.
+    int failures = 0;
+    bool given_up = false;  // after kMaxRunnerFailures
+    std::chrono::steady_clock::time_point retry_at = std::chrono::steady_clock::time_point::min();
+  };
+  static constexpr int kMaxRunnerFailures = 5;
+
+  static Kind KindOf(const LeverConfig& config) {
+    if (!config.js_entry.empty()) return kNode;
+    if (!config.py_entry.empty()) return kPython;
+    return kPlain;
+  }
   Status Resolve(const InstanceSpec& spec, std::vector<std::string>* argv, std::string* exe) const;
-  // Forks a child that joins fresh cgroups and waits for its order.
-  Status Fork(Child* child);
+  // Forks a child that joins fresh cgroups and waits for its order (kPlain),
+  // or execs that kind's runner, which waits for its order itself.
+  Status Fork(Kind kind, Child* child);
   // Names its cgroups after the instance, sets their limits and sends the
-  // order. ABORTED if the child was already dead.
+  // order. ABORTED if the child was already dead, or (a runner) cannot take
+  // this instance.
   Status Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv,
               const std::vector<std::string>& env, Child* child, std::unique_ptr<RunningInstance>* out);
+  // Waits for the child's exec: "" once done, else the step that failed.
+  static std::string ReadReport(Child* child, const char* chdir_step);
+  // The started child becomes the instance.
+  static Status Finish(Child* child, std::unique_ptr<RunningInstance>* out);
   void Discard(Child child, bool reaped);
-  bool TakeParked(Child* child);
+  // A parked runner of `kind`, else a parked plain child.
+  bool TakeParked(Kind kind, Child* child);
+  void Want(Kind kind);
   void Wake();
   void PoolLoop();
+  // Pool thread, pool_mu_ held: a runner of `kind` failed; `why` for the log.
+  void RunnerFailed(Kind kind, const std::string& why);
 
   const ProcessRuntimeOptions options_;
   const uid_t uid_;
@@ -432,12 +513,13 @@ class ProcessRuntime final : public Runtime {
   const bool drop_;  // switch to uid_/gid_ in the child
   CgroupParent memory_;
   CgroupParent pids_;
+  std::string runners_[kKinds];  // by Kind; "" for kPlain and for a language without a runner
 
-  // Children prepared ahead by pool_thread_ (options_.prestart of them).
+  // Processes prepared ahead by pool_thread_ (options_.prestart of each kind).
   mutable std::mutex pool_mu_;
-  std::vector<Child> parked_;  // guarded by pool_mu_
-  bool pool_stop_ = false;     // guarded by pool_mu_
-  int pool_wake_ = -1;         // eventfd: a take, or stop
+  Pool pools_[kKinds];      // guarded by pool_mu_
+  bool pool_stop_ = false;  // guarded by pool_mu_
+  int pool_wake_ = -1;      // eventfd: a take, a wanted kind, or stop
   std::thread pool_thread_;
 };
 
@@ -499,29 +581,36 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   std::vector<std::string> env_s =
       InstanceEnvironment(spec, options_.path, "unix:" + spec.listen_path, spec.internal_gateway);
 
-  // A parked child if there is one (its cgroup attach is done), else a
-  // child forked now. Either is handed the same order.
+  // A parked runner of its language if there is one (past its start-up), a
+  // parked child (its cgroup attach done), else a child forked now. Each is
+  // handed the same order.
+  Kind kind = KindOf(spec.config);
+  Want(kind);
   Child child;
-  bool parked = TakeParked(&child);
+  bool parked = TakeParked(kind, &child);
   if (!parked) {
-    if (Status f = Fork(&child); !f.ok()) return f;
+    if (Status f = Fork(kPlain, &child); !f.ok()) return f;
   }
   for (int attempt = 0;; ++attempt) {
     s = Hand(spec, exe, argv_s, env_s, &child, out);
     if (s.ok() || !parked || attempt > 0 || s.code() != Code::kAborted) return s;
-    // The parked child died before it got its order: fork one now.
-    if (Status f = Fork(&child); !f.ok()) return f;
+    // The parked one died before it got its order, or cannot take it: fork
+    // one now.
+    if (Status f = Fork(kPlain, &child); !f.ok()) return f;
   }
 }
 
 Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv_s,
                             const std::vector<std::string>& env_s, Child* child,
                             std::unique_ptr<RunningInstance>* out) {
+  // A runner that cannot take this instance leaves it to a child forked now.
   auto discard = [&](Status st) {
     Discard(std::move(*child), false);
     *child = Child();
     return st;
   };
+  const bool runner = child->kind != kPlain;
+  auto refuse = [&](Status st) { return discard(runner ? Status(Code::kAborted, st.message()) : st); };
   // Its cgroups take the instance's name and limits.
   uint64_t ram_bytes = static_cast<uint64_t>(spec.config.ram_mb) * 1000 * 1000;
   if (!child->mem_cg.empty()) {
@@ -530,14 +619,15 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     if (!CgroupParent::Write(child->mem_cg, {{"memory.limit_in_bytes", std::to_string(ram_bytes)},
                                              {"memory.memsw.limit_in_bytes", std::to_string(ram_bytes)},
                                              {"memory.swappiness", "0"}})) {
-      return discard(ErrnoStatus("setting the memory limit of " + std::to_string(spec.config.ram_mb) + " MB", errno));
+      // A runner that already uses more than the limit: EBUSY.
+      return refuse(ErrnoStatus("setting the memory limit of " + std::to_string(spec.config.ram_mb) + " MB", errno));
     }
   }
   if (!child->pids_cg.empty()) {
     std::string named = CgroupParent::Rename(child->pids_cg, spec.instance_id);
     if (!named.empty()) child->pids_cg = named;
     if (!CgroupParent::Write(child->pids_cg, {{"pids.max", std::to_string(options_.max_pids)}})) {
-      return discard(ErrnoStatus("setting pids.max", errno));
+      return refuse(ErrnoStatus("setting pids.max", errno));
     }
   }
   // V8 and CPython's per-thread malloc arenas reserve far more address space
@@ -560,7 +650,7 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
   }
   std::string wire;
   if (!EncodeOrder(order, &wire)) {
-    return discard(InvalidArgument("the entry's arguments and environment exceed " +
+    return refuse(InvalidArgument("the entry's arguments and environment exceed " +
                                    std::to_string(kMaxOrder >> 10) + " KiB"));
   }
   size_t sent = 0;
@@ -572,6 +662,19 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
   }
   close(child->order);
   child->order = -1;
+  if (runner) {
+    // It exec'd when it was prepared (the report pipe is gone); what it does
+    // with its order (chdir, load the entry, listen) shows in its output and
+    // exit, as for a runner started now.
+    return Finish(child, out);
+  }
+  if (std::string failed = ReadReport(child, "chdir to the code dir"); !failed.empty()) {
+    return discard(Status(Code::kFailedPrecondition, "cannot start " + argv_s[0] + ": " + failed));
+  }
+  return Finish(child, out);
+}
+
+std::string ProcessRuntime::ReadReport(Child* child, const char* chdir_step) {
   // The report pipe closes at exec (O_CLOEXEC); a failed step writes why.
   int report[2] = {0, 0};
   ssize_t n;
@@ -580,14 +683,12 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
   } while (n < 0 && errno == EINTR);
   close(child->report);
   child->report = -1;
-  if (n > 0) {
-    static const char* kSteps[] = {"",     "redirecting output", "chdir to the code dir", "setting limits",
-                                   "exec", "switching user"};
-    return discard(Status(Code::kFailedPrecondition,
-                          std::string("cannot start ") + argv_s[0] + ": " +
-                              kSteps[report[0] >= 1 && report[0] <= 5 ? report[0] : 4] + ": " +
-                              std::strerror(report[1])));
-  }
+  if (n <= 0) return "";
+  const char* steps[] = {"", "redirecting output", chdir_step, "setting limits", "exec", "switching user"};
+  return std::string(steps[report[0] >= 1 && report[0] <= 5 ? report[0] : 4]) + ": " + std::strerror(report[1]);
+}
+
+Status ProcessRuntime::Finish(Child* child, std::unique_ptr<RunningInstance>* out) {
   fcntl(child->out, F_SETFL, O_NONBLOCK);
   fcntl(child->err, F_SETFL, O_NONBLOCK);
   *out = std::make_unique<ProcessInstance>(child->pid, child->pidfd, child->out, child->err, child->mem_cg,
@@ -596,11 +697,34 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
   return Status::Ok();
 }
 
-Status ProcessRuntime::Fork(Child* child) {
+Status ProcessRuntime::Fork(Kind kind, Child* child) {
   *child = Child();
+  child->kind = kind;
+  child->ready = kind == kPlain;
   std::string name = "p-" + RandomId(16);  // renamed after the instance when handed one
   child->mem_cg = memory_.Make(name);
   child->pids_cg = pids_.Make(name);
+  // A runner's exec, made here: the child allocates nothing. Its rlimit is
+  // the runtime's (the same for every service); RLIMIT_AS is never set for
+  // a language runtime (Hand).
+  std::vector<std::string> runner_argv, runner_env;
+  std::vector<char*> argv_p, env_p;
+  RunnerExec exec;
+  if (kind != kPlain) {
+    runner_argv = {runners_[kind], "--pool-fd=" + std::to_string(kRunnerOrderFd)};
+    runner_env = RunnerEnvironment(kKindLanguage[kind], options_.path);
+    for (std::string& a : runner_argv) argv_p.push_back(a.data());
+    argv_p.push_back(nullptr);
+    for (std::string& e : runner_env) env_p.push_back(e.data());
+    env_p.push_back(nullptr);
+    exec.exe = runners_[kind].c_str();
+    exec.argv = argv_p.data();
+    exec.envp = env_p.data();
+    if (child->pids_cg.empty()) {
+      exec.flags = kLimitNproc;
+      exec.nproc_limit = static_cast<uint64_t>(options_.max_pids) * (drop_ ? kSharedUserInstances : 1);
+    }
+  }
   auto open_procs = [](const std::string& dir) {
     return dir.empty() ? -1 : AboveStdio(open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
   };
@@ -631,7 +755,7 @@ Status ProcessRuntime::Fork(Child* child) {
   }
   pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid == 0) ChildMain(fds, parent, drop_, uid_, gid_);
+  if (pid == 0) ChildMain(fds, parent, drop_, uid_, gid_, kind == kPlain ? nullptr : &exec);
   if (pid < 0) return fail("fork", errno);
   for (int* fd : {&fds.mem_procs, &fds.pids_procs, &order[1], &report[1], &out_pipe[1], &err_pipe[1]}) {
     if (*fd >= 0) close(*fd);
@@ -649,6 +773,13 @@ Status ProcessRuntime::Fork(Child* child) {
     Discard(std::move(*child), false);
     *child = Child();
     return ErrnoStatus("pidfd_open", err);
+  }
+  if (kind != kPlain) {
+    if (std::string failed = ReadReport(child, "chdir to /"); !failed.empty()) {
+      Discard(std::move(*child), false);
+      *child = Child();
+      return Status(Code::kFailedPrecondition, failed);
+    }
   }
   return Status::Ok();
 }
@@ -668,15 +799,33 @@ void ProcessRuntime::Discard(Child child, bool reaped) {
   CgroupParent::Remove(child.pids_cg);
 }
 
-bool ProcessRuntime::TakeParked(Child* child) {
+bool ProcessRuntime::TakeParked(Kind kind, Child* child) {
   {
     std::lock_guard lock(pool_mu_);
-    if (parked_.empty()) return false;
-    *child = std::move(parked_.front());
-    parked_.erase(parked_.begin());
+    // Only a runner that said it is ready: one that never does (a runner
+    // that does not know --pool-fd) must not swallow a start.
+    for (Kind k : {kind, kPlain}) {
+      std::vector<Child>& parked = pools_[k].parked;
+      auto it = std::find_if(parked.begin(), parked.end(), [](const Child& c) { return c.ready; });
+      if (it == parked.end()) continue;
+      *child = std::move(*it);
+      parked.erase(it);
+      break;
+    }
+    if (child->pid <= 0) return false;
   }
   Wake();  // refill
   return true;
+}
+
+void ProcessRuntime::Want(Kind kind) {
+  if (kind == kPlain || runners_[kind].empty()) return;
+  {
+    std::lock_guard lock(pool_mu_);
+    if (pools_[kind].wanted || pools_[kind].given_up) return;
+    pools_[kind].wanted = true;
+  }
+  if (pool_wake_ >= 0) Wake();
 }
 
 void ProcessRuntime::Wake() {
@@ -684,23 +833,69 @@ void ProcessRuntime::Wake() {
   (void)!write(pool_wake_, &one, sizeof one);
 }
 
+void ProcessRuntime::RunnerFailed(Kind kind, const std::string& why) {
+  Pool& pool = pools_[kind];
+  ++pool.failures;
+  if (pool.failures >= kMaxRunnerFailures) {
+    // A runner that cannot be pre-started (e.g. one that does not know
+    // --pool-fd) is not run in a loop: its services start it at each start.
+    pool.wanted = false;
+    pool.given_up = true;
+    if (options_.log) {
+      options_.log("[host] cannot pre-start the " + std::string(kKindRuntime[kind]) + " runtime (" +
+                   runners_[kind] + "): " + why + "; its services start it at each cold start");
+    }
+    return;
+  }
+  // Then 0, 0.25 s, 0.5 s, 1 s: one that was killed is replaced at once.
+  pool.retry_at = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(pool.failures <= 1 ? 0 : 250 << (pool.failures - 2));
+}
+
+// The last line a dead runner wrote to stderr, for the log.
+std::string LastLine(int fd) {
+  std::string text;
+  char buf[4096];
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0 && text.size() < (64 << 10)) text.append(buf, static_cast<size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  size_t nl = text.rfind('\n');
+  if (nl != std::string::npos) text.erase(0, nl + 1);
+  return text.size() > 300 ? text.substr(0, 300) + "..." : text;
+}
+
 void ProcessRuntime::PoolLoop() {
   using std::chrono::steady_clock;
   std::unique_lock lock(pool_mu_);
-  auto retry_at = steady_clock::time_point::min();
   while (!pool_stop_) {
-    // Parked children that died, or that are old: each holds a copy-on-write
-    // snapshot of leverd's memory, which diverges as leverd runs.
+    // Parked children that died, or that are old: each plain one holds a
+    // copy-on-write snapshot of leverd's memory, which diverges as leverd
+    // runs (a runner has exec'd: it holds none).
     auto now = steady_clock::now();
     std::vector<std::pair<Child, bool>> gone;
-    for (auto it = parked_.begin(); it != parked_.end();) {
-      int st;
-      bool dead = waitpid(it->pid, &st, WNOHANG) == it->pid;
-      if (dead || now - it->born >= options_.prestart_max_age) {
-        gone.emplace_back(std::move(*it), dead);
-        it = parked_.erase(it);
-      } else {
-        ++it;
+    for (int k = 0; k < kKinds; ++k) {
+      std::vector<Child>& parked = pools_[k].parked;
+      for (auto it = parked.begin(); it != parked.end();) {
+        int st = 0;
+        bool dead = waitpid(it->pid, &st, WNOHANG) == it->pid;
+        bool old = now - it->born >= options_.prestart_max_age;
+        // A runner not ready by then is as good as dead.
+        if (dead || (old && (k == kPlain || !it->ready))) {
+          if (k != kPlain && !it->ready) {
+            std::string line = LastLine(it->err);
+            auto age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.prestart_max_age).count();
+            std::string how = !dead            ? "not ready after " + std::to_string(age_ms) + " ms"
+                              : WIFSIGNALED(st) ? "killed by signal " + std::to_string(WTERMSIG(st))
+                                                : "exit " + std::to_string(WEXITSTATUS(st));
+            if (dead) how += " before it was ready";
+            RunnerFailed(static_cast<Kind>(k), how + (line.empty() ? "" : ": " + line));
+          }
+          gone.emplace_back(std::move(*it), dead);
+          it = parked.erase(it);
+        } else {
+          ++it;
+        }
       }
     }
     if (!gone.empty()) {
@@ -709,41 +904,84 @@ void ProcessRuntime::PoolLoop() {
       lock.lock();
       continue;
     }
-    if (parked_.size() < static_cast<size_t>(options_.prestart) && now >= retry_at) {
+    bool forked = false;
+    for (int k = 0; k < kKinds && !forked; ++k) {
+      Pool& pool = pools_[k];
+      if (!pool.wanted || pool.parked.size() >= static_cast<size_t>(options_.prestart) || now < pool.retry_at) {
+        continue;
+      }
       lock.unlock();
       Child c;
-      Status s = Fork(&c);
+      Status s = Fork(static_cast<Kind>(k), &c);
       lock.lock();
+      forked = true;
       if (s.ok()) {
-        parked_.push_back(std::move(c));
+        pool.parked.push_back(std::move(c));
+      } else if (k == kPlain) {
+        pool.retry_at = steady_clock::now() + std::chrono::seconds(1);  // e.g. out of pids: no busy loop
       } else {
-        retry_at = steady_clock::now() + std::chrono::seconds(1);  // e.g. out of pids: no busy loop
+        RunnerFailed(static_cast<Kind>(k), s.message());
       }
-      continue;
     }
-    // Sleep until a take, a death, the oldest's retirement or a retry.
+    if (forked) continue;
+    // Sleep until a take, a death, a runner's "ready", the oldest's
+    // retirement or a retry.
     std::vector<pollfd> fds = {{pool_wake_, POLLIN, 0}};
+    std::vector<pid_t> starting;  // runners whose order socket is in fds, in order
     auto wake_at = now + std::chrono::hours(1);
-    for (const Child& c : parked_) {
-      fds.push_back({c.pidfd, POLLIN, 0});
-      wake_at = std::min(wake_at, c.born + options_.prestart_max_age);
+    for (int k = 0; k < kKinds; ++k) {
+      const Pool& pool = pools_[k];
+      for (const Child& c : pool.parked) {
+        fds.push_back({c.pidfd, POLLIN, 0});
+        if (k == kPlain || !c.ready) wake_at = std::min(wake_at, c.born + options_.prestart_max_age);
+      }
+      for (const Child& c : pool.parked) {
+        if (c.ready) continue;
+        fds.push_back({c.order, POLLIN, 0});
+        starting.push_back(c.pid);
+      }
+      if (pool.wanted && pool.parked.size() < static_cast<size_t>(options_.prestart)) {
+        wake_at = std::min(wake_at, pool.retry_at);
+      }
     }
-    if (parked_.size() < static_cast<size_t>(options_.prestart)) wake_at = std::min(wake_at, retry_at);
     int timeout_ms = static_cast<int>(
         std::chrono::ceil<std::chrono::milliseconds>(std::max(wake_at - now, steady_clock::duration::zero())).count());
     lock.unlock();
     poll(fds.data(), fds.size(), timeout_ms);
     uint64_t drained;
     (void)!read(pool_wake_, &drained, sizeof drained);
+    std::vector<pid_t> readable;
+    for (size_t i = fds.size() - starting.size(); i < fds.size(); ++i) {
+      if (fds[i].revents) readable.push_back(starting[i - (fds.size() - starting.size())]);
+    }
     lock.lock();
+    // A runner writes one byte once past its start-up ("R"); EOF or anything
+    // else: it is broken, and goes.
+    for (pid_t pid : readable) {
+      for (Pool& pool : pools_) {
+        for (Child& c : pool.parked) {
+          if (c.pid != pid || c.ready) continue;
+          char byte = 0;
+          ssize_t n = recv(c.order, &byte, 1, MSG_DONTWAIT);
+          if (n == 1 && byte == 'R') {
+            c.ready = true;
+            pool.failures = 0;
+          } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || n == 1) {
+            kill(c.pid, SIGKILL);  // reaped above on the next round
+          }
+        }
+      }
+    }
   }
 }
 
-std::vector<int> ProcessRuntime::ParkedPids() const {
+std::vector<ParkedProcess> ProcessRuntime::Parked() const {
   std::lock_guard lock(pool_mu_);
-  std::vector<int> pids;
-  for (const Child& c : parked_) pids.push_back(c.pid);
-  return pids;
+  std::vector<ParkedProcess> out;
+  for (int k = 0; k < kKinds; ++k) {
+    for (const Child& c : pools_[k].parked) out.push_back({c.pid, kKindLanguage[k], c.ready});
+  }
+  return out;
 }
 
 }  // namespace

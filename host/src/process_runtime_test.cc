@@ -2,14 +2,19 @@
 // a child forked ahead into its cgroups serves the next start, is replaced
 // when taken, dies or grows old, holds none of leverd's fds, and ends with
 // the runtime. They exist only where cgroups are writable (root, as in CI).
+// Pre-started language runners (played by the test instance's --pool-fd
+// mode, which speaks lever-serve's hand-off) exist everywhere once their
+// language is in use.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -66,12 +71,16 @@ class ProcessRuntimeTest : public ::testing::Test {
     options_.pids_cgroup = "";
     ASSERT_TRUE(NewProcessRuntime(options_, &runtime_).ok());
   }
-  // The one parked child, once there (and different from `not_this`).
-  pid_t Parked(pid_t not_this = -1) {
+  // The one parked process of `language` ("": a plain child), once there
+  // and ready (and different from `not_this`).
+  pid_t Parked(pid_t not_this = -1, const std::string& language = "") {
     pid_t found = -1;
     WaitFor([&] {
-      std::vector<int> pids = runtime_->ParkedPids();
-      if (pids.size() == 1 && pids[0] != not_this) found = pids[0];
+      std::vector<ParkedProcess> of;
+      for (const ParkedProcess& p : runtime_->Parked()) {
+        if (p.language == language) of.push_back(p);
+      }
+      if (of.size() == 1 && of[0].pid != not_this && of[0].ready) found = of[0].pid;
       return found > 0;
     });
     return found;
@@ -205,10 +214,146 @@ TEST_F(ProcessRuntimeTest, WithoutPrestartEveryStartForksAndNothingIsParked) {
   ASSERT_TRUE(s.ok()) << s.message();
   std::string out;
   EXPECT_TRUE(ReadUntil(inst->stdout_fd(), "up\n", &out)) << out;
-  EXPECT_TRUE(runtime_->ParkedPids().empty());
+  EXPECT_TRUE(runtime_->Parked().empty());
   inst->Signal(SIGKILL);
   int st;
   EXPECT_TRUE(WaitFor([&] { return inst->Reap(&st); }));
+}
+
+// The test instance plays the runner (its --pool-fd mode).
+std::string TestRunner() {
+  const char* over = getenv("LEVER_TEST_INSTANCE");
+  return over ? over : LEVER_TEST_INSTANCE;
+}
+
+// The NUL-separated strings of /proc/<pid>/<file> (environ, cmdline).
+std::set<std::string> ProcStrings(pid_t pid, const std::string& file) {
+  std::string all = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/" + file);
+  std::set<std::string> out;
+  std::stringstream ss(all);
+  std::string item;
+  while (std::getline(ss, item, '\0')) out.insert(item);
+  return out;
+}
+
+std::vector<std::string> FdTargets(pid_t pid) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    out.push_back(std::filesystem::read_symlink(e.path(), ec).string());
+  }
+  return out;
+}
+
+TEST_F(ProcessRuntimeTest, ARunnerIsPreStartedOnceItsLanguageIsInUseAndHandedTheNextStartOfAnyService) {
+  options_.lever_serve = TestRunner();
+  options_.lever_serve_py = TestRunner();
+  auto count = [&](const std::string& language) {
+    std::vector<ParkedProcess> all = runtime_->Parked();
+    return std::count_if(all.begin(), all.end(), [&](const ParkedProcess& p) { return p.language == language; });
+  };
+  Open();
+  EXPECT_EQ(count("js"), 0);  // no JS service seen yet
+  LeverConfig js;
+  js.js_entry = "server.js";
+  runtime_->Expect(js);
+  pid_t p = Parked(-1, "js");
+  ASSERT_GT(p, 0) << "no ready runner";
+  EXPECT_EQ(count("py"), 0);  // only the languages in use
+
+  // Before its hand-off it knows no service: the runner environment, "/",
+  // and fds 0-3 only (stdin /dev/null, stdout, stderr, its order socket).
+  EXPECT_EQ(ProcStrings(p, "environ"), std::set<std::string>{"PATH=/usr/local/bin:/usr/bin:/bin"});
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(p) + "/cwd").string(), "/");
+  std::vector<std::string> fds = FdTargets(p);
+  ASSERT_EQ(fds.size(), 4u);
+  std::sort(fds.begin(), fds.end());
+  EXPECT_EQ(fds[0], "/dev/null");
+  EXPECT_EQ(fds[1].rfind("pipe:", 0), 0u);
+  EXPECT_EQ(fds[3].rfind("socket:", 0), 0u);
+
+  InstanceSpec spec = Spec("Inst0000000000000000000000000004", {});
+  spec.config.js_entry = "server.js";
+  std::unique_ptr<RunningInstance> inst;
+  Status s = runtime_->Start(spec, &inst);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(inst->pid(), p);  // the pre-started runner
+  std::string out;
+  // Its service's dir and environment (NODE_OPTIONS: 90 % of its 64 MB),
+  // and it listens where that says.
+  EXPECT_TRUE(ReadUntil(inst->stdout_fd(),
+                        "handed server.js in " + dir_.path() +
+                            " as Inst0000000000000000000000000004 NODE_OPTIONS=--max-old-space-size=57\n",
+                        &out))
+      << out;
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(spec.listen_path); }));
+  std::string cg = MemoryCgroup(p);
+  if (!cg.empty() && cg.find("/lever-") != std::string::npos) {
+    EXPECT_EQ(cg.substr(cg.rfind('/') + 1), "Inst0000000000000000000000000004");
+    EXPECT_EQ(ReadFileOrEmpty(cg + "/memory.limit_in_bytes"), "64000000\n");
+  }
+
+  pid_t q = Parked(p, "js");  // refilled
+  ASSERT_GT(q, 0);
+  kill(q, SIGKILL);  // one that dies is replaced
+  pid_t r = Parked(q, "js");
+  ASSERT_GT(r, 0);
+  EXPECT_TRUE(WaitFor([&] { return !Exists(q); }));
+
+  // Python the same way.
+  LeverConfig py;
+  py.py_entry = "server.py";
+  runtime_->Expect(py);
+  pid_t y = Parked(-1, "py");
+  ASSERT_GT(y, 0);
+  EXPECT_EQ(ProcStrings(y, "environ"), (std::set<std::string>{"PATH=/usr/local/bin:/usr/bin:/bin",
+                                                              "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"}));
+  InstanceSpec pspec = Spec("Inst0000000000000000000000000005", {});
+  pspec.listen_path = dir_.path() + "/p.sock";
+  pspec.config.py_entry = "server.py";
+  std::unique_ptr<RunningInstance> pinst;
+  s = runtime_->Start(pspec, &pinst);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(pinst->pid(), y);
+  out.clear();
+  EXPECT_TRUE(ReadUntil(pinst->stdout_fd(),
+                        "handed server.py in " + dir_.path() + " as Inst0000000000000000000000000005 NODE_OPTIONS=\n",
+                        &out))
+      << out;
+
+  for (RunningInstance* i : {inst.get(), pinst.get()}) {
+    i->Signal(SIGKILL);
+    int st = 0;
+    EXPECT_TRUE(WaitFor([&] { return i->Reap(&st); }));
+    i->Cleanup();
+  }
+  runtime_.reset();  // the runtime ends its runners
+  EXPECT_FALSE(Exists(r));
+}
+
+TEST_F(ProcessRuntimeTest, ARunnerThatCannotBePreStartedIsGivenUpAndStartsAreForkedInstead) {
+  // /bin/false exits at once instead of saying it is ready.
+  options_.lever_serve = "/bin/false";
+  std::mutex mu;
+  std::vector<std::string> log;
+  options_.log = [&](std::string_view line) {
+    std::lock_guard lock(mu);
+    log.emplace_back(line);
+  };
+  Open();
+  LeverConfig js;
+  js.js_entry = "server.js";
+  runtime_->Expect(js);
+  EXPECT_TRUE(WaitFor([&] {
+    std::lock_guard lock(mu);
+    return !log.empty();
+  }));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0],
+            "[host] cannot pre-start the Node runtime (/bin/false): exit 1 before it was ready; its services start it "
+            "at each cold start");
+  for (const ParkedProcess& p : runtime_->Parked()) EXPECT_NE(p.language, "js");
 }
 
 }  // namespace

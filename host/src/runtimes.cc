@@ -35,7 +35,17 @@ class SelectingRuntime final : public Runtime {
     open_[default_name_] = std::move(default_runtime);
   }
   const char* name() const override { return default_->name(); }
-  std::vector<int> ParkedPids() const override { return default_->ParkedPids(); }
+  std::vector<ParkedProcess> Parked() const override { return default_->Parked(); }
+  void Expect(const LeverConfig& config) override {
+    RuntimePtr runtime = default_;
+    if (!config.runtime.empty() && config.runtime != default_name_) {
+      std::lock_guard lock(mu_);
+      auto it = open_.find(config.runtime);
+      if (it == open_.end()) return;  // prepared for on its first start
+      runtime = it->second;
+    }
+    runtime->Expect(config);
+  }
 
   Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override {
     const std::string& want = spec.config.runtime.empty() ? default_name_ : spec.config.runtime;
@@ -83,11 +93,23 @@ std::vector<std::string> InstanceEnvironment(const InstanceSpec& spec, const std
     env.push_back("NODE_OPTIONS=--max-old-space-size=" + std::to_string(spec.config.ram_mb * 9 / 10));
   }
   if (!spec.config.py_entry.empty()) {
+    std::vector<std::string> py = RunnerEnvironment("py", path);
+    env.insert(env.end(), py.begin() + 1, py.end());
+  }
+  return env;
+}
+
+std::vector<std::string> RunnerEnvironment(std::string_view language, const std::string& path) {
+  std::vector<std::string> env = {"PATH=" + path};
+  if (language == "py") {
     // Output reaches `lever logs` line by line; the code dir is not ours to
     // litter with __pycache__ (and is read-only for another user).
     env.push_back("PYTHONUNBUFFERED=1");
     env.push_back("PYTHONDONTWRITEBYTECODE=1");
   }
+  // Node's heap limit (NODE_OPTIONS=--max-old-space-size, from the service's
+  // ram) is not among them: a pre-started lever-serve sets it when handed its
+  // service (sdk/node/bin/lever-serve).
   return env;
 }
 

@@ -9,16 +9,26 @@
 //   --ignore-term     ignore SIGTERM (the host must SIGKILL after its grace)
 //   --no-listen       never listen (the start must time out)
 //   --term-file PATH  on SIGTERM, create PATH and exit 0
+//
+// Started as `test_instance --pool-fd=N` it plays a pre-started language
+// runner (ProcessRuntimeOptions::prestart) as lever-serve does: writes "R" on
+// fd N, reads its order there (the runtime's encoding: a 32-byte header
+// {size, argc, envc, flags, limits}, then NUL-terminated exe, dir, argv,
+// env), moves to the dir, takes that environment, prints "handed <argv[1]>
+// in <dir> as <LEVEROS_INSTANCE_ID> NODE_OPTIONS=<...>", and goes on as if
+// started with that argv.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 extern char** environ;
 
@@ -29,9 +39,54 @@ void OnTerm(int) {
   if (fd >= 0) close(fd);
   _exit(0);
 }
+// The pre-started runner's hand-off: false on a bad order.
+bool TakeOrder(int fd, std::vector<std::string>* args) {
+  if (write(fd, "R", 1) != 1) return false;
+  std::string buf;
+  char chunk[4096];
+  uint32_t size = 0;
+  while (size == 0 || buf.size() < size) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n <= 0) return false;
+    buf.append(chunk, static_cast<size_t>(n));
+    if (size == 0 && buf.size() >= 32) std::memcpy(&size, buf.data(), 4);
+  }
+  close(fd);
+  uint32_t argc = 0, envc = 0;
+  std::memcpy(&argc, buf.data() + 4, 4);
+  std::memcpy(&envc, buf.data() + 8, 4);
+  std::vector<std::string> strings;
+  for (size_t at = 32; at < size && strings.size() < 2 + argc + envc;) {
+    size_t nul = buf.find('\0', at);
+    if (nul == std::string::npos) return false;
+    strings.push_back(buf.substr(at, nul - at));
+    at = nul + 1;
+  }
+  if (strings.size() != 2 + argc + envc || chdir(strings[1].c_str()) != 0) return false;
+  clearenv();
+  for (uint32_t i = 0; i < envc; ++i) putenv(strdup(strings[2 + argc + i].c_str()));
+  args->assign(strings.begin() + 2, strings.begin() + 2 + argc);
+  const char* id = std::getenv("LEVEROS_INSTANCE_ID");
+  const char* node_options = std::getenv("NODE_OPTIONS");
+  std::printf("handed %s in %s as %s NODE_OPTIONS=%s\n", argc > 1 ? strings[3].c_str() : "", strings[1].c_str(),
+              id ? id : "", node_options ? node_options : "");
+  return true;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<std::string> handed;
+  std::vector<char*> handed_argv;
+  if (argc == 2 && std::strncmp(argv[1], "--pool-fd=", 10) == 0) {
+    if (!TakeOrder(std::atoi(argv[1] + 10), &handed)) {
+      std::fprintf(stderr, "bad order\n");
+      return 4;
+    }
+    for (std::string& a : handed) handed_argv.push_back(a.data());
+    handed_argv.push_back(nullptr);
+    argc = static_cast<int>(handed.size());
+    argv = handed_argv.data();
+  }
   std::string env_out, say, warn;
   bool listen_ok = true;
   for (int i = 1; i < argc; ++i) {

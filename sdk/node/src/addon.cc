@@ -9,6 +9,7 @@
 // stream being opened) and unref'd otherwise, so a process with nothing
 // pending exits. JS values are created and JS is called only on the JS thread.
 #include <napi.h>
+#include <v8.h>  // setHeapLimit only: Node-API has no heap limit
 
 #include <atomic>
 #include <mutex>
@@ -750,6 +751,27 @@ class Server : public Napi::ObjectWrap<Server> {
   std::vector<Entry*> entries_;
 };
 
+// ---- Heap limit ---------------------------------------------------------------
+
+size_t KeepHeapLimit(void*, size_t current, size_t) { return current; }
+
+// setHeapLimit(mib): V8's old-generation limit, as --max-old-space-size=<mib>
+// would have set it at start-up. For a lever-serve started ahead of its
+// service (bin/lever-serve --pool-fd), which learns the service's ram only
+// when handed it. Removing a near-heap-limit callback restores the limit to
+// the one given (V8 lowers it only, and never below its live heap + 25 %).
+Napi::Value SetHeapLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() >= 1)) {
+    throw Napi::TypeError::New(env, "setHeapLimit(mib): mib must be a number >= 1");
+  }
+  auto mib = static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue());
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  isolate->AddNearHeapLimitCallback(KeepHeapLimit, nullptr);
+  isolate->RemoveNearHeapLimitCallback(KeepHeapLimit, mib << 20);
+  return env.Undefined();
+}
+
 // ---- Module -------------------------------------------------------------------
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -772,6 +794,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Stream", stream);
   exports.Set("Call", call);
   exports.Set("version", Napi::String::New(env, LEVER_VERSION));
+  exports.Set("setHeapLimit", Napi::Function::New(env, SetHeapLimit));
   exports.Set("liveStreams", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
                 return Napi::Number::New(info.Env(), static_cast<double>(g_live_streams.load()));
               }));

@@ -44,7 +44,8 @@ def wait_until(cond, timeout=20.0, what="condition"):
 
 
 class Leverd:
-    def __init__(self):
+    def __init__(self, flags=()):
+        self.flags = list(flags)  # more leverd flags
         for p in (LEVERD, LEVER):
             if not os.path.exists(p):
                 raise RuntimeError(f"{p} not found: build leverd and lever, and set LEVER_BUILD_DIR")
@@ -57,7 +58,7 @@ class Leverd:
     def start(self):
         self.proc = subprocess.Popen(
             [LEVERD, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data"), "--js-runner",
-             JS_RUNNER, "--py-runner", py_runner()],
+             JS_RUNNER, "--py-runner", py_runner(), *self.flags],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._read_log, daemon=True).start()
         if not self._listening.wait(15) or self.address is None:

@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lever/host/docker_runtime.h"
@@ -34,6 +36,12 @@ struct InstanceSpec {
 std::vector<std::string> InstanceEnvironment(const InstanceSpec& spec, const std::string& path,
                                              const std::string& listen_addr, const std::string& internal_gateway);
 
+// The environment a language's runner ("js": `lever-serve`, "py":
+// `lever-serve-py`) gets before it knows its service, when it is started
+// ahead (ProcessRuntimeOptions::prestart): PATH and the settings that are the
+// same for every service of that language. InstanceEnvironment includes them.
+std::vector<std::string> RunnerEnvironment(std::string_view language, const std::string& path);
+
 // One started instance. Thread contract: used only by the instance manager's
 // supervisor thread.
 class RunningInstance {
@@ -56,6 +64,16 @@ class RunningInstance {
   virtual void Cleanup() = 0;
 };
 
+// A process a runtime prepared ahead of a start.
+struct ParkedProcess {
+  int pid = 0;
+  // "": a child that waits to exec whatever the start runs; "js", "py": that
+  // language's runner, exec'd already, that waits to be handed its service.
+  std::string language;
+  // A runner past its start-up (addon loaded); a plain child always is.
+  bool ready = false;
+};
+
 class Runtime {
  public:
   virtual ~Runtime() = default;
@@ -64,9 +82,13 @@ class Runtime {
   virtual Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) = 0;
   // "process", "docker": for logs and listings.
   virtual const char* name() const = 0;
-  // The pids of processes prepared ahead for the next starts (for tests and
+  // The processes prepared ahead for the next starts (for tests and
   // diagnostics); empty for runtimes without any.
-  virtual std::vector<int> ParkedPids() const { return {}; }
+  virtual std::vector<ParkedProcess> Parked() const { return {}; }
+  // A service with `config` is deployed here and may start soon: a runtime
+  // may prepare for it (the process runtime pre-starts its language's
+  // runner). Thread contract: any thread.
+  virtual void Expect(const LeverConfig& config) { (void)config; }
 };
 using RuntimePtr = std::shared_ptr<Runtime>;
 
@@ -96,14 +118,27 @@ struct ProcessRuntimeOptions {
   // it: the cgroup is the real bound; the rlimit is a best effort (with
   // `user` set, 64 times this, shared by all the instances of that user).
   int64_t max_pids = 512;
-  // Processes forked ahead, each already in fresh memory and pids cgroups and
-  // waiting to be told what to exec: joining a cgroup v1 hierarchy waits for
-  // an RCU grace period (~8 ms here), which a cold start then does not pay.
-  // Used only where cgroups are (root); 0: fork at each start. Each holds a
-  // copy-on-write view of leverd's memory, so it is replaced after
-  // `prestart_max_age`.
+  // Processes prepared ahead, per kind, each in fresh memory and pids cgroups
+  // (where cgroups are used) and running as `user`. Default 1; 0: start each
+  // instance from scratch.
+  // - Children forked ahead that wait to be told what to exec: joining a
+  //   cgroup v1 hierarchy waits for an RCU grace period (~8 ms here), which a
+  //   cold start then does not pay. Only where cgroups are (root). Each holds
+  //   a copy-on-write view of leverd's memory, so it is replaced after
+  //   `prestart_max_age`.
+  // - Per language in use (one of its services started since the runtime was
+  //   made, or named by Expect), its runner exec'd ahead with
+  //   RunnerEnvironment, past the interpreter's start-up and its addon's
+  //   load, waiting to be handed a service: its code dir, entry and
+  //   environment (docs/operations.md, "Pre-started runtimes"). The first
+  //   start of any service of that language takes one; the pool refills
+  //   in the background, and replaces one that dies.
   int prestart = 1;
   std::chrono::steady_clock::duration prestart_max_age = std::chrono::seconds(60);
+  // Where the runtime writes what an operator should see (e.g. a runner that
+  // cannot be pre-started), one line each; may be empty. Called from the
+  // runtime's own thread.
+  std::function<void(std::string_view line)> log;
 };
 
 // Creates the "process" runtime: the entry runs in the code dir with a clean

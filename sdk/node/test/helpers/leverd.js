@@ -43,7 +43,8 @@ function run(file, args, opts = {}) {
 }
 
 class Leverd {
-  constructor() {
+  constructor(flags = []) {
+    this.flags = flags;  // more leverd flags
     for (const p of [leverdPath, leverPath]) {
       if (!fs.existsSync(p)) throw new Error(`${p} not found: build leverd and lever, and set LEVER_BUILD_DIR`);
     }
@@ -55,7 +56,7 @@ class Leverd {
   async start() {
     this.proc = spawn(
       leverdPath,
-      ['--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--js-runner', leverServe],
+      ['--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--js-runner', leverServe, ...this.flags],
       { stdio: ['ignore', 'ignore', 'pipe'] });
     this.exited = new Promise((resolve) => this.proc.on('exit', (code, signal) => resolve({ code, signal })));
     const listening = new Promise((resolve, reject) => {
@@ -100,8 +101,8 @@ class Leverd {
   }
 }
 
-async function startLeverd() {
-  const d = new Leverd();
+async function startLeverd(flags = []) {
+  const d = new Leverd(flags);
   try {
     await d.start();
   } catch (err) {

@@ -4,11 +4,24 @@ Loads <code dir>/<pyEntry> as a module, serves its functions (see
 leveros.server) on LEVEROS_LISTEN_ADDR (default 0.0.0.0:3837), runs async
 handlers on the main thread's event loop, and on SIGTERM/SIGINT stops
 gracefully: no new calls, 5 s for those in flight, then exit.
+
+lever-serve-py --pool-fd=N: pre-started by leverd (--prestart) before it
+knows its service, with this module and liblever loaded. It writes "R" on fd
+N and waits there for its hand-off: the order leverd's process runtime
+encodes (host/src/process_runtime.cc: a 32-byte header {size, argc, envc,
+...}, then NUL-terminated exe, code dir, argv, env). It then moves to the
+code dir, takes the instance's environment over its own start-up one (so the
+PYTHONPATH its launcher set stays), and goes on as `lever-serve-py <pyEntry>`
+would have. Everything read at interpreter start-up (PYTHONUNBUFFERED,
+PYTHONDONTWRITEBYTECODE, PYTHONPATH) is the same for every service, so it is
+set when the runner starts.
 """
 import asyncio
 import importlib.util
 import os
+import re
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -52,8 +65,47 @@ def _exit(code):
     os._exit(code)
 
 
+def _read_order(fd):
+    """The order from leverd on fd (blocking); exits quietly at EOF (the
+    runner was not needed after all)."""
+    buf = b""
+    size = 0
+    while size == 0 or len(buf) < size:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            _exit(0)
+        buf += chunk
+        if size == 0 and len(buf) >= 32:
+            size = struct.unpack_from("<I", buf)[0]
+    argc, envc = struct.unpack_from("<II", buf, 4)
+    strings = buf[32:size].split(b"\0")
+    if len(strings) < 2 + argc + envc or argc < 2:
+        raise ValueError("lever-serve-py: a bad hand-off from leverd")
+    decode = os.fsdecode
+    return (decode(strings[1]), [decode(a) for a in strings[2 : 2 + argc]],
+            [decode(e) for e in strings[2 + argc : 2 + argc + envc]])
+
+
+def _hand_off(fd):
+    """Waits for the service and becomes its instance; returns main's argv."""
+    os.write(fd, b"R")
+    code_dir, argv, env = _read_order(fd)
+    os.close(fd)
+    os.chdir(code_dir)
+    for kv in env:
+        key, eq, value = kv.partition("=")
+        if eq and key:
+            os.environ[key] = value
+    sys.argv = [sys.argv[0]] + argv[1:]
+    return argv[1:]
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    pool = re.fullmatch(r"--pool-fd=(\d+)", argv[0]) if len(argv) == 1 else None
+    if pool:
+        lib.lp_limit_malloc_arenas(2)  # before any thread, as below
+        argv = _hand_off(int(pool.group(1)))
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         sys.stderr.write(USAGE)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
