@@ -504,7 +504,8 @@ class ProcessRuntime final : public Runtime {
   void Want(Kind kind);
   void Wake();
   void PoolLoop();
-  // Pool thread, pool_mu_ held: a runner of `kind` failed; `why` for the log.
+  // Pool thread, pool_mu_ held: a runner of `kind` failed; `why` for the
+  // log (written once pool_mu_ is released).
   void RunnerFailed(Kind kind, const std::string& why);
 
   const ProcessRuntimeOptions options_;
@@ -519,6 +520,7 @@ class ProcessRuntime final : public Runtime {
   mutable std::mutex pool_mu_;
   Pool pools_[kKinds];      // guarded by pool_mu_
   bool pool_stop_ = false;  // guarded by pool_mu_
+  std::vector<std::string> unlogged_;  // guarded by pool_mu_: logged once it is released
   int pool_wake_ = -1;      // eventfd: a take, a wanted kind, or stop
   std::thread pool_thread_;
 };
@@ -841,10 +843,8 @@ void ProcessRuntime::RunnerFailed(Kind kind, const std::string& why) {
     // --pool-fd) is not run in a loop: its services start it at each start.
     pool.wanted = false;
     pool.given_up = true;
-    if (options_.log) {
-      options_.log("[host] cannot pre-start the " + std::string(kKindRuntime[kind]) + " runtime (" +
-                   runners_[kind] + "): " + why + "; its services start it at each cold start");
-    }
+    unlogged_.push_back("[host] cannot pre-start the " + std::string(kKindRuntime[kind]) + " runtime (" +
+                        runners_[kind] + "): " + why + "; its services start it at each cold start");
     return;
   }
   // Then 0, 0.25 s, 0.5 s, 1 s: one that was killed is replaced at once.
@@ -899,8 +899,13 @@ void ProcessRuntime::PoolLoop() {
       }
     }
     if (!gone.empty()) {
+      std::vector<std::string> lines = std::move(unlogged_);
+      unlogged_.clear();
       lock.unlock();
       for (auto& [c, dead] : gone) Discard(std::move(c), dead);
+      for (const std::string& line : lines) {
+        if (options_.log) options_.log(line);
+      }
       lock.lock();
       continue;
     }
@@ -922,6 +927,15 @@ void ProcessRuntime::PoolLoop() {
       } else {
         RunnerFailed(static_cast<Kind>(k), s.message());
       }
+    }
+    if (!unlogged_.empty()) {
+      std::vector<std::string> lines = std::move(unlogged_);
+      unlogged_.clear();
+      lock.unlock();
+      for (const std::string& line : lines) {
+        if (options_.log) options_.log(line);
+      }
+      lock.lock();
     }
     if (forked) continue;
     // Sleep until a take, a death, a runner's "ready", the oldest's
