@@ -20,6 +20,7 @@ namespace asio = boost::asio;
 constexpr std::string_view kSrcEnv = "x-lever-src-env";
 constexpr std::string_view kClientAddr = "x-lever-client-addr";
 constexpr std::string_view kClusterToken = "x-lever-cluster-token";
+constexpr std::string_view kFencingToken = "x-lever-fencing-token";
 
 // --- callbacks of the client sessions (toward instances) --------------------
 
@@ -328,6 +329,11 @@ bool BackendConn::SubmitNow(Stream* s) {
   }
   // Another node's peer port takes calls with the cluster token only.
   if (backend_->is_peer()) nv.push_back(Nv(kClusterToken, w_->config().cluster_token));
+  // A resource's owner in a cluster: its fencing token with every call (the
+  // call's own backend: the connection is shared by the instance's resources).
+  if (s->backend) {
+    if (std::string_view t = s->backend->fencing_token(); !t.empty()) nv.push_back(Nv(kFencingToken, t));
+  }
   nghttp2_data_provider prd;
   prd.source.ptr = s;
   prd.read_callback = &BackendCallbacks::ReadUp;

@@ -118,6 +118,17 @@ Status Cluster::Start() {
   return Status::Ok();
 }
 
+std::shared_ptr<etcd::Session> Cluster::session() const {
+  std::lock_guard lock(mu_);
+  return session_;
+}
+
+std::shared_ptr<Peer> Cluster::FindPeer(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = peers_.find(name);
+  return it == peers_.end() ? nullptr : it->second;
+}
+
 // --- what the other nodes publish -------------------------------------------
 
 void Cluster::OnNodes(const std::vector<etcd::Change>& changes) {
@@ -307,7 +318,7 @@ void Cluster::RunPublisher() {
       // The lease is gone (or may be): everything this node published went
       // with it. A new session, then the node key and the rest again.
       session_lost_ = false;
-      std::unique_ptr<etcd::Session> old = std::move(session_);
+      std::shared_ptr<etcd::Session> old = std::move(session_);
       published_.clear();
       lock.unlock();
       deps_.log("[cluster] this node's etcd lease ended; joining again");

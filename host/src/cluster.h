@@ -98,6 +98,10 @@ class Cluster {
   std::vector<NodeInfo> Nodes(const std::map<std::string, int64_t>& local_instances) const;
   std::vector<RemoteInstanceInfo> RemoteInstances(std::string_view env, std::string_view service) const;
   const std::string& node_name() const { return options_.node_name; }
+  // This node's etcd session now (null while it has none), and another
+  // node by name (null unless its node key is valid): for resources_cluster.h.
+  std::shared_ptr<etcd::Session> session() const;
+  std::shared_ptr<Peer> FindPeer(const std::string& name) const;
 
  private:
   struct NodeService {  // one `inst/` key of another node
@@ -139,7 +143,7 @@ class Cluster {
   std::map<std::string, std::shared_ptr<RemoteBackend>> backends_;
 
   // Publisher: the session and what this node wants in etcd.
-  std::unique_ptr<etcd::Session> session_;
+  std::shared_ptr<etcd::Session> session_;
   bool session_lost_ = false;
   std::map<std::string, std::string> wanted_;     // key -> value
   std::map<std::string, std::string> published_;  // what etcd has from us

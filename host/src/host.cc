@@ -15,6 +15,7 @@
 
 #include "catalog.h"
 #include "cluster.h"
+#include "resources_cluster.h"
 #include "registry_etcd.h"
 #include "routing.h"
 #include "supervisor.h"
@@ -56,6 +57,7 @@ class Host::Impl {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<Deployer> deployer_;
   std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<ClusterResources> resources_;  // resource owners across the cluster
   uint64_t registry_sub_ = 0;  // the etcd mirror subscription (0: none)
   int lock_fd_ = -1;  // flock on <data>/leverd.lock
 
@@ -208,6 +210,18 @@ Status Host::Impl::Init(RegistryPtr registry) {
     cluster_ = std::make_unique<Cluster>(co, std::move(deps));
     s = cluster_->Start();
     if (!s.ok()) return s;
+    ClusterResources::Deps rd;
+    rd.registry = etcd_registry;
+    rd.catalog = catalog_.get();
+    rd.node_name = co.node_name;
+    rd.session = [c = cluster_.get()] { return c->session(); };
+    rd.peer = [c = cluster_.get()](const std::string& name) { return c->FindPeer(name); };
+    rd.wake = [this] { supervisor_->Wake(); };
+    rd.count_at_placement = options_.count_at_placement;
+    rd.suspect_for = std::chrono::duration_cast<SteadyDuration>(co.lease_ttl);
+    resources_ = std::make_unique<ClusterResources>(std::move(rd));
+    resources_->Start();
+    routing_->SetOwners(resources_.get());
   }
   s = supervisor_->Start();
   if (!s.ok()) return s;
@@ -285,7 +299,10 @@ void Host::Impl::SyncService(const std::string& env, const std::string& name) {
     }
   }
   if (cluster_) {
-    if (created) cluster_->RefreshService(env, name);
+    if (created) {
+      cluster_->RefreshService(env, name);
+      resources_->Refresh(env, name);
+    }
     // Every node keeps the code of every live version (fetched in the
     // background), so a call needs no fetch and a version outlives the node
     // that accepted it.
@@ -474,6 +491,8 @@ Host::Impl::~Impl() {
   if (registry_sub_) static_cast<EtcdRegistry*>(registry_.get())->mirror().Unsubscribe(registry_sub_);
   // The supervisor first: it stops the instances and answers waiting calls.
   if (supervisor_) supervisor_->Shutdown();
+  if (routing_) routing_->SetOwners(nullptr);
+  resources_.reset();
   cluster_.reset();
   logs_.WakeAll();
   supervisor_.reset();

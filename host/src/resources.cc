@@ -1,5 +1,7 @@
 #include "resources.h"
 
+#include "etcd/session.h"
+
 namespace lever::host {
 
 ResourceLease::ResourceLease(std::string resource, std::shared_ptr<Instance> owner)
@@ -27,6 +29,14 @@ void ResourceLease::MarkClosing() {
   call_sent = false;
   closing_.store(true, std::memory_order_release);
 }
+
+void ResourceLease::SetClaim(int64_t token, std::shared_ptr<const etcd::Session> session) {
+  token_ = token;
+  token_text_ = std::to_string(token);
+  session_ = std::move(session);
+}
+
+bool ResourceLease::Current() const { return !session_ || session_->Alive(); }
 
 SteadyTime ResourceLease::last_used() const {
   return SteadyTime(std::chrono::nanoseconds(last_used_ns_.load(std::memory_order_relaxed)));

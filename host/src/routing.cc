@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "resources_cluster.h"
 #include "supervisor.h"
 
 namespace lever::host {
@@ -50,14 +51,18 @@ PendingRoute Routing::Route(const RouteRequest& req, std::function<void(RouteRes
       result.status = Status(Code::kPermissionDenied, "service " + ServiceUrl(req.env, req.service) +
                                                           " is private: it can only be called from inside Lever");
     } else {
+      Status refused;
       if (live) {
-        result.backend = req.resource.empty() ? PlaceCallLocked(*svc, now, req.from_peer)
-                                              : PlaceResourceLocked(*svc, req.resource, now, &d);
+        result.backend = req.resource.empty()
+                             ? PlaceCallLocked(*svc, now, req.from_peer)
+                             : PlaceResourceLocked(*svc, req.resource, req.from_peer, now, &d, &refused);
       }
       // A call relayed to another node keeps nothing warm here.
       if (!result.backend || !result.backend->is_peer()) svc->last_call = now;
       if (result.backend) {
         // placed
+      } else if (!refused.ok()) {
+        result.status = refused;
       } else if (live && !svc->config_status.ok()) {
         result.status = Status(Code::kUnavailable, "cannot start " + ServiceUrl(req.env, req.service) + ": " +
                                                        svc->config_status.message());
@@ -177,11 +182,19 @@ BackendPtr Routing::PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime no
   return nullptr;
 }
 
-BackendPtr Routing::PlaceResourceLocked(ServiceState& svc, std::string_view resource, SteadyTime now, Deferred* d) {
+BackendPtr Routing::PlaceResourceLocked(ServiceState& svc, std::string_view resource, bool from_peer, SteadyTime now,
+                                        Deferred* d, Status* refused) {
   auto it = svc.leases.find(resource);
+  if (it != svc.leases.end() && !it->second->Current()) {
+    // This node's etcd lease ended (its own clock says so: etcd may not
+    // have dropped R's key yet, or another node may own R already): R is
+    // not served here any more.
+    DropStaleLeaseLocked(svc, std::shared_ptr<ResourceLease>(it->second), d);
+    it = svc.leases.end();
+  }
   if (it != svc.leases.end()) {
     const std::shared_ptr<ResourceLease>& lease = it->second;
-    if (lease->state != ResourceLease::State::kOpen) return nullptr;  // opening or closing: wait
+    if (lease->state != ResourceLease::State::kOpen) return nullptr;  // claiming, opening or closing: wait
     Instance& owner = *lease->owner;
     if (UsableLocked(svc, owner)) {
       lease->Placed(now);
@@ -200,7 +213,34 @@ BackendPtr Routing::PlaceResourceLocked(ServiceState& svc, std::string_view reso
       return nullptr;
     }
     DropLeasesLocked(svc, owner);
-    return PlaceResourceLocked(svc, resource, now, d);
+    return PlaceResourceLocked(svc, resource, from_peer, now, d, refused);
+  }
+  if (owners_) {
+    auto held = svc.holders.find(resource);
+    if (held != svc.holders.end()) {
+      // Another node's (relay there), or one this node must wait out: its
+      // ended session's key, a key being released, an unknown node's.
+      std::shared_ptr<RemoteBackend> b = owners_->HolderBackend(held->second);
+      if (!b) return nullptr;
+      if (from_peer) {
+        // Relayed here by a node that thought R was this node's: one hop
+        // only, never on (the sender's view was behind).
+        *refused = Status(Code::kUnavailable, ServiceUrl(svc.env, svc.name) + " resource " + std::string(resource) +
+                                                  " is owned by node " + held->second.node +
+                                                  ", not this one (it moved); call again");
+        return nullptr;
+      }
+      if (!b->alive()) return nullptr;  // unreachable: until it answers again, or its lease ends
+      b->Placed();
+      return b;
+    }
+    // Nobody holds R. A node with an instance claims it: this one if it has
+    // one, else a node that does (it claims it there).
+    if (!from_peer) {
+      bool usable = false;
+      for (auto& inst : svc.instances) usable |= UsableLocked(svc, *inst);
+      if (!usable) return PlaceRemoteLocked(svc, std::numeric_limits<double>::infinity());
+    }
   }
   // A new lease: the owner by rendezvous hashing over the usable instances.
   thread_local std::vector<PlacementCandidate> candidates;
@@ -218,12 +258,67 @@ BackendPtr Routing::PlaceResourceLocked(ServiceState& svc, std::string_view reso
   auto lease = std::make_shared<ResourceLease>(std::string(resource), owner);
   ++owner->resources;
   svc.leases.emplace(lease->resource, lease);
-  supervisor_->SendHookLocked(svc, lease, true, d);
+  if (owners_) {
+    lease->state = ResourceLease::State::kClaiming;  // R's key in etcd first, then NewResource
+    supervisor_->SendClaimLocked(svc, lease, d);
+  } else {
+    supervisor_->SendHookLocked(svc, lease, true, d);
+  }
   return nullptr;
 }
 
+void Routing::DropStaleLeaseLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, Deferred* d) {
+  auto it = svc.leases.find(lease->resource);
+  if (it == svc.leases.end() || it->second != lease) return;
+  svc.leases.erase(it);
+  Instance& owner = *lease->owner;
+  if (owner.resources > 0) --owner.resources;
+  d->AddNote(svc, owner.version, owner.instance_id,
+             "[host] resource " + lease->resource + " (token " + std::to_string(lease->token()) +
+                 ") is no longer served by instance " + owner.instance_id +
+                 ": this node's etcd lease ended, so another node may own it now");
+  // The instance forgets it (its calls in flight end as they will).
+  bool was_open = lease->state == ResourceLease::State::kOpen;
+  lease->MarkClosing();
+  if (was_open && (owner.state == InstanceState::kReady || owner.state == InstanceState::kDraining)) {
+    supervisor_->SendHookLocked(svc, lease, false, d);
+  }
+}
+
+void Routing::DropStaleLeasesLocked(ServiceState& svc, Deferred* d) {
+  if (!owners_) return;
+  std::vector<std::shared_ptr<ResourceLease>> stale;
+  for (auto& [_, lease] : svc.leases) {
+    if (!lease->Current()) stale.push_back(lease);
+  }
+  for (auto& lease : stale) DropStaleLeaseLocked(svc, lease, d);
+}
+
+void Routing::FailResourceWaitersLocked(ServiceState& svc, std::string_view resource, const Status& status,
+                                        Deferred* d) {
+  size_t kept = 0;
+  for (size_t i = 0; i < svc.waiters.size(); ++i) {
+    Waiter& w = svc.waiters[i];
+    if (w.resource == resource) {
+      d->Answer(std::move(w.done), RouteResult{status, nullptr});
+    } else {
+      if (kept != i) svc.waiters[kept] = std::move(w);
+      ++kept;
+    }
+  }
+  svc.waiters.resize(kept);
+}
+
 void Routing::DropLeasesLocked(ServiceState& svc, Instance& owner) {
-  std::erase_if(svc.leases, [&](const auto& entry) { return entry.second->owner.get() == &owner; });
+  std::erase_if(svc.leases, [&](const auto& entry) {
+    const std::shared_ptr<ResourceLease>& lease = entry.second;
+    if (lease->owner.get() != &owner) return false;
+    // In a cluster its key goes too, so that R can be taken again at once.
+    if (owners_ && lease->claimed()) {
+      owners_->Release(svc.env, svc.name, lease->resource, lease->token(), lease->session());
+    }
+    return true;
+  });
   owner.resources = 0;
 }
 
@@ -239,12 +334,13 @@ void Routing::ReleaseWaitersLocked(ServiceState& svc, SteadyTime now, Deferred* 
     size_t kept = 0;
     for (size_t i = 0; i < svc.waiters.size(); ++i) {
       Waiter& w = svc.waiters[i];
+      Status refused;
       BackendPtr b = w.resource.empty() ? PlaceLocked(svc, PickLocked(svc, limit, false), now)
-                                        : PlaceResourceLocked(svc, w.resource, now, d);
+                                        : PlaceResourceLocked(svc, w.resource, w.from_peer, now, d, &refused);
       // Another node has an instance meanwhile: the call need not wait for ours.
       if (!b && w.resource.empty() && !w.from_peer) b = PlaceRemoteLocked(svc, std::numeric_limits<double>::infinity());
-      if (b) {
-        d->Answer(std::move(w.done), RouteResult{Status::Ok(), std::move(b)});
+      if (b || !refused.ok()) {
+        d->Answer(std::move(w.done), RouteResult{b ? Status::Ok() : refused, std::move(b)});
       } else {
         if (kept != i) svc.waiters[kept] = std::move(w);
         ++kept;

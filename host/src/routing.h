@@ -20,6 +20,7 @@
 namespace lever::host {
 
 class Supervisor;
+class ClusterResources;
 
 struct RoutingOptions {
   SteadyDuration cold_start_wait = std::chrono::seconds(16);
@@ -39,6 +40,10 @@ class Routing {
         admin_(std::move(admin)),
         clock_(std::move(clock)) {}
   void SetSupervisor(Supervisor* supervisor) { supervisor_ = supervisor; }
+  // In a cluster: resources have one owner across the nodes (set before
+  // the first call, cleared after the supervisor stopped).
+  void SetOwners(ClusterResources* owners) { owners_ = owners; }
+  ClusterResources* owners() const { return owners_; }
 
   PendingRoute Route(const RouteRequest& request, std::function<void(RouteResult)> done);
   void Cancel(const PendingRoute& pending);
@@ -51,6 +56,11 @@ class Routing {
   // The instance is gone (exited, or found dead): its leases go without a
   // CloseResource; their resources get a new owner on their next call.
   void DropLeasesLocked(ServiceState& svc, Instance& owner);
+  // Leases whose node lease ended by this node's clock (resources_cluster.h):
+  // they go now, their instance told with CloseResource.
+  void DropStaleLeasesLocked(ServiceState& svc, Deferred* d);
+  // A claim for `resource` failed: its waiting calls fail with `status`.
+  void FailResourceWaitersLocked(ServiceState& svc, std::string_view resource, const Status& status, Deferred* d);
 
   const std::shared_ptr<AdminBackend>& admin() const { return admin_; }
   const RoutingOptions& options() const { return options_; }
@@ -61,9 +71,12 @@ class Routing {
   // toward the autoscaler's peak (not for queued calls: already counted).
   Instance* PickLocked(ServiceState& svc, double max_load, bool note_peak);
   // The lease's backend for a call for `resource`, or null when the call
-  // must wait (a lease opening or closing, or no instance to own it yet);
-  // makes a lease when there is none.
-  BackendPtr PlaceResourceLocked(ServiceState& svc, std::string_view resource, SteadyTime now, Deferred* d);
+  // must wait (a lease claiming, opening or closing, or no instance to own
+  // it yet) or, with `*refused` set, fail; makes a lease when there is none.
+  // In a cluster, R's holder's node when another node holds it.
+  BackendPtr PlaceResourceLocked(ServiceState& svc, std::string_view resource, bool from_peer, SteadyTime now,
+                                 Deferred* d, Status* refused);
+  void DropStaleLeaseLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, Deferred* d);
   BackendPtr PlaceLocked(ServiceState& svc, Instance* inst, SteadyTime now);
   // A call without a resource, over this node's and the other nodes' instances.
   BackendPtr PlaceCallLocked(ServiceState& svc, SteadyTime now, bool from_peer);
@@ -76,6 +89,7 @@ class Routing {
   const std::shared_ptr<AdminBackend> admin_;
   const ClockPtr clock_;
   Supervisor* supervisor_ = nullptr;
+  ClusterResources* owners_ = nullptr;
   std::atomic<uint64_t> next_waiter_id_{1};
 };
 

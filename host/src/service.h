@@ -95,6 +95,9 @@ struct ServiceState : std::enable_shared_from_this<ServiceState> {
   std::vector<std::shared_ptr<Instance>> instances;
   std::deque<Waiter> waiters;
   StringMap<std::shared_ptr<ResourceLease>> leases;
+  // In a cluster: every resource's holder in etcd, as watched
+  // (resources_cluster.h); a local lease, when there is one, comes first.
+  StringMap<ResourceHolder> holders;
   // Other nodes' instances of this service (the cluster layer keeps it).
   std::vector<RemoteCandidate> remote;
   Autoscaler scaler;

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "lever/client.h"
+#include "resources_cluster.h"
 #include "util.h"
 
 namespace lever::host {
@@ -147,6 +148,9 @@ void Supervisor::SendHookLocked(ServiceState& svc, const std::shared_ptr<Resourc
   std::string url = "lever://" + svc.env + "/" + svc.name + "//" + (open ? "NewResource" : "CloseResource");
   CallOptions co;
   co.timeout = std::chrono::duration_cast<milliseconds>(options_.lifecycle.start_timeout);
+  if (!lease->fencing_token().empty()) {
+    co.metadata.emplace_back(std::string(kFencingTokenHeader), std::string(lease->fencing_token()));
+  }
   d->after.push_back([client = owner.hook_client, url = std::move(url), co, lease, open, guard = hook_guard_,
                       weak = svc.weak_from_this()] {
     client->InvokeUrlAsync(url, Array{Value(lease->resource)}, co, [guard, weak, lease, open](Result r) {
@@ -179,11 +183,66 @@ void Supervisor::OnHookDone(const std::weak_ptr<ServiceState>& weak, const std::
         svc->leases.erase(it);
         if (lease->owner->resources > 0) --lease->owner->resources;
       }
+      // In a cluster its key goes too: R's next call may take it anywhere.
+      if (routing_.owners() && lease->claimed()) {
+        routing_.owners()->Release(svc->env, svc->name, lease->resource, lease->token(), lease->session());
+      }
     }
     routing_.ReleaseWaitersLocked(*svc, clock_->Now(), &d);
   }
   Flush(&d);
   Wake();  // a draining owner may be done now
+}
+
+void Supervisor::SendClaimLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, Deferred* d) {
+  d->after.push_back([owners = routing_.owners(), env = svc.env, name = svc.name, lease, guard = hook_guard_,
+                      weak = svc.weak_from_this()] {
+    owners->Claim(env, name, lease->resource, lease->owner->instance_id,
+                  [guard, weak, lease](ResourceClaim r) {
+                    std::lock_guard lock(guard->mu);
+                    if (guard->self) guard->self->OnClaimDone(weak, lease, std::move(r));
+                  });
+  });
+}
+
+void Supervisor::OnClaimDone(const std::weak_ptr<ServiceState>& weak, const std::shared_ptr<ResourceLease>& lease,
+                             ResourceClaim r) {
+  ClusterResources* owners = routing_.owners();
+  ServicePtr svc = weak.lock();
+  if (!svc) {
+    if (r.owned) owners->Release(lease->owner->env, lease->owner->service, lease->resource, r.token, r.session);
+    return;
+  }
+  Deferred d;
+  {
+    std::lock_guard lock(svc->mu);
+    auto it = svc->leases.find(lease->resource);
+    bool current = it != svc->leases.end() && it->second == lease && lease->state == ResourceLease::State::kClaiming;
+    if (!current) {
+      // Its owner went (or it closed) meanwhile: the key is not wanted.
+      if (r.owned) owners->Release(svc->env, svc->name, lease->resource, r.token, r.session);
+    } else if (r.owned) {
+      lease->SetClaim(r.token, r.session);
+      lease->state = ResourceLease::State::kOpening;
+      SendHookLocked(*svc, lease, true, &d);
+    } else {
+      svc->leases.erase(it);
+      if (lease->owner->resources > 0) --lease->owner->resources;
+      if (!r.status.ok()) {
+        routing_.FailResourceWaitersLocked(
+            *svc, lease->resource,
+            Status(Code::kUnavailable, "cannot take " + ServiceUrl(svc->env, svc->name) + " resource " +
+                                           lease->resource + " for this node: " + r.status.message()),
+            &d);
+      } else if (owners->NewerThanMirror(r.holder.mod_revision)) {
+        // Another node holds it: its calls go there (the mirror would say
+        // so a moment later; a later change of the key still reaches us).
+        svc->holders[lease->resource] = std::move(r.holder);
+      }
+    }
+    routing_.ReleaseWaitersLocked(*svc, clock_->Now(), &d);
+  }
+  Flush(&d);
 }
 
 // ---------------------------------------------------------------------------
@@ -557,6 +616,7 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
       WakeAt(inst.next_check);
     }
   }
+  routing_.DropStaleLeasesLocked(svc, d);
   if (!svc.removed) routing_.ReleaseWaitersLocked(svc, now, d);
   // Closing leases whose calls are done: CloseResource now.
   for (auto& [_, lease] : svc.leases) {

@@ -75,6 +75,10 @@ class Supervisor {
   // owner, sent once `d` is flushed; its answer moves the lease on and
   // releases the calls waiting for it.
   void SendHookLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, bool open, Deferred* d);
+  // In a cluster, service lock held: claims the lease's resource in etcd
+  // (once `d` is flushed); owned, the lease gets its fencing token and
+  // opens; held elsewhere, it goes and its calls follow the holder.
+  void SendClaimLocked(ServiceState& svc, const std::shared_ptr<ResourceLease>& lease, Deferred* d);
   // Any thread: run a pass soon.
   void Wake() const { wakeup_->Notify(); }
   // Answers and log lines, with no host lock held.
@@ -96,6 +100,8 @@ class Supervisor {
   void FinishRolloutLocked(ServiceState& svc, int64_t version, Status status);
   void OnHookDone(const std::weak_ptr<ServiceState>& weak, const std::shared_ptr<ResourceLease>& lease, bool open,
                   const Result& result);
+  void OnClaimDone(const std::weak_ptr<ServiceState>& weak, const std::shared_ptr<ResourceLease>& lease,
+                   ResourceClaim result);
   void HandleExit(const std::shared_ptr<Instance>& inst);
   void ReadOutput(Instance& inst, bool is_err, bool drain);
   void EmitLine(Instance& inst, bool is_err, std::string_view line);

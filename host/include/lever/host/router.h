@@ -64,6 +64,11 @@ class Backend {
   // gateway sends the cluster token with each call it relays there
   // (docs/cluster.md). Default false: a local instance.
   virtual bool is_peer() const { return false; }
+  // For a call placed on a resource's owner in a cluster: the resource's
+  // fencing token (decimal), which the gateway sends to the instance as
+  // x-lever-fencing-token (docs/cluster.md). Stable for the backend's life.
+  // Default empty: none.
+  virtual std::string_view fencing_token() const { return {}; }
 };
 using BackendPtr = std::shared_ptr<Backend>;
 
