@@ -59,7 +59,9 @@ int main(int argc, char** argv) {
   // --resource-log PATH: NewResource/CloseResource append "new|close <resource> <instance>".
   // --slow-start-if-exists PATH: listen only once PATH is gone (60 s at most).
   // --exit-now CODE: print a line and exit before listening (a bad version).
-  std::string resource_log;
+  // --token-log PATH: NewResource, CloseResource and Fenced append
+  //   "new|close|call <resource> <fencing token> <instance>" (cluster resources).
+  std::string resource_log, token_log;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--exit-if-exists" && access(value.c_str(), F_OK) == 0) {
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
       return std::atoi(value.c_str());
     }
     if (flag == "--resource-log") resource_log = value;
+    if (flag == "--token-log") token_log = value;
     // --slow-start-if-exists PATH: wait up to 60 s before listening while
     // PATH exists (a cold start that takes its time).
     if (flag == "--slow-start-if-exists") {
@@ -80,13 +83,31 @@ int main(int argc, char** argv) {
     }
   }
   lever::Server server;
-  (void)server.Handle("NewResource", [resource_log](const CallContext& ctx, Array&) {
+  // The fencing token leverd sends with every call for a resource in a
+  // cluster (docs/cluster.md), "-" without one.
+  auto token_line = [token_log](const char* kind, const CallContext& ctx) {
+    std::string token(ctx.Metadata("x-lever-fencing-token"));
+    AppendLine(token_log, std::string(kind) + " " + ctx.resource() + " " + (token.empty() ? "-" : token) + " " +
+                              Env("LEVEROS_INSTANCE_ID"));
+    return token;
+  };
+  (void)server.Handle("NewResource", [resource_log, token_line](const CallContext& ctx, Array&) {
     AppendLine(resource_log, "new " + ctx.resource() + " " + Env("LEVEROS_INSTANCE_ID"));
+    token_line("new", ctx);
     return Result::Of(Value());
   });
-  (void)server.Handle("CloseResource", [resource_log](const CallContext& ctx, Array&) {
+  (void)server.Handle("CloseResource", [resource_log, token_line](const CallContext& ctx, Array&) {
     AppendLine(resource_log, "close " + ctx.resource() + " " + Env("LEVEROS_INSTANCE_ID"));
+    token_line("close", ctx);
     return Result::Of(Value());
+  });
+  // A call for a resource that records its fencing token: "call" lines in
+  // the token log, in the order calls were served across every instance.
+  (void)server.Handle("Fenced", [token_line](const CallContext& ctx, Array&) {
+    std::string token = token_line("call", ctx);
+    return Result::Of(Value(lever::Map{{"instance", Env("LEVEROS_INSTANCE_ID")},
+                                       {"resource", ctx.resource()},
+                                       {"token", token}}));
   });
   (void)server.Handle("BasicHello", [](const CallContext&, Array& args) {
     if (args.size() != 1 || !args[0].is_string()) return Result::AppError(Value("want one string"));
