@@ -32,9 +32,71 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxReplyMessage = size_t{64} << 20;  // one gRPC message from an instance
+// A unary JSON reply (or any message held whole: a stream's, a reply not
+// sent as it arrives) from an instance.
+constexpr size_t kMaxReplyMessage = size_t{64} << 20;
 constexpr size_t kUpHighWater = 256u << 10;            // request bytes queued for the instance
 constexpr size_t kOutHighWater = 64u << 10;            // response bytes queued for the client
+constexpr size_t kKeepBytes = 64u << 10;               // buffer storage a connection keeps between requests
+
+// Large buffers (a JSON reply held whole, its text) that the connections
+// of one worker thread share: taken for a reply, given back after it, so a
+// steady stream of large replies reuses warm memory instead of faulting in
+// fresh pages each time, and what stays pinned is bounded per worker
+// (kPoolBytes), not per keep-alive connection.
+class BufferPool {
+ public:
+  static constexpr size_t kPoolBytes = 32u << 20;
+  static constexpr size_t kPoolBuffers = 8;
+  // An empty buffer with room for `n` bytes (the smallest pooled one that
+  // fits, else a new one).
+  std::string Take(size_t n) {
+    size_t best = free_.size();
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].capacity() >= n && (best == free_.size() || free_[i].capacity() < free_[best].capacity())) best = i;
+    }
+    std::string s;
+    if (best != free_.size()) {
+      bytes_ -= free_[best].capacity();
+      s = std::move(free_[best]);
+      free_[best] = std::move(free_.back());
+      free_.pop_back();
+    }
+    s.reserve(n);
+    return s;
+  }
+  // Keeps `s`'s storage if there is room, else frees it.
+  void Give(std::string&& s) {
+    size_t cap = s.capacity();
+    if (cap <= kKeepBytes) return;  // small: not worth pooling
+    if (free_.size() < kPoolBuffers && bytes_ + cap <= kPoolBytes) {
+      s.clear();
+      bytes_ += cap;
+      free_.push_back(std::move(s));
+    }
+    std::string().swap(s);
+  }
+
+ private:
+  std::vector<std::string> free_;
+  size_t bytes_ = 0;
+};
+
+BufferPool& Pool() {
+  thread_local BufferPool pool;  // one per worker thread
+  return pool;
+}
+
+// Empties `s`, giving back large storage (a keep-alive connection must not
+// pin its largest reply).
+void Trim(std::string& s) {
+  if (s.capacity() > kKeepBytes) {
+    Pool().Give(std::move(s));
+    std::string().swap(s);
+  } else {
+    s.clear();
+  }
+}
 constexpr std::string_view kCorsHeaders =
     "Access-Control-Allow-Headers: Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token, "
     "Authorization\r\n";
@@ -90,8 +152,14 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     if (streaming_ && !body_done_ && !reading_) ReadBody();
     if (s_ == nullptr || closed_) return;
     while (out_.size() < kOutHighWater && s_ != nullptr) {
+      if (raw_left_ > 0) {  // a unary bytes reply: straight to the client
+        size_t n = w_->TakeDown(s_, &out_, std::min<uint64_t>(raw_left_, 64u << 10));
+        if (n == 0) break;
+        raw_left_ -= n;
+        continue;
+      }
       if (w_->TakeDown(s_, &frames_, 64u << 10) == 0) break;
-      if (!ParseFrames()) return;
+      if (!(streaming_ ? ParseFrames() : ParseReply())) return;
     }
     if (s_ != nullptr && s_->down_eof && s_->down.empty() && !closed_) Finish();
     Flush();
@@ -128,10 +196,15 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     http10_ = false;
     parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(o_.max_header_bytes, UINT32_MAX)));
     parser_->body_limit((std::numeric_limits<std::uint64_t>::max)());
-    body_.clear();
-    frames_.clear();
-    reply_.clear();
-    got_reply_ = handshake_ = first_line_done_ = body_done_ = resp_done_ = head_sent_ = false;
+    Trim(body_);
+    Trim(frames_);
+    Trim(text_);
+    Trim(out_);
+    Trim(wbuf_);
+    reply_len_ = 0;
+    reply_known_ = raw_reply_ = false;
+    raw_left_ = 0;
+    handshake_ = first_line_done_ = body_done_ = resp_done_ = head_sent_ = false;
     app_error_ = false;
     app_error_value_ = Value();
     fail_ = false;
@@ -456,13 +529,61 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     return true;
   }
 
-  bool OnMessage(std::string_view m) {
-    if (!streaming_) {
-      if (got_reply_) return false;
-      got_reply_ = true;
-      reply_.assign(m);
+  // A unary reply. A bytes reply (byte_result, byte_error) goes to the client
+  // as it arrives: the head (with the payload's Content-Length) once the
+  // message's first bytes are in, then each piece straight from the relay's
+  // buffer to the output (Process). Anything else is held whole, in one
+  // buffer sized once from the gRPC prefix (at most kMaxReplyMessage), and
+  // decoded in place by Finish.
+  bool ParseReply() {
+    if (raw_reply_) {  // bytes after the reply: a second message
+      FailCall(502, "the instance sent a malformed reply", true);
+      return false;
+    }
+    if (!reply_known_) {
+      if (frames_.size() < 5) return true;
+      auto* p = reinterpret_cast<const uint8_t*>(frames_.data());
+      reply_len_ = (size_t{p[1]} << 24) | (size_t{p[2]} << 16) | (size_t{p[3]} << 8) | size_t{p[4]};
+      if (p[0] != 0) {
+        FailCall(502, "the instance sent a malformed reply", true);
+        return false;
+      }
+      reply_known_ = true;
+    }
+    bool is_error = false;
+    size_t header = 0;
+    int raw = http::RawReplyHead(std::string_view(frames_).substr(5), reply_len_, &is_error, &header);
+    if (raw < 0) return true;
+    if (raw > 0) {
+      raw_reply_ = true;
+      uint64_t payload = reply_len_ - header;
+      WriteHead(is_error ? 500 : 200, "application/octet-stream", static_cast<int64_t>(payload));
+      std::string_view rest = std::string_view(frames_).substr(5 + header);
+      size_t now = std::min<size_t>(rest.size(), payload);
+      out_.append(rest.substr(0, now));
+      raw_left_ = payload - now;
+      frames_.erase(0, 5 + header + now);
+      if (!frames_.empty()) return ParseReply();
       return true;
     }
+    if (reply_len_ > kMaxReplyMessage) {
+      FailCall(502, "the instance's reply exceeds " + std::to_string(kMaxReplyMessage >> 20) + " MiB", true);
+      return false;
+    }
+    if (frames_.size() > 5 + reply_len_) {
+      FailCall(502, "the instance sent a malformed reply", true);
+      return false;
+    }
+    if (frames_.capacity() < 5 + reply_len_) {  // sized once
+      std::string whole = Pool().Take(5 + reply_len_);
+      whole.assign(frames_);
+      Trim(frames_);
+      frames_ = std::move(whole);
+    }
+    return true;
+  }
+
+  bool OnMessage(std::string_view m) {
     if (!handshake_) {
       handshake_ = true;
       return m.empty();
@@ -498,7 +619,9 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
 
   // The instance ended the call (all its frames are parsed).
   void Finish() {
-    if (!frames_.empty()) return FailCall(502, "the instance's reply ended inside a message", true);
+    bool partial = streaming_ ? !frames_.empty()
+                              : raw_left_ > 0 || (!frames_.empty() && (!reply_known_ || frames_.size() < 5 + reply_len_));
+    if (partial) return FailCall(502, "the instance's reply ended inside a message", true);
     if (grpc_status_.empty()) {
       std::string_view v;
       if (s_->trailers.Find("grpc-status", &v)) grpc_status_.assign(v);
@@ -515,16 +638,23 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     s_ = nullptr;
     w_->DetachDownstream(s, false);
     if (!streaming_) {
+      if (raw_reply_) {  // all of it is in out_ or written
+        resp_done_ = true;
+        return Flush();
+      }
       Value v;
       bool is_error = false;
-      if (!got_reply_ || !wire::DecodeReply(reply_, wire::Codec::kProtoJson, &v, &is_error).ok()) {
+      if (!reply_known_ || !wire::DecodeReply(std::string_view(frames_).substr(5, reply_len_), wire::Codec::kProtoJson,
+                                              &v, &is_error)
+                                .ok()) {
         return Reply(502, "the instance sent a malformed reply");
       }
-      return RespondValue(is_error ? 500 : 200, v);
+      Trim(frames_);  // before the JSON text exists: one copy of the reply at a time beside the value
+      return RespondValue(is_error ? 500 : 200, std::move(v), reply_len_);
     }
     if (!body_done_) keep_alive_ = false;  // the server ended first: the rest of the body is not read
     if (app_error_) {
-      if (!head_sent_) return RespondValue(500, app_error_value_);
+      if (!head_sent_) return RespondValue(500, std::move(app_error_value_));
       text_.clear();
       JsonWriteOptions jo;
       jo.nonfinite_as_null = true;
@@ -560,14 +690,19 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     Flush();
   }
 
-  void RespondValue(int status, const Value& v) {
-    if (v.is_bytes()) return Respond(status, "application/octet-stream", v.as_bytes().view(), "");
-    std::string text;
+  // The body is written from where it was made (no copy into out_).
+  // `size_hint`: about the JSON text's size (the proto-JSON message's), so
+  // that the text is allocated once.
+  void RespondValue(int status, Value v, size_t size_hint = 0) {
+    if (v.is_bytes()) return RespondOwned(status, "application/octet-stream", std::move(v.as_bytes()).data());
+    std::string text = Pool().Take(size_hint);  // the reply's own buffer fits: just freed by Finish
     JsonWriteOptions jo;
     jo.nonfinite_as_null = true;
     jo.bytes_as_base64 = true;
-    if (!WriteJson(v, &text, jo).ok()) return Reply(502, "the reply has no JSON form");
-    Respond(status, "application/json", text, "");
+    Status s = WriteJson(v, &text, jo);
+    v = Value();
+    if (!s.ok()) return Reply(502, "the reply has no JSON form");
+    RespondOwned(status, "application/json", std::move(text));
   }
 
   // An error: a JSON string saying what went wrong.
@@ -587,6 +722,17 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
     WriteHead(status, content_type, static_cast<int64_t>(body.size()), extra);
     bool head = parser_ && parser_->get().method() == bhttp::verb::head;
     if (!head) out_.append(body);
+    resp_done_ = true;
+    Flush();
+  }
+
+  // Respond with a body that Flush writes after out_ (scatter-gather).
+  void RespondOwned(int status, std::string_view content_type, std::string body) {
+    if (!parser_ || !parser_->is_done()) keep_alive_ = false;
+    body_done_ = true;
+    if (head_sent_) return AbortResponse();
+    WriteHead(status, content_type, static_cast<int64_t>(body.size()));
+    tail_ = std::move(body);
     resp_done_ = true;
     Flush();
   }
@@ -642,19 +788,25 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
 
   void Flush() {
     if (writing_ || closed_) return;
-    if (out_.empty()) return AfterWrite();
+    if (out_.empty() && tail_.empty()) return AfterWrite();
     wbuf_.swap(out_);
     out_.clear();
+    wtail_.swap(tail_);
     writing_ = true;
     if (s_ != nullptr || resp_done_) SetDeadline(Clock::now() + o_.idle_timeout);
-    asio::async_write(socket_, asio::buffer(wbuf_), [self = shared_from_this()](beast::error_code ec, size_t) {
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(wbuf_), asio::buffer(wtail_)};
+    asio::async_write(socket_, bufs, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
+      Trim(self->wtail_);
       if (self->closed_) return;
       if (ec) {
         self->Close();
-      } else if (!self->out_.empty()) {
+      } else if (!self->out_.empty() || !self->tail_.empty()) {
         self->Flush();
       } else {
+        // A unary call waits for its instance without an idle deadline
+        // (Lever-Timeout bounds it), also between pieces of its reply.
+        if (self->s_ != nullptr && !self->streaming_) self->SetDeadline(Clock::time_point::max());
         self->AfterWrite();
         if (self->s_ != nullptr) self->Wake();  // room for more of the response
       }
@@ -806,9 +958,11 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
 
   // The call.
   Stream* s_ = nullptr;
-  std::string frames_;  // gRPC frames from the instance, not yet parsed
-  std::string reply_;
-  bool got_reply_ = false, handshake_ = false;
+  std::string frames_;  // gRPC frames from the instance, not yet parsed (unary: the reply, whole)
+  size_t reply_len_ = 0;  // unary: the reply message's length, once reply_known_
+  bool reply_known_ = false, raw_reply_ = false;
+  uint64_t raw_left_ = 0;  // unary bytes reply: payload bytes still to come from the relay
+  bool handshake_ = false;
   bool app_error_ = false;
   Value app_error_value_;
   bool fail_ = false;
@@ -821,6 +975,7 @@ class HttpConn final : public Downstream, public std::enable_shared_from_this<Ht
   // The response.
   bool head_sent_ = false, resp_done_ = false, abort_after_write_ = false;
   std::string out_, wbuf_;
+  std::string tail_, wtail_;  // a whole body written after out_ (RespondOwned)
 
   // Timers: `deadline_` for I/O (idle), `call_deadline_` for Lever-Timeout.
   Clock::time_point deadline_ = Clock::time_point::max();

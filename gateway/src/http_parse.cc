@@ -274,4 +274,25 @@ void AppendGrpcFrame(std::string_view message, std::string* out) {
   out->append(message);
 }
 
+int RawReplyHead(std::string_view prefix, size_t message_len, bool* is_error, size_t* header) {
+  if (message_len == 0) return 0;
+  if (prefix.empty()) return -1;
+  uint8_t tag = static_cast<uint8_t>(prefix[0]);
+  if (tag != 0x12 && tag != 0x22) return 0;  // field 2 or 4, length-delimited
+  uint64_t len = 0;
+  for (size_t i = 1; i < 11; ++i) {
+    if (i >= message_len) return 0;
+    if (i >= prefix.size()) return -1;
+    uint8_t b = static_cast<uint8_t>(prefix[i]);
+    len |= uint64_t{b & 0x7fu} << (7 * (i - 1));
+    if ((b & 0x80) == 0) {
+      if (len != message_len - (i + 1)) return 0;
+      *is_error = tag == 0x22;
+      *header = i + 1;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 }  // namespace lever::gateway::http

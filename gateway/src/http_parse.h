@@ -64,6 +64,14 @@ std::string DecodeGrpcMessage(std::string_view in);
 // Appends a gRPC length-prefixed message (uncompressed).
 void AppendGrpcFrame(std::string_view message, std::string* out);
 
+// A unary reply (an RPCReply of `message_len` bytes, of which `prefix` is the
+// start) whose only member is byte_result (2) or byte_error (4) and spans the
+// whole message, so that its payload can go to the client as it arrives:
+// returns 1 and sets `*is_error` and `*header` (the bytes before the
+// payload), 0 when the message is anything else (the caller buffers and
+// decodes it), -1 when `prefix` is too short to tell.
+int RawReplyHead(std::string_view prefix, size_t message_len, bool* is_error, size_t* header);
+
 // Splits a buffer of gRPC frames: returns the frames' total consumed bytes
 // and calls `f(message)` for each complete one. Stops at the first
 // incomplete frame. Returns -1 on a compressed frame or one longer than

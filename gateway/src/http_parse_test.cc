@@ -132,6 +132,32 @@ TEST(HttpParse, GrpcFrames) {
   EXPECT_EQ(ForEachGrpcFrame(std::string("\x00\x00\x00\x01\x00", 5), 100, [](std::string_view) { return true; }), -1);
 }
 
+TEST(HttpParse, RawReplyHead) {
+  bool is_error = false;
+  size_t header = 0;
+  // byte_result of 3 bytes, the whole message.
+  EXPECT_EQ(RawReplyHead(std::string("\x12\x03" "abc", 5), 5, &is_error, &header), 1);
+  EXPECT_FALSE(is_error);
+  EXPECT_EQ(header, 2u);
+  // byte_error of 300 bytes (a two-byte varint), known from the first 3 bytes.
+  EXPECT_EQ(RawReplyHead(std::string("\x22\xac\x02", 3), 303, &is_error, &header), 1);
+  EXPECT_TRUE(is_error);
+  EXPECT_EQ(header, 3u);
+  EXPECT_EQ(RawReplyHead(std::string("\x12\x00", 2), 2, &is_error, &header), 1);  // empty bytes
+  EXPECT_EQ(header, 2u);
+  // Too short to tell.
+  EXPECT_EQ(RawReplyHead("", 10, &is_error, &header), -1);
+  EXPECT_EQ(RawReplyHead(std::string("\x12\xac", 2), 303, &is_error, &header), -1);
+  // Anything else is decoded whole: a JSON result, a member that is not the
+  // whole message (another member follows), an empty or truncated message,
+  // an over-long varint.
+  EXPECT_EQ(RawReplyHead(std::string("\x0a\x02\x1a\x00", 4), 4, &is_error, &header), 0);
+  EXPECT_EQ(RawReplyHead(std::string("\x12\x01" "a\x12\x00", 5), 5, &is_error, &header), 0);
+  EXPECT_EQ(RawReplyHead("", 0, &is_error, &header), 0);
+  EXPECT_EQ(RawReplyHead(std::string("\x12\x80", 2), 2, &is_error, &header), 0);
+  EXPECT_EQ(RawReplyHead(std::string(12, '\xff').replace(0, 1, "\x12"), 100, &is_error, &header), 0);
+}
+
 TEST(HttpTarget, AdminEnvInAnyCase) {
   for (std::string_view env : {"admin.lever", "ADMIN.LEVER", "Admin.Lever"}) EXPECT_TRUE(IsAdminEnv(env)) << env;
   for (std::string_view env : {"admin.lever.", "admin", "dev.lever", "xadmin.lever", ""}) EXPECT_FALSE(IsAdminEnv(env)) << env;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -121,6 +122,16 @@ int main(int argc, char** argv) {
   });
   // All its arguments as one array: what a client sent, argument by argument.
   (void)server.Handle("EchoArgs", [](const CallContext&, Array& args) { return Result::Of(Value(std::move(args))); });
+  // A reply of args[0] bytes ('x'): Bytes as byte_result, Text as a JSON
+  // string (the HTTP API's large replies, tests/bench/http_reply).
+  (void)server.Handle("Bytes", [](const CallContext&, Array& args) {
+    int64_t n = args.empty() || !args[0].is_int() ? 0 : std::clamp<int64_t>(args[0].as_int(), 0, int64_t{1} << 30);
+    return Result::Of(Value::FromBytes(std::string(static_cast<size_t>(n), 'x')));
+  });
+  (void)server.Handle("Text", [](const CallContext&, Array& args) {
+    int64_t n = args.empty() || !args[0].is_int() ? 0 : std::clamp<int64_t>(args[0].as_int(), 0, int64_t{1} << 30);
+    return Result::Of(Value(std::string(static_cast<size_t>(n), 'x')));
+  });
   (void)server.Handle("ByteError", [](const CallContext&, Array&) {
     return Result::AppError(Value::FromBytes(std::string("\x00\x01\xfe", 3)));
   });
