@@ -311,7 +311,7 @@ int ConnectLoopback(int port, bool* ok, int rcvbuf) {
   return fd;
 }
 
-RawHttp::RawHttp(int port) { fd_ = ConnectLoopback(port, &ok_); }
+RawHttp::RawHttp(int port, int rcvbuf) { fd_ = ConnectLoopback(port, &ok_, rcvbuf); }
 RawHttp::~RawHttp() { close(fd_); }
 
 bool RawHttp::Send(std::string_view data) {

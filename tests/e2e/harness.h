@@ -72,7 +72,8 @@ struct RawResponse {
 // WebSocket and status page tests); every read is bounded (15 s).
 class RawHttp {
  public:
-  explicit RawHttp(int port);
+  // `rcvbuf` > 0: a small receive buffer (a slow reader), set before connecting.
+  explicit RawHttp(int port, int rcvbuf = 0);
   virtual ~RawHttp();
   bool ok() const { return ok_; }
 

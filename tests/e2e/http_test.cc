@@ -321,6 +321,33 @@ TEST_F(HttpTest, LargeByteStreamFlowsThrough) {
   EXPECT_LE(Metric(leverd_->port(), "lever_gateway_peak_buffered_bytes"), 8 << 20);
 }
 
+// A unary bytes reply streams (http_api.md): to a client that reads nothing
+// yet, leverd holds about a stream window of it, not the whole 32 MiB; then
+// it all arrives, with its Content-Length.
+TEST_F(HttpTest, LargeUnaryBytesReplyIsNotHeldWhole) {
+  constexpr int64_t kSize = 32 << 20;
+  ASSERT_EQ(leverd_->DeployTestService(R"({"name": "bigsvc", "entry": ["./serve"], "ram": 400})").exit_code, 0);
+  int64_t rss_before = RssBytes(leverd_->pid());
+  Conn c(leverd_->port(), 16384);
+  ASSERT_TRUE(c.Send(Post("/bigsvc/Bytes", "[" + std::to_string(kSize) + "]", "application/json")));
+  // The relay's stream buffer fills once the socket and leverd's 64 KiB of
+  // pending output are full: the instance is held back by flow control.
+  EXPECT_TRUE(WaitUntil([&] { return Metric(leverd_->port(), "lever_gateway_buffered_bytes") >= (512 << 10); },
+                        std::chrono::seconds(30)));
+  EXPECT_LT(RssBytes(leverd_->pid()) - rss_before, 24 << 20);
+  Response r;
+  ASSERT_TRUE(c.ReadResponse(&r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-type"), "application/octet-stream");
+  EXPECT_EQ(r.header("content-length"), std::to_string(kSize));
+  EXPECT_EQ(static_cast<int64_t>(r.body.size()), kSize);
+  EXPECT_EQ(r.body.find_first_not_of('x'), std::string::npos);
+  // A JSON reply is held whole but arrives the same.
+  r = Call(Post("/bigsvc/Text", "[1048576]", "application/json"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "\"" + std::string(1 << 20, 'x') + "\"");
+}
+
 TEST_F(HttpTest, StreamingWholeBodyAtOnce) {
   // curl-style: Content-Length body with all lines; every reply comes back.
   std::string body = "[\"q\"]\n";
