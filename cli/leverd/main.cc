@@ -592,7 +592,8 @@ int main(int argc, char** argv) {
                  "HTTP/2: close a client connection with no open call for this long (GOAWAY; 0: never)")
       ->capture_default_str();
   app.add_option("--h2-client-write-timeout", f.h2_client_write_timeout,
-                 "HTTP/2: close a client connection that reads nothing leverd writes for this long (0: never)")
+                 "HTTP/2: close a client connection that reads nothing leverd writes for this long, and reset a call "
+                 "whose response waits this long on a window the client keeps shut (0: never)")
       ->capture_default_str();
   app.add_option("--h2-max-concurrent-streams", f.h2_max_concurrent_streams,
                  "HTTP/2: calls one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)")

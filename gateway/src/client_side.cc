@@ -139,6 +139,7 @@ struct ClientCallbacks {
     auto* s = static_cast<Stream*>(source->ptr);
     size_t n = s->down.Read(buf, length);
     if (n != 0) {
+      s->down_waiting_since = {};  // the client takes it
       w->AddBuffered(-static_cast<int64_t>(n));
       // The backend may send more only as the client takes it.
       if (!s->down_consumed && s->bconn != nullptr && s->bsid > 0) {
@@ -240,6 +241,9 @@ ClientConn::Verdict ClientConn::Decide(const TimerState& t, const RelayConfig& c
   if (config.client_write_timeout.count() > 0 && !t.writing) {
     at = std::min(at, now + config.client_write_timeout);  // a write may start meanwhile
   }
+  if (config.client_write_timeout.count() > 0 && t.waiting) {
+    at = std::min(at, t.waiting_since + config.client_write_timeout);  // ResetStalledStreams then
+  }
   *next = at;
   return Verdict::kKeep;
 }
@@ -261,6 +265,7 @@ void ClientConn::OnTimer() {
     Close();  // it did not take the GOAWAY in time
     return;
   }
+  ResetStalledStreams(now);
   t_.idle = streams_.empty();
   t_.writing = writing_;
   t_.write_started = write_started_;
@@ -281,6 +286,38 @@ void ClientConn::OnTimer() {
   terminating_ = true;
   w_->MarkDirty(this);
   ArmTimer(now + kGoawayLinger);
+}
+
+void ClientConn::ResetStalledStreams(std::chrono::steady_clock::time_point now) {
+  using Clock = std::chrono::steady_clock;
+  auto timeout = w_->config().client_write_timeout;
+  t_.waiting = false;
+  if (timeout.count() <= 0) return;
+  Clock::time_point earliest = Clock::time_point::max();
+  bool reset = false;
+  // Submitting RST_STREAM closes nothing yet (nghttp2 does at the next send),
+  // so streams_ stays as it is during the walk.
+  for (Stream* s : streams_) {
+    if (s->down.empty()) {
+      s->down_waiting_since = {};
+      continue;
+    }
+    if (s->down_waiting_since == Clock::time_point::max()) continue;  // reset already
+    if (s->down_waiting_since == Clock::time_point{}) s->down_waiting_since = now;
+    if (now - s->down_waiting_since >= timeout) {
+      // A reader that shut its window: nghttpx's --stream-write-timeout.
+      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->csid, NGHTTP2_CANCEL);
+      s->down_waiting_since = Clock::time_point::max();
+      reset = true;
+      continue;
+    }
+    earliest = std::min(earliest, s->down_waiting_since);
+  }
+  if (earliest != Clock::time_point::max()) {
+    t_.waiting = true;
+    t_.waiting_since = earliest;
+  }
+  if (reset) w_->MarkDirty(this);
 }
 
 void ClientConn::AddStream(Stream* s) {

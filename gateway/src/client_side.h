@@ -45,6 +45,8 @@ class ClientConn final : public H2Conn {
     std::chrono::steady_clock::time_point idle_since;
     bool writing = false;  // a write in flight
     std::chrono::steady_clock::time_point write_started;
+    bool waiting = false;  // a stream's response waits for the client's window
+    std::chrono::steady_clock::time_point waiting_since;  // the longest such wait's start
   };
   static Verdict Decide(const TimerState& t, const RelayConfig& config, std::chrono::steady_clock::time_point now,
                         std::chrono::steady_clock::time_point* next);
@@ -53,6 +55,10 @@ class ClientConn final : public H2Conn {
   void OnClose() override;
   void ArmTimer(std::chrono::steady_clock::time_point at);
   void OnTimer();
+  // Resets (CANCEL) each stream whose response has waited for the client's
+  // flow-control window, with no byte taken, for client_write_timeout;
+  // fills t_.waiting for the others.
+  void ResetStalledStreams(std::chrono::steady_clock::time_point now);
   boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point timer_at_;
   bool terminating_ = false;  // GOAWAY sent for a timeout: close at the next tick

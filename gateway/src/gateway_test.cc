@@ -1144,6 +1144,14 @@ TEST(ClientConnTimer, DecidesSettingsIdleAndWriteTimeouts) {
   EXPECT_EQ(ClientConn::Decide(t, config, t0 + 529s, &next), V::kKeep);
   EXPECT_EQ(next, t0 + 530s);
   EXPECT_EQ(ClientConn::Decide(t, config, t0 + 530s, &next), V::kWriteTimeout);
+  // A stream's response waiting on the client's window: looked at again when
+  // its wait reaches the write timeout (ResetStalledStreams resets it then).
+  t.writing = false;
+  t.waiting = true;
+  t.waiting_since = t0 + 510s;
+  EXPECT_EQ(ClientConn::Decide(t, config, t0 + 520s, &next), V::kKeep);
+  EXPECT_EQ(next, t0 + 540s);
+  t.waiting = false;
   // 0 turns the idle and write timeouts off.
   config.client_idle_timeout = 0s;
   config.client_write_timeout = 0s;

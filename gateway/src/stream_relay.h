@@ -9,6 +9,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -97,6 +98,9 @@ struct Stream {
   bool down_eof = false;      // backend ended its side (or the relay did)
   bool down_deferred = false;
   bool down_consumed = false;
+  // Since when `down` has held bytes the client took none of (its window is
+  // shut), as the client connection's timer saw it; max(): reset for it.
+  std::chrono::steady_clock::time_point down_waiting_since{};
   HeaderBlock trailers;
 
   bool attached() const { return client != nullptr || ds != nullptr; }
@@ -124,6 +128,7 @@ struct Stream {
     up_trailers.Release();
     down.Release();
     resp_started = down_eof = down_deferred = down_consumed = false;
+    down_waiting_since = {};
     trailers.Release();
   }
   // Bytes the stream's buffers hold (pool accounting, tests).

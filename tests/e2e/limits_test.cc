@@ -20,6 +20,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -614,6 +615,40 @@ TEST_F(LimitsTest, ZeroWindowReaderStallsOnlyItself) {
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(ServedOthers());
   EXPECT_LE(Metric("lever_gateway_buffered_bytes"), 24 * ((1 << 20) + (64 << 10)));
   ExpectRssGrowthBelow(96);
+}
+
+TEST_F(LimitsTest, ZeroWindowClientThatKeepsPingingIsCutOff) {
+  // A client that opens streams, never returns a byte of window, and stays
+  // active with PINGs (which reset no timer): each stream whose response
+  // waits on its window is reset after the write timeout, and with no stream
+  // left the connection is idle, PINGs or not: GOAWAY after the idle timeout.
+  Start({"--h2-client-write-timeout=500ms", "--h2-client-idle-timeout=1s", "--workers=1"});
+  H2 c(leverd_->port());
+  ASSERT_TRUE(c.Handshake({{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}));
+  std::set<int32_t> opened;
+  for (int32_t sid = 1; sid <= 15; sid += 2) {
+    ASSERT_TRUE(c.Open(sid, H2::RequestHeaders("SourceChan", true), StreamOpenMessage({4 << 20, 65536}), false));
+    opened.insert(sid);
+  }
+  std::set<int32_t> cancelled;
+  int pongs = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!c.eof() && std::chrono::steady_clock::now() < deadline) {
+    if (!c.Send(kPing, 0, 0, std::string(8, 'p'))) break;
+    Frame f;
+    while (c.ReadFrame(&f, 50)) {  // until 50 ms pass without a frame: then PING again
+      if (f.type == kPing && (f.flags & kAck) != 0) ++pongs;
+      if (f.type == kRstStream && f.payload.size() >= 4 && Be32(f.payload, 0) == NGHTTP2_CANCEL) cancelled.insert(f.sid);
+    }
+  }
+  EXPECT_TRUE(c.eof());
+  EXPECT_EQ(cancelled, opened);
+  EXPECT_EQ(c.goaway_code, NGHTTP2_NO_ERROR);
+  EXPECT_GE(pongs, 1);  // it was answered all along
+  // What leverd held for it is gone, and others were served throughout.
+  EXPECT_TRUE(WaitUntil([&] { return Metric("lever_gateway_buffered_bytes") < (256 << 10); }, std::chrono::seconds(10)));
+  EXPECT_TRUE(ServedOthers());
+  ExpectRssGrowthBelow(64);
 }
 
 TEST_F(LimitsTest, RapidResetIsCutOff) {

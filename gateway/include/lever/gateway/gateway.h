@@ -119,8 +119,10 @@ struct GatewayOptions {
   // --frontend-http2-read-timeout).
   std::chrono::milliseconds client_idle_timeout{180000};
   // A client connection whose socket takes none of what leverd writes for
-  // this long is closed (it does not read). Default 30 s (nghttpx
-  // --frontend-write-timeout).
+  // this long is closed (it does not read), and a call whose response bytes
+  // wait this long on a flow-control window the client keeps shut is reset
+  // with CANCEL. Default 30 s (nghttpx --frontend-write-timeout, and
+  // --stream-write-timeout for the second).
   std::chrono::milliseconds client_write_timeout{30000};
   // Header list (names plus values, trailers included) of a request, and of
   // an instance's response. A larger request is answered RESOURCE_EXHAUSTED,
