@@ -43,6 +43,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "fixed_backend.h"
 #include "leverrpc.grpc.pb.h"
 #include "lever/gateway/gateway.h"
 
@@ -54,23 +55,10 @@ using Clock = std::chrono::steady_clock;
 
 // --- serve -----------------------------------------------------------------------
 
-class FixedBackend final : public lever::host::Backend {
- public:
-  explicit FixedBackend(std::string address) : address_(std::move(address)) {}
-  const std::string& address() const override { return address_; }
-  uint64_t id() const override { return 1; }
-  void OnCallStart() override {}
-  void OnCallEnd() override {}
-  void OnConnectionFailed() override {}
-  bool alive() const override { return true; }
-
- private:
-  std::string address_;
-};
-
 class FixedRouter final : public lever::host::Router {
  public:
-  explicit FixedRouter(std::string address) : backend_(std::make_shared<FixedBackend>(std::move(address))) {}
+  explicit FixedRouter(std::string address)
+      : backend_(std::make_shared<lever::gateway::testing::FixedBackend>(std::move(address))) {}
   void Route(const lever::host::RouteRequest&, std::function<void(lever::host::RouteResult)> done) override {
     done({lever::Status(), backend_});
   }

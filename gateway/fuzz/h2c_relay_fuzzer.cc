@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "echo_service.h"
+#include "fixed_backend.h"
 #include "lever/gateway/gateway.h"
 #include "lever/host/router.h"
 
@@ -35,31 +36,17 @@ namespace {
 
 using namespace lever;
 
-class FuzzBackend final : public host::Backend {
- public:
-  explicit FuzzBackend(std::string address) : address_(std::move(address)) {}
-  const std::string& address() const override { return address_; }
-  uint64_t id() const override { return 1; }
-  void OnCallStart() override {}
-  void OnCallEnd() override {}
-  void OnConnectionFailed() override {}
-  bool alive() const override { return true; }
-
- private:
-  std::string address_;
-};
-
 // "echo" goes to the echo instance, anything else is NOT_FOUND.
 class FuzzRouter final : public host::Router {
  public:
-  explicit FuzzRouter(std::shared_ptr<FuzzBackend> echo) : echo_(std::move(echo)) {}
+  explicit FuzzRouter(std::shared_ptr<gateway::testing::FixedBackend> echo) : echo_(std::move(echo)) {}
   void Route(const host::RouteRequest& r, std::function<void(host::RouteResult)> done) override {
     if (r.service == "echo") return done({Status(), echo_});
     done({Status(Code::kNotFound, "no such service"), nullptr});
   }
 
  private:
-  std::shared_ptr<FuzzBackend> echo_;
+  std::shared_ptr<gateway::testing::FixedBackend> echo_;
 };
 
 struct World {
@@ -78,7 +65,7 @@ struct World {
     o.client_idle_timeout = std::chrono::milliseconds(500);
     o.client_write_timeout = std::chrono::milliseconds(500);
     gateway = std::make_unique<gateway::Gateway>(
-        o, std::make_shared<FuzzRouter>(std::make_shared<FuzzBackend>("unix:" + dir + "/echo.sock")));
+        o, std::make_shared<FuzzRouter>(std::make_shared<gateway::testing::FixedBackend>("unix:" + dir + "/echo.sock")));
     if (!gateway->Start().ok()) std::abort();
   }
 };

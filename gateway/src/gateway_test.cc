@@ -189,6 +189,53 @@ std::string TempDir() {
   return dir != nullptr ? std::string(dir) : std::string();
 }
 
+// Async unary calls started at once on one completion queue (the tests of
+// many calls in flight).
+class PendingCalls {
+ public:
+  explicit PendingCalls(core::LeverRPC::Stub* stub) : stub_(stub) {}
+  ~PendingCalls() {
+    cq_.Shutdown();
+    void* tag;
+    bool got;
+    while (cq_.Next(&tag, &got)) {
+    }
+  }
+  void Start(const std::string& url, std::string byte_args) {
+    auto p = std::make_unique<Pending>();
+    p->ctx.set_deadline(std::chrono::system_clock::now() + 30s);
+    p->ctx.AddMetadata("lever-url", url);
+    core::RPC rpc;
+    rpc.set_byte_args(std::move(byte_args));
+    p->reader = stub_->AsyncHandleRPC(&p->ctx, rpc, &cq_);
+    p->reader->Finish(&p->reply, &p->status, p.get());
+    calls_.push_back(std::move(p));
+  }
+  // Waits (up to kWait) for the next call to end; false if none did. `*ok`:
+  // its status was OK.
+  bool Next(bool* ok) {
+    void* tag;
+    bool got;
+    if (cq_.AsyncNext(&tag, &got, std::chrono::system_clock::now() + kWait) != grpc::CompletionQueue::GOT_EVENT) {
+      return false;
+    }
+    *ok = static_cast<Pending*>(tag)->status.ok();
+    return true;
+  }
+  const core::RPCReply& reply(size_t i) const { return calls_[i]->reply; }
+
+ private:
+  struct Pending {
+    grpc::ClientContext ctx;
+    core::RPCReply reply;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<core::RPCReply>> reader;
+  };
+  core::LeverRPC::Stub* stub_;
+  grpc::CompletionQueue cq_;
+  std::vector<std::unique_ptr<Pending>> calls_;
+};
+
 class GatewayTest : public ::testing::Test {
  protected:
   void SetUp() override { StartAll(GatewayOptions()); }
@@ -772,47 +819,16 @@ TEST_F(GatewayTest, InstanceGoawayMovesNewCallsToANewConnection) {
 }
 
 TEST_F(GatewayTest, ThousandCallsInFlight) {
-  auto channel = Channel();
-  auto stub = core::LeverRPC::NewStub(channel);
-  grpc::CompletionQueue cq;
+  auto stub = core::LeverRPC::NewStub(Channel());
+  PendingCalls calls(stub.get());
   constexpr int kCalls = 1000;
-  struct Pending {
-    grpc::ClientContext ctx;
-    core::RPCReply reply;
-    grpc::Status status;
-    std::unique_ptr<grpc::ClientAsyncResponseReader<core::RPCReply>> reader;
-  };
-  std::vector<std::unique_ptr<Pending>> calls;
-  for (int i = 0; i < kCalls; ++i) {
-    auto p = std::make_unique<Pending>();
-    p->ctx.set_deadline(std::chrono::system_clock::now() + 30s);
-    p->ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echo");
-    core::RPC rpc;
-    rpc.set_byte_args("payload-" + std::to_string(i));
-    p->reader = stub->AsyncHandleRPC(&p->ctx, rpc, &cq);
-    p->reader->Finish(&p->reply, &p->status, p.get());
-    calls.push_back(std::move(p));
-  }
+  for (int i = 0; i < kCalls; ++i) calls.Start("lever://dev.lever/echo//echo", "payload-" + std::to_string(i));
   int done = 0, ok = 0;
-  while (done < kCalls) {
-    void* tag;
-    bool got;
-    if (cq.AsyncNext(&tag, &got, std::chrono::system_clock::now() + kWait) != grpc::CompletionQueue::GOT_EVENT) break;
-    ++done;
-    auto* p = static_cast<Pending*>(tag);
-    if (p->status.ok()) ++ok;
-  }
+  for (bool call_ok = false; done < kCalls && calls.Next(&call_ok); ++done) ok += call_ok;
   EXPECT_EQ(done, kCalls);
   EXPECT_EQ(ok, kCalls);
-  for (int i = 0; i < kCalls; ++i) {
-    ASSERT_EQ(calls[i]->reply.byte_result(), "payload-" + std::to_string(i));
-  }
+  for (int i = 0; i < kCalls; ++i) ASSERT_EQ(calls.reply(i).byte_result(), "payload-" + std::to_string(i));
   EXPECT_GE(gateway_->StatsForTest().streams_total, kCalls);
-  cq.Shutdown();
-  void* tag;
-  bool got;
-  while (cq.Next(&tag, &got)) {
-  }
 }
 
 TEST_F(GatewayTest, SlowReaderKeepsRelayMemoryBounded) {
@@ -1170,34 +1186,19 @@ TEST_F(GatewayTest, StreamPoolShrinksAfterABurst) {
   options.max_concurrent_streams = 5000;
   StartAll(options);
   auto stub = core::LeverRPC::NewStub(Channel());
-  grpc::CompletionQueue cq;
+  PendingCalls calls(stub.get());
   constexpr int kCalls = 600;  // all at once: they wait for a "cold start"
-  struct Pending {
-    grpc::ClientContext ctx;
-    core::RPCReply reply;
-    grpc::Status status;
-    std::unique_ptr<grpc::ClientAsyncResponseReader<core::RPCReply>> reader;
-  };
-  std::vector<std::unique_ptr<Pending>> calls;
   for (int i = 0; i < kCalls; ++i) {
-    auto p = std::make_unique<Pending>();
-    p->ctx.set_deadline(std::chrono::system_clock::now() + 30s);
-    p->ctx.AddMetadata("lever-url", "lever://dev.lever/cold//echo");
-    core::RPC rpc;
-    rpc.set_byte_args(std::string(100 << 10, 'p'));  // grows each Stream's buffers
-    p->reader = stub->AsyncHandleRPC(&p->ctx, rpc, &cq);
-    p->reader->Finish(&p->reply, &p->status, p.get());
-    calls.push_back(std::move(p));
+    calls.Start("lever://dev.lever/cold//echo", std::string(100 << 10, 'p'));  // grows each Stream's buffers
   }
   ASSERT_TRUE(router_->WaitCold(kCalls));
   EXPECT_EQ(gateway_->StatsForTest().active_streams, kCalls);
   router_->ReleaseCold();
   int ok = 0;
   for (int n = 0; n < kCalls; ++n) {
-    void* tag;
-    bool got;
-    ASSERT_EQ(cq.AsyncNext(&tag, &got, std::chrono::system_clock::now() + kWait), grpc::CompletionQueue::GOT_EVENT);
-    if (static_cast<Pending*>(tag)->status.ok()) ++ok;
+    bool call_ok = false;
+    ASSERT_TRUE(calls.Next(&call_ok));
+    ok += call_ok;
   }
   EXPECT_EQ(ok, kCalls);
   ASSERT_TRUE(WaitFor([&] { return gateway_->StatsForTest().active_streams == 0; }));
@@ -1210,11 +1211,6 @@ TEST_F(GatewayTest, StreamPoolShrinksAfterABurst) {
   core::RPCReply reply;
   ASSERT_TRUE(Call(stub.get(), "lever://dev.lever/echo//echo", "again", &reply).ok());
   EXPECT_EQ(reply.byte_result(), "again");
-  cq.Shutdown();
-  void* tag;
-  bool got;
-  while (cq.Next(&tag, &got)) {
-  }
 }
 
 // A Lever-Timeout call that ended while its client reads its response
