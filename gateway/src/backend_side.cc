@@ -251,7 +251,8 @@ void BackendConn::Connect() {
 }
 
 void BackendConn::OnConnected() {
-  if (nghttp2_session_client_new2(&session_, SessionCallbacksOfBackend(), this, RelaySessionOption()) != 0) {
+  if (nghttp2_session_client_new3(&session_, SessionCallbacksOfBackend(), this, RelaySessionOption(),
+                                  memory_->mem()) != 0) {
     fail_message_ = "out of memory";
     Close();
     return;

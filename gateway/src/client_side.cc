@@ -180,7 +180,8 @@ ClientConn::ClientConn(WorkerImpl* w, Socket socket, std::string src_env, bool p
 ClientConn::~ClientConn() = default;
 
 bool ClientConn::Init(const std::string& preface) {
-  if (nghttp2_session_server_new2(&session_, SessionCallbacksOfClient(), this, RelaySessionOption()) != 0) {
+  if (nghttp2_session_server_new3(&session_, SessionCallbacksOfClient(), this, RelaySessionOption(),
+                                  memory_->mem()) != 0) {
     return false;
   }
   const RelayConfig& config = w_->config();

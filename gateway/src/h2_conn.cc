@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -80,6 +81,111 @@ std::string PeerAddress(Socket& socket) {
   }
   return "";
 }
+
+// --- SessionMemory -------------------------------------------------------------
+
+namespace {
+// A block's class sits in a 16-byte header in front of it (nghttp2 wants
+// malloc's alignment). kLarge: a plain malloc of that size.
+constexpr size_t kHeader = 16;
+constexpr uint32_t kLarge = UINT32_MAX;
+constexpr size_t ClassBytes(int c) { return size_t{64} << c; }
+int ClassOf(size_t size) {
+  size_t total = size + kHeader;
+  for (int c = 0; c < 7; ++c) {
+    if (total <= ClassBytes(c)) return c;
+  }
+  return -1;
+}
+uint32_t& ClassTag(void* user_ptr) { return *reinterpret_cast<uint32_t*>(static_cast<char*>(user_ptr) - kHeader); }
+}  // namespace
+
+SessionMemory::SessionMemory() : mem_{this, &Malloc, &Free, &Calloc, &Realloc} {}
+
+SessionMemory::~SessionMemory() {
+  for (Block*& head : free_) {
+    while (head != nullptr) {
+      Block* next = head->next;
+      std::free(head);
+      head = next;
+    }
+  }
+}
+
+size_t SessionMemory::idle_bytes() const {
+  size_t n = 0;
+  for (int c = 0; c < kClasses; ++c) n += idle_[c] * ClassBytes(c);
+  return n;
+}
+
+void* SessionMemory::Take(size_t size) {
+  int c = ClassOf(size);
+  void* raw;
+  if (c < 0) {
+    raw = std::malloc(size + kHeader);
+    if (raw == nullptr) return nullptr;
+    *static_cast<uint32_t*>(raw) = kLarge;
+  } else {
+    if (free_[c] != nullptr) {
+      raw = free_[c];
+      free_[c] = free_[c]->next;
+      --idle_[c];
+    } else {
+      raw = std::malloc(ClassBytes(c));
+      if (raw == nullptr) return nullptr;
+    }
+    *static_cast<uint32_t*>(raw) = static_cast<uint32_t>(c);
+  }
+  return static_cast<char*>(raw) + kHeader;
+}
+
+void SessionMemory::Give(void* ptr) {
+  if (ptr == nullptr) return;
+  uint32_t c = ClassTag(ptr);
+  void* raw = static_cast<char*>(ptr) - kHeader;
+  if (c == kLarge || (idle_[c] + 1) * ClassBytes(static_cast<int>(c)) > kMaxIdleBytes) {
+    std::free(raw);
+    return;
+  }
+  auto* b = static_cast<Block*>(raw);
+  b->next = free_[c];
+  free_[c] = b;
+  ++idle_[c];
+}
+
+void* SessionMemory::Malloc(size_t size, void* user) { return static_cast<SessionMemory*>(user)->Take(size); }
+
+void SessionMemory::Free(void* ptr, void* user) { static_cast<SessionMemory*>(user)->Give(ptr); }
+
+void* SessionMemory::Calloc(size_t n, size_t size, void* user) {
+  if (size != 0 && n > SIZE_MAX / size) return nullptr;
+  void* p = static_cast<SessionMemory*>(user)->Take(n * size);
+  if (p != nullptr) std::memset(p, 0, n * size);
+  return p;
+}
+
+void* SessionMemory::Realloc(void* ptr, size_t size, void* user) {
+  auto* self = static_cast<SessionMemory*>(user);
+  if (ptr == nullptr) return self->Take(size);
+  uint32_t c = ClassTag(ptr);
+  if (c == kLarge) {
+    void* raw = std::realloc(static_cast<char*>(ptr) - kHeader, size + kHeader);
+    return raw == nullptr ? nullptr : static_cast<char*>(raw) + kHeader;
+  }
+  size_t have = ClassBytes(static_cast<int>(c)) - kHeader;
+  if (size <= have) return ptr;
+  void* p = self->Take(size);
+  if (p == nullptr) return nullptr;
+  std::memcpy(p, ptr, have);
+  self->Give(ptr);
+  return p;
+}
+
+// --- H2Conn ----------------------------------------------------------------------
+
+H2Conn::H2Conn(WorkerImpl* w, Socket socket) : w_(w), memory_(w->session_memory()), socket_(std::move(socket)) {}
+
+H2Conn::H2Conn(WorkerImpl* w, boost::asio::io_context& io) : w_(w), memory_(w->session_memory()), socket_(io) {}
 
 H2Conn::~H2Conn() {
   if (session_ != nullptr) nghttp2_session_del(session_);

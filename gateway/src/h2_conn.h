@@ -29,6 +29,39 @@ Stream* StreamOf(nghttp2_session* session, int32_t sid);
 // control end to end, relay.md "Flow control").
 const nghttp2_option* RelaySessionOption();
 
+// The memory of a worker's nghttp2 sessions. nghttp2 mallocs and frees
+// small blocks for every stream, frame and header it handles; here they
+// come from per-size-class free lists instead (blocks up to 4 KiB; larger
+// ones go to malloc). One thread at a time: the worker's, or whoever drops
+// its last connection. Each class keeps at most kMaxIdleBytes idle, so a
+// burst does not pin memory for good. Shared by the sessions that use it.
+class SessionMemory {
+ public:
+  static constexpr size_t kMaxIdleBytes = 256u << 10;
+  SessionMemory();
+  ~SessionMemory();
+  SessionMemory(const SessionMemory&) = delete;
+  SessionMemory& operator=(const SessionMemory&) = delete;
+  nghttp2_mem* mem() { return &mem_; }
+  // Idle bytes held in the free lists (tests).
+  size_t idle_bytes() const;
+
+ private:
+  static constexpr int kClasses = 7;  // 64 B .. 4 KiB, headers included
+  struct Block {
+    Block* next;
+  };
+  static void* Malloc(size_t size, void* user);
+  static void Free(void* ptr, void* user);
+  static void* Calloc(size_t n, size_t size, void* user);
+  static void* Realloc(void* ptr, size_t size, void* user);
+  void* Take(size_t size);
+  void Give(void* ptr);
+  nghttp2_mem mem_;
+  std::array<Block*, kClasses> free_{};
+  std::array<size_t, kClasses> idle_{};  // blocks in each list
+};
+
 // One side's nghttp2 callbacks, made once per process by `setup`.
 class SessionCallbacks {
  public:
@@ -47,8 +80,8 @@ class SessionCallbacks {
 
 class H2Conn : public std::enable_shared_from_this<H2Conn> {
  public:
-  H2Conn(WorkerImpl* w, Socket socket) : w_(w), socket_(std::move(socket)) {}
-  H2Conn(WorkerImpl* w, boost::asio::io_context& io) : w_(w), socket_(io) {}
+  H2Conn(WorkerImpl* w, Socket socket);
+  H2Conn(WorkerImpl* w, boost::asio::io_context& io);
   virtual ~H2Conn();
   nghttp2_session* session() const { return session_; }
   WorkerImpl* worker() const { return w_; }
@@ -67,6 +100,8 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   virtual void OnClose() = 0;
 
   WorkerImpl* w_;
+  // The session's allocator (nghttp2_mem for *_new3); outlives the session.
+  std::shared_ptr<SessionMemory> memory_;
   Socket socket_;
   nghttp2_session* session_ = nullptr;
   bool closed_ = false;

@@ -32,7 +32,12 @@ thread_local WorkerImpl* current_worker = nullptr;
 }  // namespace
 
 WorkerImpl::WorkerImpl(size_t index, const RelayConfig& config, host::Router* router)
-    : io_(1), index_(index), serial_(next_worker_serial.fetch_add(1)), config_(config), router_(router) {}
+    : io_(1),
+      index_(index),
+      serial_(next_worker_serial.fetch_add(1)),
+      config_(config),
+      router_(router),
+      session_memory_(std::make_shared<SessionMemory>()) {}
 
 WorkerImpl::~WorkerImpl() {
   {

@@ -28,6 +28,7 @@
 namespace lever::gateway {
 
 class H2Conn;
+class SessionMemory;
 class ClientConn;
 class BackendConn;
 
@@ -155,6 +156,8 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   void AddHttp(Downstream* d);
   void RemoveHttp(Downstream* d);
   std::vector<nghttp2_nv>& nv_scratch() { return nv_scratch_; }
+  // The allocator of this worker's nghttp2 sessions.
+  const std::shared_ptr<SessionMemory>& session_memory() const { return session_memory_; }
 
   // Every worker of this gateway (for /metrics); set by Gateway::Start.
   const std::vector<std::shared_ptr<WorkerImpl>>* siblings = nullptr;
@@ -167,6 +170,7 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   uint32_t serial_;  // process-unique, names the worker in RouteTickets
   RelayConfig config_;
   host::Router* router_;
+  std::shared_ptr<SessionMemory> session_memory_;
   WorkerCounters counters_;
   std::vector<std::unique_ptr<Stream>> all_streams_;  // by slot; null: freed
   std::vector<Stream*> free_streams_;
