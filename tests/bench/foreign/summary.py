@@ -102,7 +102,7 @@ def write_plot(png, script, med, clients, depths):
         g.write("set output '%s'\n" % png)
         g.write("set multiplot layout %d,%d title 'p50 latency against throughput, 64 B unary, one connection, "
                 "1/16/64 calls in flight'\n" % (rows, cols))
-        g.write("set logscale y\nset grid\nset key top left opaque box\n")
+        g.write("set logscale y\nset grid\nset key below horizontal\n")
         g.write("set xlabel 'calls/s'\nset ylabel 'p50 (µs)'\n")
         styles = {"direct": "lc rgb '#777777' dt 2", "nghttpx": "lc rgb '#1f77b4'", "nginx": "lc rgb '#2ca02c'",
                   "leverd": "lc rgb '#d62728' lw 2"}
