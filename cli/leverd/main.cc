@@ -63,6 +63,7 @@ struct Flags {
   size_t max_instances = 16;
   size_t max_waiting_calls = 1000;
   int prestart = 1;
+  bool socket_activation = true;
   size_t max_upload_mib = 30;
   size_t max_unpacked_mib = 256;
   std::vector<std::string> runners = std::vector<std::string>(std::size(kRunners));  // by kRunners' order
@@ -408,6 +409,7 @@ int Run(const Flags& f) {
   host::HostOptions ho;
   ho.process = std::move(process);  // with the runners found above
   ho.process.prestart = f.prestart;
+  ho.process.socket_activation = f.socket_activation;
   ho.runtime = f.runtime;
   ho.docker.host = f.docker_host;
   ho.docker.network = f.docker_network;
@@ -542,6 +544,10 @@ int main(int argc, char** argv) {
                  "Processes forked ahead into their cgroups for the next cold starts (0: fork at each start)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
+  app.add_option("--socket-activation", f.socket_activation,
+                 "Make each process instance's listening socket and pass it in (LEVEROS_LISTEN_FD): calls queue "
+                 "in the kernel until it accepts")
+      ->default_str("true");
   app.add_option("--max-waiting-calls", f.max_waiting_calls,
                  "Calls that may wait for an instance, per service (RESOURCE_EXHAUSTED beyond)")
       ->capture_default_str();

@@ -116,6 +116,7 @@ Status InstanceRows(Host& host, std::string_view env, Array* rows) {
                         {"inFlight", i.calls_in_flight},
                         {"startedAt", IsoTime(i.started_at)},
                         {"node", i.node},
+                        {"socket", i.socket},
                         {"resources", [&] {
                            Array r;
                            for (const auto& name : i.resources) r.push_back(Value(name));

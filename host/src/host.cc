@@ -452,6 +452,7 @@ Status Host::Impl::ListInstances(std::string_view env, std::string_view service,
       info.calls_in_flight = inst->in_flight();
       info.started_at = inst->started_at;
       info.address = inst->address();
+      info.socket = inst->socket_kind;
       for (auto& [name, lease] : svc->leases) {
         if (lease->owner == inst) info.resources.push_back(name);
       }

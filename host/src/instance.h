@@ -123,6 +123,9 @@ class Instance final : public Backend {
 
   bool killed = false;
   bool stop_intended = false;
+  // How it serves, once ready: "inherited" (on the socket leverd passed in,
+  // LEVEROS_LISTEN_FD) or "own" (it bound LEVEROS_LISTEN_ADDR itself).
+  const char* socket_kind = "";
 
   std::weak_ptr<ServiceState> owner;  // set at creation
 
@@ -135,6 +138,12 @@ class Instance final : public Backend {
   std::string out_partial, err_partial;
   bool out_open = false, err_open = false;
   std::string last_line;
+  // Socket activation: the inode of the socket leverd bound (0: none, or the
+  // instance re-made the path), and a connection that waits for the
+  // instance's first HTTP/2 frame (its SETTINGS: it is serving).
+  uint64_t listen_inode = 0;
+  int ready_probe = -1;
+  std::string probe_in;
   // For NewResource/CloseResource, made on first use (service lock held).
   std::shared_ptr<Client> hook_client;
 

@@ -166,6 +166,7 @@ struct OrderHeader {
 };
 constexpr uint32_t kLimitAs = 1;
 constexpr uint32_t kLimitNproc = 2;
+constexpr uint32_t kListenSocket = 4;  // the order carries the listening socket (SCM_RIGHTS)
 constexpr size_t kMaxOrder = 64 << 10;
 constexpr size_t kMaxOrderStrings = 1024;
 
@@ -211,7 +212,9 @@ struct ChildFds {
 
 // A language's runner exec'd ahead (Kind kNode, kPython): what it execs,
 // made before the fork (the child allocates nothing). It gets the order
-// socket as fd 3 (kRunnerOrderFd) and reads its Order there itself.
+// socket as fd 3 (kRunnerOrderFd) and reads its Order there itself. A plain
+// child's entry gets its listening socket as fd 3 instead (socket
+// activation: LEVEROS_LISTEN_FD).
 struct RunnerExec {
   const char* exe = nullptr;
   char* const* argv = nullptr;
@@ -220,6 +223,7 @@ struct RunnerExec {
   uint64_t nproc_limit = 0;
 };
 constexpr int kRunnerOrderFd = 3;
+constexpr int kListenFd = 3;
 
 int AboveStdio(int fd) {
   if (fd < 0 || fd > 2) return fd;
@@ -229,11 +233,12 @@ int AboveStdio(int fd) {
 }
 
 // The forked child's last steps: stdio, working dir, limits, user, exec (of
-// the entry, or of a runner that keeps the order socket as fd 3). Reports
-// the step that failed.
+// the entry, or of a runner), with `fd3` (a runner's order socket, an
+// entry's listening socket, or none: -1) as the one fd it inherits, fd 3.
+// Reports the step that failed.
 [[noreturn]] void BecomeAndExec(ChildFds fds, pid_t parent, bool drop, uid_t uid, gid_t gid, const char* exe,
                                 const char* dir, char* const argv[], char* const envp[], uint32_t flags,
-                                uint64_t as, uint64_t nproc, bool keep_order) {
+                                uint64_t as, uint64_t nproc, int fd3) {
   int err_step = 0;
   struct rlimit as_limit = {as, as};
   struct rlimit nproc_limit = {nproc, nproc};
@@ -255,13 +260,10 @@ int AboveStdio(int fd) {
       if (getppid() != parent) _exit(127);
     }
     syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */);
-    if (keep_order) {
+    if (fd3 >= 0) {
       // The report pipe must stay open until the exec: off fd 3 first.
-      if (fds.report == kRunnerOrderFd) fds.report = fcntl(fds.report, F_DUPFD_CLOEXEC, kRunnerOrderFd + 1);
-      if (fds.report < 0 || (fds.order == kRunnerOrderFd ? fcntl(fds.order, F_SETFD, 0)
-                                                         : dup2(fds.order, kRunnerOrderFd)) < 0) {
-        err_step = 1;
-      }
+      if (fds.report == 3 && fd3 != 3) fds.report = fcntl(fds.report, F_DUPFD_CLOEXEC, 4);
+      if (fds.report < 0 || (fd3 == 3 ? fcntl(fd3, F_SETFD, 0) : dup2(fd3, 3)) < 0) err_step = 1;
     }
     if (err_step == 0) {
       execve(exe, argv, envp);
@@ -306,17 +308,32 @@ int AboveStdio(int fd) {
   syscall(SYS_close_range, next, ~0u, 0u);
   // A runner starts in "/": nothing of leverd's, nothing of a service's yet.
   if (runner) {
+    static_assert(kRunnerOrderFd == 3);
     BecomeAndExec(fds, parent, drop, uid, gid, runner->exe, "/", runner->argv, runner->envp, runner->flags, 0,
-                  runner->nproc_limit, true);
+                  runner->nproc_limit, fds.order);
   }
 
   static_assert(sizeof(OrderHeader) % 8 == 0);
   alignas(8) char buf[kMaxOrder];
   OrderHeader h{};
   size_t have = 0;
+  int listen_fd = -1;  // the listening socket, if the order carries one
   while (true) {
-    ssize_t n = read(fds.order, buf + have, sizeof buf - have);
+    iovec iov = {buf + have, sizeof buf - have};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(fds.order, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n > 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)) &&
+          listen_fd < 0) {
+        std::memcpy(&listen_fd, CMSG_DATA(c), sizeof listen_fd);
+      }
+    }
     if (n <= 0) _exit(have == 0 ? 0 : 127);  // EOF before an order: not needed after all
     have += static_cast<size_t>(n);
     if (have < sizeof h) continue;
@@ -325,6 +342,7 @@ int AboveStdio(int fd) {
     if (have >= h.size) break;
   }
   close(fds.order);
+  if ((h.flags & kListenSocket) != 0 && listen_fd < 0) _exit(127);
   char* strings[kMaxOrderStrings + 2];
   char* p = buf + sizeof h;
   char* end = buf + h.size;
@@ -341,7 +359,7 @@ int AboveStdio(int fd) {
   for (uint32_t i = 0; i < h.envc; ++i) envp[i] = strings[2 + h.argc + i];
   envp[h.envc] = nullptr;
   BecomeAndExec(fds, parent, drop, uid, gid, strings[0], strings[1], argv, envp, h.flags, h.as_limit,
-                h.nproc_limit, false);
+                h.nproc_limit, listen_fd);
 }
 
 // A forked child of leverd up to its exec: in its own cgroups, waiting for
@@ -367,8 +385,15 @@ struct Child {
 
 class ProcessInstance final : public RunningInstance {
  public:
-  ProcessInstance(pid_t pid, int pidfd, int out, int err, std::string mem_cg, std::string pids_cg)
-      : pid_(pid), pidfd_(pidfd), out_(out), err_(err), mem_cg_(std::move(mem_cg)), pids_cg_(std::move(pids_cg)) {}
+  ProcessInstance(pid_t pid, int pidfd, int out, int err, std::string mem_cg, std::string pids_cg,
+                  uint64_t listen_inode)
+      : pid_(pid),
+        pidfd_(pidfd),
+        out_(out),
+        err_(err),
+        mem_cg_(std::move(mem_cg)),
+        pids_cg_(std::move(pids_cg)),
+        listen_inode_(listen_inode) {}
   ~ProcessInstance() override {
     if (!reaped_) {
       Signal(SIGKILL);
@@ -384,6 +409,7 @@ class ProcessInstance final : public RunningInstance {
   int exit_fd() const override { return pidfd_; }
   int stdout_fd() const override { return out_; }
   int stderr_fd() const override { return err_; }
+  uint64_t listen_socket_inode() const override { return listen_inode_; }
   void CloseOutput() override {
     if (out_ >= 0) close(out_);
     if (err_ >= 0) close(err_);
@@ -427,6 +453,7 @@ class ProcessInstance final : public RunningInstance {
   int pidfd_;
   int out_, err_;
   std::string mem_cg_, pids_cg_;
+  const uint64_t listen_inode_;
   bool reaped_ = false;
   int status_ = 0;
 };
@@ -490,14 +517,16 @@ class ProcessRuntime final : public Runtime {
   // or execs that kind's runner, which waits for its order itself.
   Status Fork(Kind kind, Child* child);
   // Names its cgroups after the instance, sets their limits and sends the
-  // order. ABORTED if the child was already dead, or (a runner) cannot take
-  // this instance.
+  // order, with `listen` (a plain child's listening socket, or none).
+  // ABORTED if the child was already dead, or (a runner) cannot take this
+  // instance.
   Status Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv,
-              const std::vector<std::string>& env, Child* child, std::unique_ptr<RunningInstance>* out);
+              const std::vector<std::string>& env, const ListenSocket& listen, Child* child,
+              std::unique_ptr<RunningInstance>* out);
   // Waits for the child's exec: "" once done, else the step that failed.
   static std::string ReadReport(Child* child, const char* chdir_step);
   // The started child becomes the instance.
-  static Status Finish(Child* child, std::unique_ptr<RunningInstance>* out);
+  static Status Finish(Child* child, uint64_t listen_inode, std::unique_ptr<RunningInstance>* out);
   void Discard(Child child, bool reaped);
   // A parked runner of `kind`, else a parked plain child.
   bool TakeParked(Kind kind, Child* child);
@@ -593,17 +622,32 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   if (!parked) {
     if (Status f = Fork(kPlain, &child); !f.ok()) return f;
   }
+  // Socket activation, for a plain child (a runner started ahead binds its
+  // own): the gateway can connect at once, and its calls queue in the kernel
+  // until the instance accepts. Our copy closes when the start is over: the
+  // instance has its own. The instance's user owns the path, as one that
+  // binds its own socket (as before) first removes it.
+  ListenSocket listen;
   for (int attempt = 0;; ++attempt) {
-    s = Hand(spec, exe, argv_s, env_s, &child, out);
-    if (s.ok() || !parked || attempt > 0 || s.code() != Code::kAborted) return s;
+    if (options_.socket_activation && child.kind == kPlain && listen.fd < 0) {
+      s = ListenUnix(spec.listen_path, drop_ ? uid_ : geteuid(), drop_ ? gid_ : getegid(), &listen);
+      if (!s.ok()) {
+        Discard(std::move(child), false);
+        return s;
+      }
+    }
+    s = Hand(spec, exe, argv_s, env_s, listen, &child, out);
+    if (s.ok() || !parked || attempt > 0 || s.code() != Code::kAborted) break;
     // The parked one died before it got its order, or cannot take it: fork
     // one now.
-    if (Status f = Fork(kPlain, &child); !f.ok()) return f;
+    if (s = Fork(kPlain, &child); !s.ok()) break;
   }
+  if (!s.ok() && listen.fd >= 0) unlink(spec.listen_path.c_str());
+  return s;
 }
 
 Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv_s,
-                            const std::vector<std::string>& env_s, Child* child,
+                            const std::vector<std::string>& env_given, const ListenSocket& listen, Child* child,
                             std::unique_ptr<RunningInstance>* out) {
   // A runner that cannot take this instance leaves it to a child forked now.
   auto discard = [&](Status st) {
@@ -638,6 +682,14 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
   order.exe = exe;
   order.dir = spec.code_dir;
   order.argv = &argv_s;
+  // systemd's LISTEN_FDS/LISTEN_PID convention: the fd, and the process it is
+  // for (the instance's children inherit the variables, not the socket).
+  std::vector<std::string> env_s = env_given;
+  if (listen.fd >= 0) {
+    env_s.push_back("LEVEROS_LISTEN_FD=" + std::to_string(kListenFd));
+    env_s.push_back("LEVEROS_LISTEN_PID=" + std::to_string(child->pid));
+    order.flags |= kListenSocket;
+  }
   order.env = &env_s;
   if (child->mem_cg.empty() && spec.config.js_entry.empty() && spec.config.py_entry.empty()) {
     order.flags |= kLimitAs;
@@ -657,7 +709,22 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
   }
   size_t sent = 0;
   while (sent < wire.size()) {
-    ssize_t n = send(child->order, wire.data() + sent, wire.size() - sent, MSG_NOSIGNAL);
+    // The listening socket rides on the order's first bytes.
+    iovec iov = {wire.data() + sent, wire.size() - sent};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (sent == 0 && listen.fd >= 0) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &listen.fd, sizeof listen.fd);
+    }
+    ssize_t n = sendmsg(child->order, &msg, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return discard(Status(Code::kAborted, "the prepared process died"));
     sent += static_cast<size_t>(n);
@@ -668,12 +735,12 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     // It exec'd when it was prepared (the report pipe is gone); what it does
     // with its order (chdir, load the entry, listen) shows in its output and
     // exit, as for a runner started now.
-    return Finish(child, out);
+    return Finish(child, 0, out);
   }
   if (std::string failed = ReadReport(child, "chdir to the code dir"); !failed.empty()) {
     return discard(Status(Code::kFailedPrecondition, "cannot start " + argv_s[0] + ": " + failed));
   }
-  return Finish(child, out);
+  return Finish(child, listen.inode, out);
 }
 
 std::string ProcessRuntime::ReadReport(Child* child, const char* chdir_step) {
@@ -690,11 +757,11 @@ std::string ProcessRuntime::ReadReport(Child* child, const char* chdir_step) {
   return std::string(steps[report[0] >= 1 && report[0] <= 5 ? report[0] : 4]) + ": " + std::strerror(report[1]);
 }
 
-Status ProcessRuntime::Finish(Child* child, std::unique_ptr<RunningInstance>* out) {
+Status ProcessRuntime::Finish(Child* child, uint64_t listen_inode, std::unique_ptr<RunningInstance>* out) {
   fcntl(child->out, F_SETFL, O_NONBLOCK);
   fcntl(child->err, F_SETFL, O_NONBLOCK);
   *out = std::make_unique<ProcessInstance>(child->pid, child->pidfd, child->out, child->err, child->mem_cg,
-                                           child->pids_cg);
+                                           child->pids_cg, listen_inode);
   *child = Child();
   return Status::Ok();
 }

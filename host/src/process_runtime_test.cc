@@ -7,11 +7,14 @@
 // language is in use.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -22,6 +25,7 @@
 
 #include "lever/host/runtime.h"
 #include "testutil.h"
+#include "util.h"
 
 namespace lever::host {
 namespace {
@@ -354,6 +358,125 @@ TEST_F(ProcessRuntimeTest, ARunnerThatCannotBePreStartedIsGivenUpAndStartsAreFor
             "[host] cannot pre-start the Node runtime (/bin/false): exit 1 before it was ready; its services start it "
             "at each cold start");
   for (const ParkedProcess& p : runtime_->Parked()) EXPECT_NE(p.language, "js");
+}
+
+}  // namespace
+}  // namespace lever::host
+
+namespace lever::host {
+namespace {
+
+// The fds of `pid` as their /proc links ("socket:[123]", "/dev/null").
+std::set<std::string> FdLinks(pid_t pid) {
+  std::set<std::string> links;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    links.insert(std::filesystem::read_symlink(e.path(), ec).string());
+  }
+  return links;
+}
+
+std::string FdLink(pid_t pid, int fd) {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec).string();
+}
+
+// The socket bound at `path` as /proc/net/unix has it: "socket:[inode]" and
+// whether it listens (flag __SO_ACCEPTCON); "" if there is none.
+std::string UnixSocketAt(const std::string& path, bool* listening) {
+  std::stringstream table(ReadFileOrEmpty("/proc/net/unix"));
+  std::string line;
+  while (std::getline(table, line)) {
+    std::stringstream row(line);
+    std::string num, refs, proto, flags, type, st, inode, p;
+    if (row >> num >> refs >> proto >> flags >> type >> st >> inode >> p && p == path) {
+      *listening = flags == "00010000";
+      return "socket:[" + inode + "]";
+    }
+  }
+  return "";
+}
+
+bool Connects(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  close(fd);
+  return ok;
+}
+
+// Socket activation: the listening socket at listen_path exists before the
+// instance does anything, is its fd 3 (LEVEROS_LISTEN_FD=3 and its own pid
+// as LEVEROS_LISTEN_PID), and is held by nobody else: not by leverd once
+// started, not by the next instance.
+TEST_F(ProcessRuntimeTest, TheInstancesListeningSocketIsItsFd3AndNobodyElses) {
+  Open();
+  const char* kShow = "echo fd=$LEVEROS_LISTEN_FD pid=$LEVEROS_LISTEN_PID self=$$; exec sleep 100";
+  std::unique_ptr<RunningInstance> a, b;
+  InstanceSpec spec_a = Spec("Inst0000000000000000000000000011", {"/bin/sh", "-c", kShow});
+  ASSERT_TRUE(runtime_->Start(spec_a, &a).ok());
+  std::string pid = std::to_string(a->pid());
+  std::string out;
+  EXPECT_TRUE(ReadUntil(a->stdout_fd(), "fd=3 pid=" + pid + " self=" + pid, &out)) << out;
+
+  bool listening = false;
+  std::string socket_a = UnixSocketAt(spec_a.listen_path, &listening);
+  ASSERT_NE(socket_a, "");
+  EXPECT_TRUE(listening);
+  EXPECT_EQ(FdLink(a->pid(), 3), socket_a);
+  struct stat st;
+  ASSERT_EQ(stat(spec_a.listen_path.c_str(), &st), 0);
+  EXPECT_EQ(a->listen_socket_inode(), st.st_ino);
+  // The instance (a shell, then sleep) never listened: leverd's socket takes
+  // the connection, queued until someone accepts.
+  EXPECT_TRUE(Connects(spec_a.listen_path));
+  EXPECT_EQ(FdLinks(getpid()).count(socket_a), 0u) << "leverd kept its copy";
+
+  InstanceSpec spec_b = Spec("Inst0000000000000000000000000012", {"/bin/sh", "-c", kShow});
+  spec_b.listen_path = dir_.path() + "/b.sock";
+  ASSERT_TRUE(runtime_->Start(spec_b, &b).ok());
+  std::string out_b;
+  EXPECT_TRUE(ReadUntil(b->stdout_fd(), "fd=3", &out_b)) << out_b;
+  std::string socket_b = UnixSocketAt(spec_b.listen_path, &listening);
+  EXPECT_EQ(FdLink(b->pid(), 3), socket_b);
+  EXPECT_NE(socket_b, socket_a);
+  EXPECT_EQ(FdLinks(b->pid()).count(socket_a), 0u) << "the next instance holds the first one's socket";
+}
+
+TEST_F(ProcessRuntimeTest, WithoutSocketActivationTheInstanceGetsNoSocket) {
+  options_.socket_activation = false;
+  Open();
+  std::unique_ptr<RunningInstance> inst;
+  InstanceSpec spec = Spec("Inst0000000000000000000000000013",
+                           {"/bin/sh", "-c", "echo fd=[$LEVEROS_LISTEN_FD]; exec sleep 100"});
+  ASSERT_TRUE(runtime_->Start(spec, &inst).ok());
+  std::string out;
+  EXPECT_TRUE(ReadUntil(inst->stdout_fd(), "fd=[]", &out)) << out;
+  EXPECT_EQ(inst->listen_socket_inode(), 0u);
+  EXPECT_EQ(FdLink(inst->pid(), 3), "");
+  EXPECT_FALSE(std::filesystem::exists(spec.listen_path));
+}
+
+TEST(ListenUnix, ReplacesAStaleSocketListensAndIsCloseOnExec) {
+  TempDir dir;
+  std::string path = dir.path() + "/s.sock";
+  {
+    ListenSocket stale;  // a socket file nobody listens on any more
+    ASSERT_TRUE(ListenUnix(path, geteuid(), getegid(), &stale).ok());
+  }
+  EXPECT_FALSE(Connects(path));
+  ListenSocket s;
+  ASSERT_TRUE(ListenUnix(path, geteuid(), getegid(), &s).ok());
+  EXPECT_TRUE(fcntl(s.fd, F_GETFD) & FD_CLOEXEC) << "no child of leverd but its instance may inherit it";
+  int listening = 0;
+  socklen_t len = sizeof listening;
+  ASSERT_EQ(getsockopt(s.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
+  EXPECT_EQ(listening, 1);
+  EXPECT_TRUE(Connects(path));
+  ListenSocket too_long;
+  EXPECT_EQ(ListenUnix(std::string(200, 'x'), geteuid(), getegid(), &too_long).code(), Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -4,6 +4,9 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +43,34 @@ constexpr size_t kMaxLineBytes = 16 * 1024;
 constexpr auto kFirstBackoff = milliseconds(1);
 constexpr auto kMaxBackoff = milliseconds(100);
 constexpr int kProbesToDeath = 4;
+
+// The HTTP/2 client preface and an empty SETTINGS frame.
+constexpr char kH2Hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+constexpr size_t kFrameHeader = 9;
+
+// Socket activation's readiness check: a connection to the socket leverd made
+// (it connects at once; the kernel queues it until the instance accepts),
+// carrying the HTTP/2 client preface. The instance serves once its first
+// frame, SETTINGS, comes back. -1 if it cannot be made.
+int OpenReadyProbe(const std::string& path) {
+  sockaddr_un sa{};
+  if (path.size() >= sizeof sa.sun_path) return -1;
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      send(fd, kH2Hello, sizeof kH2Hello - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof kH2Hello - 1)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// A frame header of SETTINGS (not an ACK) on stream 0.
+bool IsSettings(std::string_view h) {
+  return h.size() == kFrameHeader && h[3] == 4 && (h[4] & 1) == 0 && h.substr(5) == std::string_view("\0\0\0\0", 4);
+}
 
 }  // namespace
 
@@ -280,6 +311,9 @@ void Supervisor::Run() {
       if (kind == 0) {
         HandleExit(inst);
         need_tick = true;
+      } else if (kind == 3) {
+        HandleReadyProbe(inst);
+        need_tick = true;
       } else {
         ReadOutput(*inst, kind == 2, false);
       }
@@ -420,6 +454,15 @@ void Supervisor::Spawn(const ServicePtr& svc, const std::shared_ptr<Instance>& i
       Watch(inst->proc->stderr_fd(), inst, 2);
       by_socket_name_[inst->socket_path.substr(options_.run_dir.size() + 1)] = inst;
       starting_.insert(inst.get());
+      // Socket activation: ready on the instance's SETTINGS, no polling.
+      if (uint64_t inode = inst->proc->listen_socket_inode(); inode != 0) {
+        inst->listen_inode = inode;
+        inst->ready_probe = OpenReadyProbe(inst->socket_path);
+        if (inst->ready_probe >= 0) {
+          Watch(inst->ready_probe, inst, 3);
+          inst->next_attempt = SteadyTime::max();
+        }
+      }
     }
   }
   Flush(&d);
@@ -434,7 +477,17 @@ void Supervisor::HandleInotify() {
       auto* ev = reinterpret_cast<inotify_event*>(p);
       if (ev->len > 0) {
         auto it = by_socket_name_.find(std::string_view(ev->name));
-        if (it != by_socket_name_.end()) it->second->next_attempt = clock_->Now();
+        if (it != by_socket_name_.end()) {
+          Instance& inst = *it->second;
+          struct stat st;
+          if (inst.listen_inode == 0) {
+            inst.next_attempt = clock_->Now();
+          } else if (stat(inst.socket_path.c_str(), &st) != 0 || st.st_ino != inst.listen_inode) {
+            // Not leverd's socket: the instance made its own (it predates
+            // socket activation). That one tells when it is ready.
+            EndReadyProbe(inst, false);
+          }
+        }
       }
       p += sizeof(inotify_event) + ev->len;
     }
@@ -491,9 +544,53 @@ void Supervisor::EmitLine(Instance& inst, bool is_err, std::string_view line) {
   if (!line.empty()) inst.last_line = std::string(line.substr(0, 512));
 }
 
+void Supervisor::BecomeReadyLocked(ServiceState& svc, Instance& inst, SteadyTime now) {
+  inst.state = InstanceState::kReady;
+  inst.alive_.store(true, std::memory_order_release);
+  inst.Touch();
+  inst.socket_kind = inst.listen_inode != 0 ? "inherited" : "own";
+  svc.crash_streak = 0;
+  if (starting_.erase(&inst)) WakeAt(now);  // room for a queued start
+}
+
+void Supervisor::CloseReadyProbe(Instance& inst) {
+  if (inst.ready_probe < 0) return;
+  Unwatch(inst.ready_probe);
+  close(inst.ready_probe);
+  inst.ready_probe = -1;
+  inst.probe_in.clear();
+}
+
+void Supervisor::EndReadyProbe(Instance& inst, bool serving) {
+  CloseReadyProbe(inst);
+  ServicePtr svc = inst.owner.lock();
+  if (!svc) return;
+  std::lock_guard lock(svc->mu);
+  SteadyTime now = clock_->Now();
+  if (serving) {
+    if (inst.state == InstanceState::kStarting && !svc->removed) BecomeReadyLocked(*svc, inst, now);
+    return;
+  }
+  // It closed the socket unanswered, answered something else, or made its
+  // own: ready as without activation, when its path accepts.
+  inst.listen_inode = 0;
+  inst.next_attempt = now;
+  WakeAt(now);
+}
+
+void Supervisor::HandleReadyProbe(const std::shared_ptr<Instance>& inst) {
+  char buf[kFrameHeader];
+  ssize_t n = read(inst->ready_probe, buf, kFrameHeader - inst->probe_in.size());
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n > 0) inst->probe_in.append(buf, static_cast<size_t>(n));
+  if (n > 0 && inst->probe_in.size() < kFrameHeader) return;
+  EndReadyProbe(*inst, IsSettings(inst->probe_in));
+}
+
 void Supervisor::HandleExit(const std::shared_ptr<Instance>& inst) {
   int ws = 0;
   if (!inst->proc || !inst->proc->Reap(&ws)) return;
+  CloseReadyProbe(*inst);
   ReadOutput(*inst, false, true);
   ReadOutput(*inst, true, true);
   Unwatch(inst->proc->stdout_fd());
@@ -584,13 +681,9 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
   for (size_t i = 0; i < svc.instances.size(); ++i) {
     Instance& inst = *svc.instances[i];
     if (!inst.spawned || svc.removed) continue;
-    if (inst.state == InstanceState::kStarting && now >= inst.next_attempt) {
+    if (inst.state == InstanceState::kStarting && inst.ready_probe < 0 && now >= inst.next_attempt) {
       if (ProbeSocket(inst.socket_path) != Probe::kDead) {
-        inst.state = InstanceState::kReady;
-        inst.alive_.store(true, std::memory_order_release);
-        inst.Touch();
-        svc.crash_streak = 0;
-        if (starting_.erase(&inst)) WakeAt(now);  // room for a queued start
+        BecomeReadyLocked(svc, inst, now);
       } else {
         inst.backoff = std::min<SteadyDuration>(inst.backoff * 2, kMaxBackoff);
         inst.next_attempt = now + inst.backoff;
@@ -883,6 +976,7 @@ void Supervisor::StopAll() {
     std::lock_guard lock(svc->mu);
     routing_.FailWaitersLocked(*svc, Status(Code::kUnavailable, "leverd is shutting down"), &d);
     for (auto& inst : svc->instances) {
+      CloseReadyProbe(*inst);
       if (inst->proc) {
         inst->alive_.store(false);
         inst->state = InstanceState::kStopping;

@@ -103,6 +103,13 @@ class Supervisor {
   void OnClaimDone(const std::weak_ptr<ServiceState>& weak, const std::shared_ptr<ResourceLease>& lease,
                    ResourceClaim result);
   void HandleExit(const std::shared_ptr<Instance>& inst);
+  // Socket activation's readiness (OpenReadyProbe): the probe connection
+  // has something to read; it ends with the instance ready (`serving`: its
+  // SETTINGS came) or checked as without activation.
+  void HandleReadyProbe(const std::shared_ptr<Instance>& inst);
+  void EndReadyProbe(Instance& inst, bool serving);
+  void CloseReadyProbe(Instance& inst);
+  void BecomeReadyLocked(ServiceState& svc, Instance& inst, SteadyTime now);
   void ReadOutput(Instance& inst, bool is_err, bool drain);
   void EmitLine(Instance& inst, bool is_err, std::string_view line);
   void HandleInotify();
@@ -138,7 +145,7 @@ class Supervisor {
   std::unique_ptr<Timer> timer_;
   struct FdRef {
     std::shared_ptr<Instance> inst;
-    int kind;  // 0 exit, 1 stdout, 2 stderr
+    int kind;  // 0 exit, 1 stdout, 2 stderr, 3 ready probe
   };
   std::unordered_map<int, FdRef> fds_;
   StringMap<std::shared_ptr<Instance>> by_socket_name_;

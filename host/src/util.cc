@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -101,6 +103,32 @@ bool WriteAll(int fd, std::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return true;
+}
+
+ListenSocket::~ListenSocket() {
+  if (fd >= 0) close(fd);
+}
+
+Status ListenUnix(const std::string& path, uid_t uid, gid_t gid, ListenSocket* out) {
+  sockaddr_un sa{};
+  if (path.empty() || path.size() >= sizeof sa.sun_path) {
+    return InvalidArgument("socket path \"" + path + "\" is empty or too long for a unix socket");
+  }
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  out->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (out->fd < 0) return ErrnoStatus("socket", errno);
+  unlink(path.c_str());  // a stale socket of a leverd that crashed
+  if (bind(out->fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return ErrnoStatus("bind " + path, errno);
+  struct stat st;
+  if ((uid != geteuid() && chown(path.c_str(), uid, gid) != 0) || stat(path.c_str(), &st) != 0 ||
+      listen(out->fd, SOMAXCONN) != 0) {
+    int err = errno;
+    unlink(path.c_str());
+    return ErrnoStatus("listening on " + path, err);
+  }
+  out->inode = st.st_ino;
+  return Status::Ok();
 }
 
 }  // namespace lever::host

@@ -1,6 +1,9 @@
 // Small helpers shared by host/src.
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -20,5 +23,18 @@ Status ReadSmallFile(const std::string& path, size_t max_bytes, std::string* out
 bool WriteAll(int fd, std::string_view data);
 // "path: strerror(errno)" as INTERNAL.
 Status ErrnoStatus(std::string_view what, int err);
+
+// A listening unix socket (O_CLOEXEC), closed with the object.
+struct ListenSocket {
+  ListenSocket() = default;
+  ListenSocket(const ListenSocket&) = delete;
+  ListenSocket& operator=(const ListenSocket&) = delete;
+  ~ListenSocket();
+  int fd = -1;
+  uint64_t inode = 0;  // of the path, as bound
+};
+// Binds `path` (replacing a stale socket there), owned by uid:gid, and
+// listens with the largest backlog.
+Status ListenUnix(const std::string& path, uid_t uid, gid_t gid, ListenSocket* out);
 
 }  // namespace lever::host

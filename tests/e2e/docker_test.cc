@@ -222,18 +222,9 @@ TEST_F(DockerTest, HelloJsInAContainer) {
 // Built here against this build's liblever (rpath to its dir, which the
 // test's leverd mounts into containers with --docker-mounts).
 TEST_F(DockerTest, HelloGoInAContainer) {
-  std::string libdir = fs::path(LeverPath()).parent_path().parent_path().string() + "/sdk/c";
   TempDir svc;
-  std::ofstream(svc.path() + "/lever.pc") << "libdir=" << libdir << "\nincludedir=" << LEVER_SOURCE_DIR
-                                          << "/sdk/c/include\nName: lever\nDescription: liblever\nVersion: 0.2.0\n"
-                                             "Libs: -L${libdir} -llever\nCflags: -I${includedir}\n";
-  CommandResult build = RunCommand(
-      {"/usr/bin/env", "PKG_CONFIG_PATH=" + svc.path(), "CGO_ENABLED=1", "CGO_LDFLAGS=-Wl,-rpath," + libdir,
-       "PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin", "/bin/sh", "-c",
-       "cd '" + std::string(LEVER_SOURCE_DIR) + "/examples/hello-go' && go build -o '" + svc.path() + "/serve' ."},
-      "", std::chrono::seconds(180));
+  CommandResult build = BuildHelloGo(svc.path());
   ASSERT_EQ(build.exit_code, 0) << "go build of examples/hello-go: " << build.err;
-  fs::remove(svc.path() + "/lever.pc");
   std::ofstream(svc.path() + "/lever.json") << R"({"name":"helloGo","entry":["./serve"],"runtime":"docker"})";
   auto leverd = StartLeverd(false);
   DeployAndSayHello(*leverd, svc.path(), "helloGo", "SayHello");

@@ -30,6 +30,22 @@ std::string LeverPath() { return LEVER_E2E_LEVER; }
 std::string TestServicePath() { return LEVER_E2E_TESTSERVICE; }
 std::string HelloServicePath() { return LEVER_E2E_HELLO; }
 
+CommandResult BuildHelloGo(const std::string& dir) {
+  std::string libdir = fs::path(LeverPath()).parent_path().parent_path().string() + "/sdk/c";
+  std::string pc_dir = dir + "/.pc";
+  fs::create_directories(pc_dir);
+  std::ofstream(pc_dir + "/lever.pc") << "libdir=" << libdir << "\nincludedir=" << LEVER_SOURCE_DIR
+                                      << "/sdk/c/include\nName: lever\nDescription: liblever\nVersion: 0.2.0\n"
+                                         "Libs: -L${libdir} -llever\nCflags: -I${includedir}\n";
+  CommandResult build = RunCommand(
+      {"/usr/bin/env", "PKG_CONFIG_PATH=" + pc_dir, "CGO_ENABLED=1", "CGO_LDFLAGS=-Wl,-rpath," + libdir,
+       "PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin", "/bin/sh", "-c",
+       "cd '" + std::string(LEVER_SOURCE_DIR) + "/examples/hello-go' && go build -o '" + dir + "/serve' ."},
+      "", std::chrono::seconds(180));
+  fs::remove_all(pc_dir);
+  return build;
+}
+
 TempDir::TempDir() {
   char tmpl[] = "/tmp/lever-e2e-XXXXXX";
   char* p = mkdtemp(tmpl);

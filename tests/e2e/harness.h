@@ -48,6 +48,10 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// Builds examples/hello-go as `dir`/serve against this build's liblever (an
+// rpath to its dir); returns the build's result.
+CommandResult BuildHelloGo(const std::string& dir);
+
 // Waits for `pred` with a bounded deadline, re-checking every few ms.
 bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

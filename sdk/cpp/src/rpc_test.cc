@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -1084,6 +1087,60 @@ TEST(ServerLimits, CallsPastTheQueueAreResourceExhausted) {
   }
   EXPECT_EQ(ok, 2);
   server.Shutdown(1s);
+}
+
+}  // namespace
+}  // namespace lever
+
+namespace lever {
+namespace {
+
+// ServerOptions::listen_fd (socket activation): a TCP listening socket given
+// to the server serves, and its port is reported; a bad fd is a clear error.
+TEST(ServerListenFd, ServesOnAGivenTcpSocketAndRefusesOthers) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(lfd, 16), 0);
+  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  int port = ntohs(sa.sin_port);
+  ServerOptions so;
+  so.listen_addr = "127.0.0.1:" + std::to_string(port);
+  so.listen_fd = lfd;
+  Server server(so);
+  ASSERT_TRUE(server.Handle("ping", [](const CallContext&, Array&) { return Result::Of("pong"); }).ok());
+  ASSERT_TRUE(server.Start().ok());
+  EXPECT_TRUE(server.on_listen_fd());
+  EXPECT_EQ(server.port(), port);
+  ClientOptions co;
+  co.force_host = so.listen_addr;
+  Client client(co);
+  Result r = client.Service("dev.lever", "svc").Invoke("ping", {}, CallOptions{kWait});
+  ASSERT_TRUE(r.ok()) << r.ToStatus().ToString();
+  EXPECT_EQ(r.value, Value("pong"));
+  server.Shutdown(std::chrono::milliseconds(0));
+  // Stopped: the socket is closed, as a server that bound its own would.
+  int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_NE(connect(probe, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  close(probe);
+
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  close(pipe_fds[1]);
+  int unbound = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  for (auto [fd, why] : {std::pair{pipe_fds[0], "not a stream socket"}, std::pair{unbound, "not listening"}}) {
+    ServerOptions bad;
+    bad.listen_addr = "unix:/nonexistent/x.sock";
+    bad.listen_fd = fd;
+    Server s(bad);
+    Status st = s.Start();
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.ToString();
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.message();
+    EXPECT_EQ(fcntl(fd, F_GETFD), -1) << "the server took the fd (and closed it)";
+  }
 }
 
 }  // namespace

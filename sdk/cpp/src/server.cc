@@ -9,6 +9,7 @@
 
 #include "buffers.h"
 #include "executor.h"
+#include "fd_listener.h"
 #include "lever/url.h"
 #include "stream_base.h"
 
@@ -251,6 +252,7 @@ class Server::Impl {
   internal::Executor& executor() { return executor_; }
   const ServerOptions& options() const { return options_; }
   int port() const { return port_; }
+  bool on_listen_fd() const { return on_listen_fd_; }
 
  private:
   struct ResourceState {
@@ -265,6 +267,8 @@ class Server::Impl {
   internal::Executor executor_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  internal::FdListener listener_;  // serving on options_.listen_fd
+  bool on_listen_fd_ = false;
   int port_ = 0;
   std::mutex state_mu_;
   std::condition_variable state_cv_;
@@ -751,16 +755,42 @@ Status Server::Impl::Start() {
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // A bounded number of calls per connection (the gateway queues the rest).
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, std::max(1, options_.max_concurrent_streams));
-  builder.AddListeningPort(options_.listen_addr, grpc::InsecureServerCredentials(), &port_);
-  builder.RegisterCallbackGenericService(service_.get());
-  server_ = builder.BuildAndStart();
-  if (!server_) {
+  auto fail = [this](Status s) {
     std::lock_guard<std::mutex> lock(state_mu_);
     started_ = false;
     state_cv_.notify_all();
-    return Status(Code::kUnavailable, "cannot listen on " + options_.listen_addr);
+    return s;
+  };
+  // The socket leverd made (socket activation) serves the address it was
+  // made for, and one Server; a socket the caller gives is theirs to place.
+  int fd = options_.listen_fd;
+  if (fd >= 0 && fd == ProcessEnv().listen_fd) {
+    if (options_.listen_addr != ProcessEnv().listen_addr) {
+      fd = -1;
+    } else if (!internal::ClaimInheritedListenFd()) {
+      return fail(Status(Code::kFailedPrecondition, "the listening socket of LEVEROS_LISTEN_FD serves another "
+                                                    "lever::Server of this process already"));
+    }
   }
-  if (options_.listen_addr.starts_with("unix:")) port_ = 0;
+  if (fd >= 0) {
+    if (Status s = listener_.Open(fd, std::to_string(fd) + " (" + options_.listen_addr + ")", &port_); !s.ok()) {
+      return fail(std::move(s));
+    }
+  } else {
+    builder.AddListeningPort(options_.listen_addr, grpc::InsecureServerCredentials(), &port_);
+  }
+  builder.RegisterCallbackGenericService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_) {
+    listener_.Stop();
+    return fail(Status(Code::kUnavailable, "cannot listen on " + options_.listen_addr));
+  }
+  if (fd >= 0) {
+    on_listen_fd_ = true;
+    listener_.Start(server_.get());
+  } else if (options_.listen_addr.starts_with("unix:")) {
+    port_ = 0;
+  }
   return Status::Ok();
 }
 
@@ -780,6 +810,7 @@ void Server::Impl::Shutdown(std::chrono::milliseconds grace) {
     }
     stopping_ = true;
   }
+  listener_.Stop();  // first: no connection added while shutting down
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   executor_.Shutdown();
   server_->Wait();
@@ -807,6 +838,7 @@ Status Server::HandleStream(std::string name, StreamHandler handler, HandlerOpti
 }
 Status Server::Start() { return impl_->Start(); }
 int Server::port() const { return impl_->port(); }
+bool Server::on_listen_fd() const { return impl_->on_listen_fd(); }
 void Server::Wait() { impl_->Wait(); }
 void Server::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdown(grace); }
 std::vector<std::string> Server::ResourcesForTest() const { return impl_->Resources(); }

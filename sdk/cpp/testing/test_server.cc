@@ -1,6 +1,7 @@
 // A Lever instance for cross-process tests: serves the test handlers on
 // LEVEROS_LISTEN_ADDR until SIGTERM or SIGINT, then shuts down gracefully and
-// exits 0. Prints "listening <port>" once serving.
+// exits 0. Prints "listening <port> fd|bound" once serving (fd: on the
+// inherited LEVEROS_LISTEN_FD).
 #include <signal.h>
 
 #include <cstdio>
@@ -25,7 +26,7 @@ int main() {
     return 1;
   }
   // The bound port (0 for unix sockets), for parents that asked for port 0.
-  std::printf("listening %d\n", server.port());
+  std::printf("listening %d %s\n", server.port(), server.on_listen_fd() ? "fd" : "bound");
   std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);

@@ -1,33 +1,60 @@
 #!/usr/bin/env bash
-# Cold start of the process runtime: the first call to a scaled-to-zero C++
-# service until its reply (curl over the HTTP API), beside a warm call right
-# after it, with leverd's --prestart 0 and 1 interleaved in one run.
+# Cold start of the process runtime: the first call to a scaled-to-zero
+# hello service until its reply (curl over the HTTP API), beside a warm call
+# right after it. Interleaved in each round, one leverd each:
+#   cpp-shared-noact  C++ (gRPC as shared libraries), --socket-activation false
+#   cpp-shared        the same binary, socket activation (the default)
+#   cpp-static        C++ linked to gRPC statically (examples/hello-cpp's serve)
+#   go-noact / go     Go (cgo over liblever.so), without and with activation
 #   tests/bench/coldstart/coldstart.sh [build dir] [runs per round] [rounds]
 # Not a test: it prints figures for docs/BENCHMARKS.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 build=$(cd "${1:-$root/build/main}" && pwd)
-runs=${2:-12}
+runs=${2:-10}
 rounds=${3:-2}
 tmp=$(mktemp -d /tmp/lever-coldstart-XXXXXX)
 chmod 755 "$tmp"  # process instances run as another user under a root leverd
 leverd_pid=
 trap '[ -n "$leverd_pid" ] && kill "$leverd_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-mkdir "$tmp/svc"
-cp "$root/examples/hello-cpp/lever.json" "$build/examples/hello-cpp/serve" "$tmp/svc/"
 
 source "$root/tests/bench/coldstart/lib.sh"
 
-one_round() {  # prestart
-  local log=$tmp/leverd-$1.log port
-  "$build/cli/leverd" --listen 127.0.0.1:0 --data-dir "$tmp/data-$1" --idle-timeout 300ms --prestart "$1" 2> "$log" &
+# The services: lever.json and serve in $tmp/<name>.
+for v in cpp-shared cpp-static go; do mkdir "$tmp/$v"; done
+cp "$root/examples/hello-cpp/lever.json" "$build/examples/hello-cpp/serve-shared" "$tmp/cpp-shared/"
+mv "$tmp/cpp-shared/serve-shared" "$tmp/cpp-shared/serve"
+cp "$root/examples/hello-cpp/lever.json" "$build/examples/hello-cpp/serve" "$tmp/cpp-static/"
+cp "$root/examples/hello-go/lever.json" "$tmp/go/"
+libdir="$build/sdk/c"
+cat > "$tmp/lever.pc" <<EOF
+Name: lever
+Description: liblever
+Version: 0.2.0
+Libs: -L$libdir -llever
+Cflags: -I$root/sdk/c/include
+EOF
+(cd "$root/examples/hello-go" && PKG_CONFIG_PATH=$tmp CGO_ENABLED=1 CGO_LDFLAGS="-Wl,-rpath,$libdir" \
+  go build -o "$tmp/go/serve" .)
+chmod -R a+rX "$libdir"
+
+one_round() {  # label service-dir method leverd-flags...
+  local label=$1 svc=$2 method=$3 log=$tmp/leverd-$1.log port
+  shift 3
+  "$build/cli/leverd" --listen 127.0.0.1:0 --data-dir "$tmp/data-$label" --idle-timeout 300ms "$@" 2> "$log" &
   leverd_pid=$!
   port=$(leverd_port "$log")
-  "$build/cli/lever" -H "127.0.0.1:$port" deploy "$tmp/svc" > /dev/null 2>&1
-  measure "prestart=$1" "$port" "$runs" 0.2  # the pool refills after the instance stopped
+  "$build/cli/lever" -H "127.0.0.1:$port" deploy "$tmp/$svc" > /dev/null 2>&1
+  measure "$label" "$port" "$runs" 0.2 "$method"  # the parked child refills after the instance stopped
   kill "$leverd_pid"; wait "$leverd_pid" || true; leverd_pid=
-  rm -rf "$tmp/data-$1"
+  rm -rf "$tmp/data-$label"
 }
 
-for r in $(seq 1 "$rounds"); do one_round 0; one_round 1; done
+for r in $(seq 1 "$rounds"); do
+  one_round cpp-shared-noact cpp-shared sayHello --socket-activation false
+  one_round cpp-shared cpp-shared sayHello
+  one_round cpp-static cpp-static sayHello
+  one_round go-noact go SayHello --socket-activation false
+  one_round go go SayHello
+done
 summarize

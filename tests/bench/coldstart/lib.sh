@@ -15,21 +15,21 @@ leverd_port() {
 
 instances() { "$build/cli/lever" -H "127.0.0.1:$1" ps --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["instances"]))'; }
 
-call() {
+call() {  # PORT [METHOD]
   curl -sf -o /dev/null -w '%{time_total}\n' -X POST -H 'Content-Type: application/json' --data '["w"]' \
-    "http://127.0.0.1:$1/helloService/sayHello?forceenv=dev.lever"
+    "http://127.0.0.1:$1/helloService/${2:-sayHello}?forceenv=dev.lever"
 }
 
-# measure LABEL PORT RUNS SETTLE: RUNS times, waits for the service at PORT to
-# be at zero instances, lets SETTLE seconds pass (the runtime tidies up after
-# a stop; this is a benchmark, not a test), then times a cold call and a warm
-# one right after it, appending "LABEL cold warm" to $tmp/results.
+# measure LABEL PORT RUNS SETTLE [METHOD]: RUNS times, waits for the service
+# at PORT to be at zero instances, lets SETTLE seconds pass (the runtime tidies
+# up after a stop; this is a benchmark, not a test), then times a cold call
+# and a warm one right after it, appending "LABEL cold warm" to $tmp/results.
 measure() {
   local i j
   for i in $(seq 1 "$3"); do
     for j in $(seq 1 200); do [ "$(instances "$2")" = 0 ] && break; sleep 0.05; done
     sleep "$4"
-    echo "$1 $(call "$2") $(call "$2")" >> "$tmp/results"
+    echo "$1 $(call "$2" "${5:-sayHello}") $(call "$2" "${5:-sayHello}")" >> "$tmp/results"
   done
 }
 

@@ -62,7 +62,11 @@ int main(int argc, char** argv) {
   // --exit-now CODE: print a line and exit before listening (a bad version).
   // --token-log PATH: NewResource, CloseResource and Fenced append
   //   "new|close|call <resource> <fencing token> <instance>" (cluster resources).
+  // --own-socket 1: bind LEVEROS_LISTEN_ADDR, ignoring the socket leverd
+  //   passed in (LEVEROS_LISTEN_FD), as binaries from before socket
+  //   activation do.
   std::string resource_log, token_log;
+  lever::ServerOptions server_options;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--exit-if-exists" && access(value.c_str(), F_OK) == 0) {
@@ -75,6 +79,7 @@ int main(int argc, char** argv) {
     }
     if (flag == "--resource-log") resource_log = value;
     if (flag == "--token-log") token_log = value;
+    if (flag == "--own-socket") server_options.listen_fd = -1;
     // --slow-start-if-exists PATH: wait up to 60 s before listening while
     // PATH exists (a cold start that takes its time).
     if (flag == "--slow-start-if-exists") {
@@ -83,7 +88,14 @@ int main(int argc, char** argv) {
       }
     }
   }
-  lever::Server server;
+  lever::Server server(server_options);
+  // Whether it serves on the socket leverd made (socket activation).
+  (void)server.Handle("ListenFd", [&server](const CallContext&, Array&) {
+    return Result::Of(Value(lever::Map{{"onListenFd", server.on_listen_fd()},
+                                       {"LEVEROS_LISTEN_FD", Env("LEVEROS_LISTEN_FD")},
+                                       {"LEVEROS_LISTEN_PID", Env("LEVEROS_LISTEN_PID")},
+                                       {"pid", static_cast<int64_t>(getpid())}}));
+  });
   // The fencing token leverd sends with every call for a resource in a
   // cluster (docs/cluster.md), "-" without one.
   auto token_line = [token_log](const char* kind, const CallContext& ctx) {

@@ -146,6 +146,9 @@ struct InstanceInfo {
   int64_t calls_in_flight = 0;
   std::chrono::system_clock::time_point started_at;
   std::string address;  // "unix:/..." once known
+  // Once ready: "inherited" (it serves on the socket leverd made, passed in
+  // as LEVEROS_LISTEN_FD) or "own" (it bound LEVEROS_LISTEN_ADDR itself).
+  std::string socket;
   std::vector<std::string> resources;  // resources it owns, sorted
   std::string node;  // the node it runs on (empty on a single node)
 };

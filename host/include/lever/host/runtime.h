@@ -55,6 +55,11 @@ class RunningInstance {
   virtual int stdout_fd() const = 0;
   virtual int stderr_fd() const = 0;
   virtual void CloseOutput() = 0;
+  // Socket activation: the inode of the unix socket leverd bound at the
+  // spec's listen_path and passed in as LEVEROS_LISTEN_FD, or 0 when the
+  // instance binds its own (docker, or activation off). An instance that
+  // ignores the fd re-makes the path: another inode.
+  virtual uint64_t listen_socket_inode() const { return 0; }
   // Collects the exit status without blocking: true once exited, with the
   // wait(2) status in *wait_status.
   virtual bool Reap(int* wait_status) = 0;
@@ -134,6 +139,11 @@ struct ProcessRuntimeOptions {
   //   start of any service of that language takes one; the pool refills
   //   in the background, and replaces one that dies.
   int prestart = 1;
+  // Socket activation: leverd makes each instance's listening socket at its
+  // listen_path and passes it in as fd 3 (LEVEROS_LISTEN_FD=3,
+  // LEVEROS_LISTEN_PID=<its pid>), so calls queue in the kernel until it
+  // accepts. false: the instance binds LEVEROS_LISTEN_ADDR itself. Default true.
+  bool socket_activation = true;
   std::chrono::steady_clock::duration prestart_max_age = std::chrono::seconds(60);
   // Where the runtime writes what an operator should see (e.g. a runner that
   // cannot be pre-started), one line each; may be empty. Called from the

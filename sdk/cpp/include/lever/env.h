@@ -15,6 +15,12 @@ struct InstanceEnv {
   // LEVEROS_LISTEN_ADDR: "unix:/abs/path.sock" or "host:port". Default
   // "0.0.0.0:3837", the original's instance port.
   std::string listen_addr;
+  // LEVEROS_LISTEN_FD: the listening socket leverd made for listen_addr and
+  // passed in (socket activation, DESIGN.md "Processes"; leverd passes fd 3),
+  // with LEVEROS_LISTEN_PID naming the process it is meant for. -1 when unset,
+  // not a number >= 3, or meant for another process (a child of the instance
+  // inherits the variables, not the socket's meaning).
+  int listen_fd = -1;
   // LEVEROS_INTERNAL_RPC_GATEWAY: where an instance dials internal envs and
   // its own env ("unix:/abs/path.sock" or "host:port"); empty outside instances.
   std::string internal_rpc_gateway;

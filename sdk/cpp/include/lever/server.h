@@ -143,6 +143,12 @@ struct ServerOptions {
   // "unix:/abs/path.sock" or "host:port" (port 0 picks a free port, see
   // Server::port()). Default: LEVEROS_LISTEN_ADDR, else "0.0.0.0:3837".
   std::string listen_addr = ProcessEnv().listen_addr;
+  // A listening stream socket (unix or TCP) to serve on instead of binding
+  // listen_addr, which then only names it in messages. Ownership: the server
+  // takes it (and closes it when it stops). Default: the socket leverd made
+  // and passed in (LEVEROS_LISTEN_FD), used only while listen_addr is
+  // LEVEROS_LISTEN_ADDR, and by one Server per process; -1: bind listen_addr.
+  int listen_fd = ProcessEnv().listen_fd;
   // Upper bound on worker threads; the pool starts empty and grows while
   // every worker is busy. Default 1024. Range: >= 1.
   int max_workers = 1024;
@@ -179,6 +185,9 @@ class Server {
   Status Start();
   // The bound TCP port (after Start), 0 for unix sockets.
   int port() const;
+  // Whether Start served on ServerOptions::listen_fd (the socket leverd
+  // passed in) instead of binding listen_addr.
+  bool on_listen_fd() const;
   // Blocks until Shutdown has finished.
   void Wait();
   // Stops accepting calls, lets in-flight calls finish until `grace` passes,
