@@ -511,11 +511,18 @@ TEST_F(LimitsTest, ConnectionsBeyondTheCapAreRefusedWithGoaway) {
   Start({"--max-connections=2"});
   client_.reset();  // the SDK client's connection would count
   ASSERT_TRUE(WaitUntil([&] { return Metric("lever_gateway_grpc_connections") == 0; }, std::chrono::seconds(10)));
-  // (No /metrics while full: that request would be refused too.)
-  auto a = std::make_unique<H2>(leverd_->port());
-  auto b = std::make_unique<H2>(leverd_->port());
-  ASSERT_TRUE(a->Handshake());
-  ASSERT_TRUE(b->Handshake());
+  // (No /metrics while full: that request would be refused too.) The
+  // /metrics connection just used may still count until leverd has seen it
+  // close, so the two that fill the cap try again until they are in.
+  auto enter = [&](std::unique_ptr<H2>& c) {
+    return WaitUntil([&] {
+      c = std::make_unique<H2>(leverd_->port());
+      return c->Handshake();
+    }, std::chrono::seconds(10));
+  };
+  std::unique_ptr<H2> a, b;
+  ASSERT_TRUE(enter(a));
+  ASSERT_TRUE(enter(b));
   H2 refused(leverd_->port());
   ASSERT_TRUE(refused.Preface());
   refused.Send(kSettings, 0, 0);
