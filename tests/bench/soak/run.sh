@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Soak (docs/BENCHMARKS.md, "Soak"): one leverd under 10 minutes of steady mixed
 # load, sampling its RSS every 10 s:
-#   - unary gRPC: ghz (grpc-go), 100 calls/s on one connection, 4 in flight;
+#   - unary gRPC: ghz (grpc-go), 100 calls/s on one connection, 4 in flight
+#     (a count of calls, not a duration: ghz cuts off the calls in flight
+#     when a duration ends);
 #   - HTTP: wrk, 4 keep-alive connections cycling a JSON echo, a 256 KiB bytes
 #     reply and a 64 KiB JSON reply, each pausing 80 ms between requests
 #     (~50 requests/s in all);
@@ -53,7 +55,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$leverd_pid/status"; }
 # --- load -----------------------------------------------------------------------
 "$ghz" --insecure --proto "$root/sdk/cpp/proto/leverrpc.proto" --call core.LeverRPC/HandleRPC \
   -d '{"args":{"element":[{"json_string":"soak"}]}}' -m '{"lever-url":"lever://dev.lever/soaksvc//Echo"}' \
-  --connections=1 -c 4 --rps 100 -z "${seconds}s" -O json "127.0.0.1:$port" > "$tmp/ghz.json" 2> "$tmp/ghz.err" &
+  --connections=1 -c 4 --rps 100 -n $(( seconds * 100 )) -O json "127.0.0.1:$port" > "$tmp/ghz.json" 2> "$tmp/ghz.err" &
 pids+=($!)
 DELAY_MS=80 wrk -t1 -c4 -d"${seconds}s" -s "$root/tests/bench/soak/mix.lua" "$http" > "$tmp/wrk.txt" 2>&1 &
 pids+=($!)
@@ -115,6 +117,8 @@ dist = g.get("statusCodeDistribution", {})
 print(f"ghz: {g['count']} calls, {g['rps']:.1f}/s, status {dist}, p50 "
       f"{next((l['latency'] for l in g.get('latencyDistribution') or [] if l['percentage'] == 50), 0) / 1e3:.0f} us")
 failures += sum(v for k, v in dist.items() if k != "OK")
+for err, n in (g.get("errorDistribution") or {}).items():
+    print(f"  ghz error x{n}: {err}")
 w = open(f"{tmp}/wrk.txt").read()
 reqs = re.search(r"(\d+) requests in", w)
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", w)
@@ -130,5 +134,8 @@ kills = open(f"{tmp}/kills.txt").read().strip() if __import__("os").path.exists(
 print(f"victim: {kills} instance kills, {vok} calls served, {vbad} failed (not counted)")
 ok = failures == 0 and abs(drift) <= 10
 print("PASS" if ok else f"FAIL: {failures} failed calls, RSS drift {drift:+.1f}%")
+if not ok:
+    print("leverd's log, last lines:")
+    print("".join(open(f"{tmp}/leverd.log").readlines()[-20:]))
 sys.exit(0 if ok else 1)
 PY
