@@ -349,10 +349,20 @@ void Routing::ReleaseWaitersLocked(ServiceState& svc, SteadyTime now, Deferred* 
     svc.waiters.resize(kept);
   }
   while (!svc.waiters.empty() && svc.waiters.front().deadline <= now) {
-    d->Answer(std::move(svc.waiters.front().done),
-              RouteResult{Status(Code::kUnavailable, ServiceUrl(svc.env, svc.name) + " did not start within " +
-                                                         Seconds(options_.cold_start_wait) + " s"),
-                          nullptr});
+    Waiter& w = svc.waiters.front();
+    std::string why = " did not start within " + Seconds(options_.cold_start_wait) + " s";
+    // In a cluster a resource's call may wait for an owner rather than an
+    // instance: say so.
+    bool usable = false;
+    for (auto& inst : svc.instances) usable |= UsableLocked(svc, *inst);
+    if (owners_ && !w.resource.empty() && (usable || svc.holders.find(w.resource) != svc.holders.end())) {
+      why = " resource " + w.resource + " got no owner that could serve it within " +
+            Seconds(options_.cold_start_wait) +
+            " s (this node's etcd lease ended and etcd has not answered since, or its owner's node is unreachable "
+            "and its lease has not ended yet)";
+    }
+    d->Answer(std::move(w.done),
+              RouteResult{Status(Code::kUnavailable, ServiceUrl(svc.env, svc.name) + why), nullptr});
     svc.waiters.pop_front();
   }
 }

@@ -2,7 +2,8 @@
 // across nodes"): real etcd, real leverd nodes. Calls for a resource through
 // any node reach one instance; the resources of a node killed with SIGKILL
 // are owned elsewhere about one lease TTL later; a node paused past its
-// lease (SIGSTOP) serves none of its old resources after SIGCONT. The test
+// lease (SIGSTOP) serves none of its old resources after SIGCONT, nor does a
+// node cut from etcd once its lease ended. The test
 // service logs the fencing token of every call it serves (one shared file,
 // in the order served across all instances), and the log shows there were
 // never two owners at once: per resource, tokens never go back, and each
@@ -118,6 +119,19 @@ class ClusterResourcesE2E : public ClusterFixture {
       }
     }
     return calls;
+  }
+
+  // Whether the owner that served `s` got CloseResource for `resource`
+  // under its token (waits a little: it is sent in the background).
+  bool Closed(const std::string& resource, const Served& s) {
+    std::string close = "close " + resource + " " + std::to_string(s.token) + " " + s.instance;
+    return WaitUntil(
+        [&] {
+          std::ifstream in(log_);
+          std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+          return all.find(close) != std::string::npos;
+        },
+        seconds(10));
   }
 
   // Every resource key in etcd and its mod revision (its last write).
@@ -250,16 +264,35 @@ TEST_F(ClusterResourcesE2E, AnOwnerPausedPastItsLeaseServesNoneOfItsResourcesAft
   ASSERT_TRUE(WaitUntil([&] { return NodeNames(n1).size() == 2; }, seconds(15)));
   EXPECT_GE(CheckTokenLog(), before.size() * 3);
   for (const auto& [res, old] : before) {
-    std::string close = "close " + res + " " + std::to_string(old.token) + " " + old.instance;
-    EXPECT_TRUE(WaitUntil(
-        [&] {
-          std::ifstream in(log_);
-          std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-          return all.find(close) != std::string::npos;
-        },
-        seconds(10)))
-        << res << ": no CloseResource on n3's instance after its lease ended";
+    EXPECT_TRUE(Closed(res, old)) << res << ": no CloseResource on n3's instance after its lease ended";
   }
+}
+
+// Cut from etcd (every member killed), a node keeps serving calls without a
+// resource, but its resources only while its lease lives by its own clock:
+// then their calls fail clearly (nobody could tell who owns them), and once
+// etcd is back they are owned again, under a larger token.
+TEST_F(ClusterResourcesE2E, CutFromEtcdAnOwnerStopsServingItsResourcesUntilEtcdIsBack) {
+  Node n1 = StartNode("n1", kClusterToken, {"--cold-start-wait", "2s"});
+  DeployOn(n1, "cut");
+  ASSERT_TRUE(AllReady({&n1}, "cut"));
+  Served first = Call(n1, "cut", "order/1");
+  ASSERT_TRUE(first.ok) << first.why;
+  for (int i = 0; i < etcd_->size(); ++i) etcd_->Kill(i);
+  Served s;
+  ASSERT_TRUE(WaitUntil([&] { return !(s = Call(n1, "cut", "order/1")).ok; }, seconds(15)))
+      << "still served with token " << s.token << " long after the lease ended";
+  EXPECT_NE(s.why.find("UNAVAILABLE"), std::string::npos) << s.why;
+  EXPECT_NE(s.why.find("got no owner that could serve it"), std::string::npos) << s.why;
+  EXPECT_TRUE(Closed("order/1", first)) << "no CloseResource once the lease ended";
+  // A call without a resource is still served.
+  Result plain = n1->NewClient()->Service("dev.lever", "cut").Invoke("BasicHello", {"x"}, CallOptions{seconds(10)});
+  EXPECT_TRUE(plain.ok()) << plain.status.ToString();
+  ASSERT_TRUE(etcd_->RestartAll().ok());
+  Served back;
+  ASSERT_TRUE(WaitUntil([&] { return (back = Call(n1, "cut", "order/1")).ok; }, seconds(30))) << back.why;
+  EXPECT_GT(back.token, first.token);
+  EXPECT_GE(CheckTokenLog(), size_t{2});
 }
 
 }  // namespace
