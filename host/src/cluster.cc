@@ -214,6 +214,8 @@ void Cluster::OnInstances(const std::vector<etcd::Change>& changes) {
       ns.peak = Figure(v, "peak");
       ns.waiting = std::clamp<int64_t>(Int(v, "waiting"), 0, 1 << 20);
       ns.recent = v.contains("recent") && v["recent"].is_boolean() && v["recent"].get<bool>();
+      ns.rollout = Int(v, "rollout");
+      ns.rollout_instances = std::clamp<int64_t>(Int(v, "rollout_instances"), 0, 1024);
       if (v.contains("instances") && v["instances"].is_array()) {
         for (const Json& id : v["instances"]) {
           if (id.is_string() && ns.ready.size() < 1024) ns.ready.push_back(id.get<std::string>());
@@ -261,7 +263,11 @@ uint64_t Cluster::PeerLoads(const std::string& env, const std::string& service, 
       if (it != svc->second.end()) ns = &it->second;
     }
     if (ns) {
-      if (ns->version == live_version) p.instances = static_cast<int64_t>(ns->ready.size()) + ns->starting;
+      if (ns->version == live_version) {
+        p.instances = static_cast<int64_t>(ns->ready.size()) + ns->starting;
+      } else if (ns->rollout == live_version) {
+        p.instances = ns->rollout_instances;  // it has not switched yet: its new instances count
+      }
       p.load = ns->load;
       p.peak = ns->peak;
       p.waiting = ns->waiting > 0;
@@ -299,12 +305,16 @@ void Cluster::Publish(std::vector<ServiceLoad> loads) {
     std::string key = InstKey(l.env, l.service);
     double load = Tenth(l.load), peak = Tenth(l.peak);
     if (l.ready.empty() && l.in_flight == 0 && l.starting == 0 && l.waiting == 0 && load == 0 && peak == 0 &&
-        !l.recent) {
+        !l.recent && l.rollout_instances == 0) {
       continue;  // nothing here: no key
     }
     seen.insert(key);
     Json v = {{"version", l.version}, {"instances", l.ready}, {"in_flight", l.in_flight}, {"starting", l.starting},
               {"load", load},         {"peak", peak},         {"waiting", l.waiting},     {"recent", l.recent}};
+    if (l.rollout > 0) {
+      v["rollout"] = l.rollout;
+      v["rollout_instances"] = l.rollout_instances;
+    }
     wanted_[key] = v.dump();
   }
   std::erase_if(wanted_, [&](const auto& e) { return e.first.starts_with(prefix) && !seen.count(e.first); });

@@ -112,6 +112,7 @@ class Cluster {
     double load = 0, peak = 0;
     int64_t waiting = 0;
     bool recent = false;
+    int64_t rollout = 0, rollout_instances = 0;
   };
   void OnNodes(const std::vector<etcd::Change>& changes);
   void OnInstances(const std::vector<etcd::Change>& changes);

@@ -265,25 +265,29 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
     plan.reason = "min";
   }
   desired = std::min<int64_t>(desired, static_cast<int64_t>(o.max_instances) * nodes);
-  const int64_t share = view.peers.empty()
+  const int64_t split = view.peers.empty()
                             ? desired
                             : std::max(min, ClusterShare(desired, current, view.rank, view.waiters > 0, view.peers,
                                                          min, static_cast<int64_t>(o.max_instances)));
   plan.desired = desired;
-  plan.share = share;
+  // Calls waiting here with no instance of ours: one here, whatever the
+  // split says (a call another node relayed here waits for this node's
+  // instance: it is never relayed on).
+  plan.share = view.waiters > 0 && current == 0 ? std::max<int64_t>(split, 1) : split;
+  const int64_t share_here = plan.share;
   if (recent_here && view.concurrency_now <= 0) wake_at(last_call + o.idle_timeout);
 
   size_t in_use = plan.start_rollout;  // instances that count against max_instances
   for (size_t i = 0; i < n; ++i) {
     if (active(i)) ++in_use;
   }
-  if (current < share) {
+  if (current < share_here) {
     if (now < view.restart_after) {
       wake_at(view.restart_after);
     } else if (live_view.config_ok && in_use < o.max_instances) {
-      plan.start = std::min<size_t>(static_cast<size_t>(share - current), o.max_instances - in_use);
+      plan.start = std::min<size_t>(static_cast<size_t>(share_here - current), o.max_instances - in_use);
     }
-  } else if (current > share) {
+  } else if (current > share_here) {
     // Victims: starting ones first, then those owning the fewest resources,
     // then the least busy, then the newest.
     std::stable_sort(serving.begin(), serving.end(), [&](size_t a, size_t b) {
@@ -299,7 +303,7 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
       bool starting = view.instances[i].state == InstanceState::kStarting;
       stop(i, starting ? Plan::StopKind::kTerm : Plan::StopKind::kDrain, why);
     };
-    if (share == 0 && desired == 0) {
+    if (share_here == 0 && desired == 0) {
       for (size_t i : serving) retire(i, "idle");
     } else if (!panicking && now - view.last_scale_down >= tick) {
       retire(serving.front(), "scaled down");

@@ -84,6 +84,10 @@ struct ServiceLoad {
   double peak = 0;
   int64_t waiting = 0;   // calls waiting for an instance here
   bool recent = false;   // called here within the idle period
+  // A rollout here: its version and its instances (starting or ready), so
+  // that a node that learns of the new live version first counts them.
+  int64_t rollout = 0;
+  int64_t rollout_instances = 0;
 };
 
 }  // namespace lever::host

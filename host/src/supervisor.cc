@@ -666,6 +666,13 @@ void Supervisor::Tick() {
       l.peak = svc->scaler.local_peak;
       l.waiting = static_cast<int64_t>(svc->waiters.size());
       l.recent = now - svc->last_call < options_.lifecycle.idle_timeout;
+      if (svc->rollout.version > 0) {
+        l.rollout = svc->rollout.version;
+        for (auto& inst : svc->instances) {
+          l.rollout_instances += inst->version == l.rollout && (inst->state == InstanceState::kStarting ||
+                                                                 inst->state == InstanceState::kReady);
+        }
+      }
       loads.push_back(std::move(l));
     }
   }
