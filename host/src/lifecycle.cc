@@ -270,10 +270,10 @@ Plan Decide(const ServiceView& view, const LifecycleOptions& o, SteadyTime now) 
                             : std::max(min, ClusterShare(desired, current, view.rank, view.waiters > 0, view.peers,
                                                          min, static_cast<int64_t>(o.max_instances)));
   plan.desired = desired;
-  // Calls waiting here with no instance of ours: one here, whatever the
-  // split says (a call another node relayed here waits for this node's
-  // instance: it is never relayed on).
-  plan.share = view.waiters > 0 && current == 0 ? std::max<int64_t>(split, 1) : split;
+  // Calls relayed here by another node wait for an instance of this node
+  // (they are never relayed on): one here, whatever the split says. (A call
+  // that arrived here goes to another node's instance once one is known.)
+  plan.share = view.relayed_waiters > 0 && current == 0 ? std::max<int64_t>(split, 1) : split;
   const int64_t share_here = plan.share;
   if (recent_here && view.concurrency_now <= 0) wake_at(last_call + o.idle_timeout);
 

@@ -122,6 +122,7 @@ struct ServiceView {
   std::vector<InstanceView> instances;
   std::vector<LeaseView> leases;
   size_t waiters = 0;                  // calls waiting for a cold start
+  size_t relayed_waiters = 0;          // of those, calls another node relayed here
   SteadyTime first_waiter_deadline{};  // of the oldest one
   SteadyTime restart_after{};          // crash-loop backoff
   // Autoscaler inputs and memory.

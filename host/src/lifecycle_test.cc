@@ -683,12 +683,13 @@ TEST(ClusterAutoscaler, AnotherNodesRecentCallsKeepAWarmInstanceHere) {
   EXPECT_EQ(p.stops[0].reason, "idle");
 }
 
-TEST(ClusterAutoscaler, CallsWaitingHereGetAnInstanceHereWhateverTheSplit) {
-  // The cluster's one instance runs on the other node, yet a call waits
-  // here (relayed here before that node's instance was known, it is never
-  // relayed on): this node starts one rather than let it time out.
+TEST(ClusterAutoscaler, CallsRelayedHereGetAnInstanceHereWhateverTheSplit) {
+  // The cluster's one instance runs on the other node, yet a call relayed
+  // here waits (it is never relayed on): this node starts one rather than
+  // let it time out.
   Sim sim;
   sim.view.waiters = 1;
+  sim.view.relayed_waiters = 1;
   sim.view.concurrency_now = 1;
   sim.view.first_waiter_deadline = sim.now + seconds(16);
   std::vector<PeerLoad> peers = {{/*rank=*/0, /*instances=*/1, 0, 0, false, true}};
@@ -698,9 +699,10 @@ TEST(ClusterAutoscaler, CallsWaitingHereGetAnInstanceHereWhateverTheSplit) {
   EXPECT_EQ(p.desired, 1);
   EXPECT_EQ(p.share, 1);
   EXPECT_EQ(p.start, 1u);
-  // Without the waiting call the split holds: nothing here.
+  // A call that arrived here waits for the other node's instance (routing
+  // hands it over): the split holds, nothing here.
   sim.view.instances.clear();
-  sim.view.waiters = 0;
+  sim.view.relayed_waiters = 0;
   EXPECT_EQ(sim.Pass().start, 0u);
 }
 

@@ -747,6 +747,7 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
     view.rollout_failed = svc.rollout.failed;
   }
   view.waiters = svc.waiters.size();
+  for (const Waiter& w : svc.waiters) view.relayed_waiters += w.from_peer;
   if (!svc.waiters.empty()) view.first_waiter_deadline = svc.waiters.front().deadline;
   view.restart_after = svc.restart_after;
   std::vector<LoadSample> samples(svc.scaler.samples.begin(), svc.scaler.samples.end());
