@@ -9,9 +9,15 @@
 // stream being opened) and unref'd otherwise, so a process with nothing
 // pending exits. JS values are created and JS is called only on the JS thread.
 #include <napi.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <v8.h>  // setHeapLimit only: Node-API has no heap limit
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -772,6 +778,78 @@ Napi::Value SetHeapLimit(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---- Hand-off of a pre-started lever-serve --------------------------------------
+
+// readHandOff(fd): [order, passedFd]. Reads leverd's order on the unix socket
+// `fd` (blocking; bin/lever-serve --pool-fd): its 32-byte header says its
+// size. An fd that rides on it (SCM_RIGHTS: the instance's listening socket,
+// with socket activation) comes back as passedFd (close-on-exec), else -1.
+// At EOF before a whole order: an empty Buffer.
+Napi::Value ReadHandOff(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "readHandOff(fd): fd must be a number");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string order;
+  uint32_t size = 0;
+  int passed = -1;
+  constexpr size_t kMax = 64 << 10;  // host/src/process_runtime.cc kMaxOrder
+  char buf[16384];
+  while (size == 0 || order.size() < size) {
+    iovec iov = {buf, std::min(sizeof buf, size == 0 ? sizeof buf : size - order.size())};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Napi::Error::New(env, std::string("readHandOff: ") + strerror(errno));
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+        int got;
+        std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+        if (passed < 0) {
+          passed = got;
+        } else {
+          close(got);  // one socket is all an order carries
+        }
+      }
+    }
+    if (n == 0) {
+      if (passed >= 0) close(passed);
+      return Napi::Array::New(env, 0);
+    }
+    order.append(buf, static_cast<size_t>(n));
+    if (size == 0 && order.size() >= 32) {
+      std::memcpy(&size, order.data(), sizeof size);
+      if (size < 32 || size > kMax) throw Napi::Error::New(env, "readHandOff: a bad order from leverd");
+    }
+  }
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Buffer<char>::Copy(env, order.data(), order.size()));
+  out.Set(1u, Napi::Number::New(env, passed));
+  return out;
+}
+
+// moveFd(from, to): dup2(from, to) without close-on-exec, then closes `from`
+// (the listening socket to the fd its LEVEROS_LISTEN_FD names).
+Napi::Value MoveFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "moveFd(from, to): from and to must be numbers");
+  }
+  int from = info[0].As<Napi::Number>().Int32Value(), to = info[1].As<Napi::Number>().Int32Value();
+  if (from != to) {
+    if (dup2(from, to) < 0) throw Napi::Error::New(env, std::string("moveFd: ") + strerror(errno));
+    close(from);
+  } else if (fcntl(to, F_SETFD, 0) < 0) {
+    throw Napi::Error::New(env, std::string("moveFd: ") + strerror(errno));
+  }
+  return env.Undefined();
+}
+
 // ---- Module -------------------------------------------------------------------
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -795,6 +873,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Call", call);
   exports.Set("version", Napi::String::New(env, LEVER_VERSION));
   exports.Set("setHeapLimit", Napi::Function::New(env, SetHeapLimit));
+  exports.Set("readHandOff", Napi::Function::New(env, ReadHandOff));
+  exports.Set("moveFd", Napi::Function::New(env, MoveFd));
   exports.Set("liveStreams", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
                 return Napi::Number::New(info.Env(), static_cast<double>(g_live_streams.load()));
               }));

@@ -5,7 +5,7 @@
 // handed to it, the pool refills, and one that dies is replaced.
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawnSync } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -33,9 +33,9 @@ function readProc(pid, file) {
 
 // leverd's lever-serve processes started ahead (their command line says
 // --pool-fd=3, also once handed a service): [{pid, ready}]. Ready: blocked
-// reading its hand-off on fd 3 (the read syscall on fd 3 in /proc/<pid>/syscall).
+// receiving its hand-off on fd 3 (read or recvmsg of fd 3 in /proc/<pid>/syscall).
 const runner = fs.realpathSync(leverServe);  // as leverd resolves it
-const readSyscall = process.arch === 'arm64' ? '63' : '0';
+const receiving = process.arch === 'arm64' ? ['63', '212'] : ['0', '47'];  // read, recvmsg
 function pooled(leverdPid) {
   const out = [];
   for (const name of fs.readdirSync('/proc')) {
@@ -45,7 +45,8 @@ function pooled(leverdPid) {
     if (ppid !== leverdPid) continue;
     const argv = readProc(name, 'cmdline').split('\0');
     if (!argv.includes(runner) || !argv.includes('--pool-fd=3')) continue;
-    out.push({ pid: Number(name), ready: readProc(name, 'syscall').startsWith(`${readSyscall} 0x3 `) });
+    const [nr, fd] = readProc(name, 'syscall').split(' ');
+    out.push({ pid: Number(name), ready: receiving.includes(nr) && fd === '0x3' });
   }
   return out;
 }
@@ -123,5 +124,71 @@ test('a cold JS call is served by the pre-started lever-serve; the pool refills 
     fs.rmSync(dir, { recursive: true, force: true });
   } finally {
     await leverd.stop();
+  }
+});
+
+// Plays leverd's side of a hand-off (python3: Node cannot pass an fd): starts
+// `lever-serve --pool-fd`, waits for its "R", sends it an order for the
+// service in argv[1] with a listening socket on argv[2] (SCM_RIGHTS), and
+// prints the runner's pid and the socket's inode.
+const handOffScript = `
+import os, socket, struct, subprocess, sys
+code, path, serve = sys.argv[1:4]
+ours, theirs = socket.socketpair()
+p = subprocess.Popen([serve, f"--pool-fd={theirs.fileno()}"], pass_fds=(theirs.fileno(),),
+                     env={"PATH": os.environ["PATH"]})
+theirs.close()
+ours.settimeout(20)
+assert ours.recv(1) == b"R"
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path)
+listener.listen()
+argv = [serve, "server.js"]
+env = ["LEVEROS_LISTEN_ADDR=unix:" + path, "LEVEROS_LISTEN_FD=3", f"LEVEROS_LISTEN_PID={p.pid}",
+       "LEVEROS_INSTANCE_ID=handed", "NODE_OPTIONS=--max-old-space-size=90", "PATH=" + os.environ["PATH"]]
+body = b"".join(s.encode() + b"\\0" for s in [serve, code, *argv, *env])
+socket.send_fds(ours, [struct.pack("<IIIIQQ", 32 + len(body), len(argv), len(env), 0, 0, 0) + body],
+                [listener.fileno()])
+print(p.pid, os.fstat(listener.fileno()).st_ino, flush=True)
+sys.stdin.read()  # until the test is done
+p.kill()
+`;
+
+test('a lever-serve handed a listening socket keeps it where LEVEROS_LISTEN_FD says, and serves', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lvn-hand-'));
+  fs.writeFileSync(path.join(dir, 'server.js'), `
+    module.exports = { Where(cb) { cb(null, { cwd: process.cwd(), instance: process.env.LEVEROS_INSTANCE_ID,
+                                              argv: process.argv.slice(2) }); } };`);
+  const sock = path.join(dir, 's.sock');
+  const leverd = spawn('python3', ['-c', handOffScript, dir, sock, leverServe], { stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    let out = '';
+    leverd.stdout.on('data', (d) => (out += d));
+    const [pid, inode] = (await waitFor(() => out.includes('\n') && out, 'the hand-off')).trim().split(' ');
+    await waitFor(() => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/3`) === `socket:[${inode}]`;
+      } catch {
+        return false;
+      }
+    }, 'the listening socket on fd 3');
+    // A call with a fresh client until one is answered: a liblever without
+    // socket activation binds the path anew once it has loaded the entry, and
+    // a connection made before that waits on the passed socket, unaccepted.
+    const where = await waitFor(async () => {
+      const c = new Client({ forceHost: `unix:${sock}`, waitForReady: true, timeout: 2000 });
+      try {
+        return await c.service('dev.lever', 'x').invoke('Where');
+      } catch {
+        return null;
+      } finally {
+        c.close();
+      }
+    }, 'a call');
+    assert.deepEqual(where, { cwd: dir, instance: 'handed', argv: ['server.js'] });
+  } finally {
+    leverd.stdin.end();
+    await new Promise((r) => leverd.on('close', r));
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

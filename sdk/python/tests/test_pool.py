@@ -8,9 +8,12 @@ import os
 import platform
 import shutil
 import signal
+import socket
+import struct
+import subprocess
 import tempfile
 
-from leveros import Client
+from leveros import Client, LeverError
 
 from conftest import Leverd, py_runner, wait_until
 
@@ -29,7 +32,7 @@ def Where():
             "listen": os.environ.get("LEVEROS_LISTEN_ADDR"), "argv": sys.argv[1:],
             "no_bytecode": sys.dont_write_bytecode, "client": hasattr(leveros, "Client")}
 '''
-READ_SYSCALL = "63" if platform.machine() == "aarch64" else "0"
+RECEIVING = ("63", "212") if platform.machine() == "aarch64" else ("0", "47")  # read, recvmsg
 
 
 def _proc(pid, name):
@@ -43,7 +46,7 @@ def _proc(pid, name):
 def pooled(leverd_pid):
     """leverd's lever-serve-py processes started ahead (their command line
     says --pool-fd=3, also once handed a service): {pid: ready}. Ready:
-    blocked reading its hand-off on fd 3."""
+    blocked receiving its hand-off on fd 3 (read or recvmsg)."""
     out = {}
     runner = os.fsencode(os.path.realpath(py_runner()))  # leverd resolves it
     for name in os.listdir("/proc"):
@@ -55,7 +58,8 @@ def pooled(leverd_pid):
             continue
         argv = _proc(name, "cmdline").split(b"\0")
         if runner in argv and b"--pool-fd=3" in argv:
-            out[int(name)] = _proc(name, "syscall").startswith(f"{READ_SYSCALL} 0x3 ".encode())
+            call = _proc(name, "syscall").decode().split(" ")
+            out[int(name)] = len(call) > 1 and call[0] in RECEIVING and call[1] == "0x3"
     return out
 
 
@@ -110,3 +114,65 @@ def test_a_cold_python_call_is_served_by_the_pre_started_runner_and_the_pool_is_
     finally:
         d.stop()
         shutil.rmtree(code, ignore_errors=True)
+
+
+def _order(code_dir, argv, env):
+    """An order as leverd's process runtime encodes it (host/src/process_runtime.cc)."""
+    strings = [argv[0], code_dir, *argv, *env]
+    body = b"".join(os.fsencode(s) + b"\0" for s in strings)
+    return struct.pack("<IIIIQQ", 32 + len(body), len(argv), len(env), 0, 0, 0) + body
+
+
+def test_a_runner_handed_a_listening_socket_keeps_it_where_leveros_listen_fd_says():
+    """Socket activation: the instance's listening socket rides on the order
+    (SCM_RIGHTS); the runner puts it on LEVEROS_LISTEN_FD, and serves."""
+    d = tempfile.mkdtemp(prefix="lvpy-hand-")
+    try:
+        path = os.path.join(d, "s.sock")
+        with open(os.path.join(d, "server.py"), "w") as f:
+            f.write(SERVER)
+        ours, theirs = socket.socketpair()
+        p = subprocess.Popen([py_runner(), f"--pool-fd={theirs.fileno()}"], pass_fds=(theirs.fileno(),),
+                             env={"PATH": os.environ["PATH"]}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        theirs.close()
+        try:
+            ours.settimeout(20)
+            assert ours.recv(1) == b"R"
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen()
+            env = [f"LEVEROS_LISTEN_ADDR=unix:{path}", "LEVEROS_LISTEN_FD=3", f"LEVEROS_LISTEN_PID={p.pid}",
+                   "LEVEROS_INSTANCE_ID=handed", "PATH=" + os.environ["PATH"]]
+            socket.send_fds(ours, [_order(d, [py_runner(), "server.py"], env)], [listener.fileno()])
+            ours.close()
+            want = f"socket:[{os.fstat(listener.fileno()).st_ino}]"
+            wait_until(lambda: _readlink(f"/proc/{p.pid}/fd/3") == want, what="the socket on fd 3")
+            listener.close()
+
+            # A call with a fresh client until one is answered: a liblever
+            # without socket activation binds the path anew once it has
+            # loaded the entry, and a connection made before that waits on
+            # the passed socket, unaccepted.
+            def call():
+                c = Client(force_host=f"unix:{path}", timeout=2, wait_for_ready=True)
+                try:
+                    return c.service("dev.lever", SERVICE).invoke("Where")
+                except LeverError:
+                    return None
+                finally:
+                    c.close()
+
+            where = wait_until(call, what="a call")
+            assert where["instance"] == "handed" and where["cwd"] == d and where["argv"] == ["server.py"]
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""

@@ -21,6 +21,7 @@ import importlib.util
 import os
 import re
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -33,6 +34,8 @@ GRACE_SECONDS = 5.0
 # Whatever happens to the graceful stop, the process ends this long after
 # the signal (handlers that never return cannot hold it).
 HARD_EXIT_SECONDS = 8.0
+
+MAX_ORDER = 64 << 10  # host/src/process_runtime.cc kMaxOrder
 
 USAGE = "usage: lever-serve-py <pyEntry>   (run by leverd in the service's code dir)\n"
 
@@ -65,37 +68,55 @@ def _exit(code):
     os._exit(code)
 
 
-def _read_order(fd):
-    """The order from leverd on fd (blocking); exits quietly at EOF (the
-    runner was not needed after all)."""
+def _read_order(sock):
+    """The order from leverd on sock (blocking), and the fd that came with it
+    (SCM_RIGHTS: the instance's listening socket, with socket activation) or
+    None; exits quietly at EOF (the runner was not needed after all)."""
     buf = b""
     size = 0
+    passed = []
     while size == 0 or len(buf) < size:
-        chunk = os.read(fd, 65536)
+        chunk, fds, _, _ = socket.recv_fds(sock, 65536 if size == 0 else size - len(buf), 1)
+        passed += fds
         if not chunk:
             _exit(0)
         buf += chunk
         if size == 0 and len(buf) >= 32:
             size = struct.unpack_from("<I", buf)[0]
+            if not 32 <= size <= MAX_ORDER:
+                raise ValueError("lever-serve-py: a bad hand-off from leverd")
+    for extra in passed[1:]:
+        os.close(extra)  # one socket is all an order carries
     argc, envc = struct.unpack_from("<II", buf, 4)
     strings = buf[32:size].split(b"\0")
     if len(strings) < 2 + argc + envc or argc < 2:
         raise ValueError("lever-serve-py: a bad hand-off from leverd")
     decode = os.fsdecode
     return (decode(strings[1]), [decode(a) for a in strings[2 : 2 + argc]],
-            [decode(e) for e in strings[2 + argc : 2 + argc + envc]])
+            [decode(e) for e in strings[2 + argc : 2 + argc + envc]], passed[0] if passed else None)
 
 
 def _hand_off(fd):
     """Waits for the service and becomes its instance; returns main's argv."""
-    os.write(fd, b"R")
-    code_dir, argv, env = _read_order(fd)
-    os.close(fd)
+    sock = socket.socket(fileno=fd)
+    sock.sendall(b"R")
+    code_dir, argv, env, passed = _read_order(sock)
+    sock.close()
     os.chdir(code_dir)
     for kv in env:
         key, eq, value = kv.partition("=")
         if eq and key:
             os.environ[key] = value
+    if passed is not None:
+        # It goes where LEVEROS_LISTEN_FD says, as for a fresh start.
+        listen_fd = os.environ.get("LEVEROS_LISTEN_FD", "")
+        if listen_fd.isdigit() and int(listen_fd) >= 3:
+            if int(listen_fd) != passed:
+                os.dup2(passed, int(listen_fd))
+                os.close(passed)
+            os.set_inheritable(int(listen_fd), True)
+        else:
+            os.close(passed)
     sys.argv = [sys.argv[0]] + argv[1:]
     return argv[1:]
 
