@@ -221,9 +221,15 @@ struct RunnerExec {
   char* const* envp = nullptr;
   uint32_t flags = 0;  // kLimitNproc: the rlimit is the runtime's, the same for every service
   uint64_t nproc_limit = 0;
+  int nice = 0;  // while it starts and waits (kRunnerNice)
 };
 constexpr int kRunnerOrderFd = 3;
 constexpr int kListenFd = 3;
+// A runner starts in the background: under this nice value, the start-up of
+// the pool's refill does not take the CPU from the instance whose start
+// emptied the pool. Its threads are set back to 0 at hand-off, which takes
+// CAP_SYS_NICE: only a root leverd does it.
+constexpr int kRunnerNice = 10;
 
 int AboveStdio(int fd) {
   if (fd < 0 || fd > 2) return fd;
@@ -309,6 +315,7 @@ int AboveStdio(int fd) {
   // A runner starts in "/": nothing of leverd's, nothing of a service's yet.
   if (runner) {
     static_assert(kRunnerOrderFd == 3);
+    if (runner->nice != 0) setpriority(PRIO_PROCESS, 0, runner->nice);
     BecomeAndExec(fds, parent, drop, uid, gid, runner->exe, "/", runner->argv, runner->envp, runner->flags, 0,
                   runner->nproc_limit, fds.order);
   }
@@ -702,6 +709,17 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     order.flags |= kLimitNproc;
     order.nproc_limit = static_cast<uint64_t>(options_.max_pids) * (drop_ ? kSharedUserInstances : 1);
   }
+  if (runner && geteuid() == 0) {
+    // Back from kRunnerNice, every thread (nice is per thread), before it
+    // runs any of the service's code.
+    std::string tasks = "/proc/" + std::to_string(child->pid) + "/task";
+    if (DIR* d = opendir(tasks.c_str())) {
+      while (struct dirent* e = readdir(d)) {
+        if (e->d_name[0] != '.') setpriority(PRIO_PROCESS, static_cast<id_t>(std::atoi(e->d_name)), 0);
+      }
+      closedir(d);
+    }
+  }
   std::string wire;
   if (!EncodeOrder(order, &wire)) {
     return refuse(InvalidArgument("the entry's arguments and environment exceed " +
@@ -793,6 +811,7 @@ Status ProcessRuntime::Fork(Kind kind, Child* child) {
       exec.flags = kLimitNproc;
       exec.nproc_limit = static_cast<uint64_t>(options_.max_pids) * (drop_ ? kSharedUserInstances : 1);
     }
+    if (geteuid() == 0) exec.nice = kRunnerNice;
   }
   auto open_procs = [](const std::string& dir) {
     return dir.empty() ? -1 : AboveStdio(open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));

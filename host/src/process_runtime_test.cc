@@ -240,6 +240,21 @@ std::set<std::string> ProcStrings(pid_t pid, const std::string& file) {
   return out;
 }
 
+// The nice values of the threads of `pid`.
+std::set<int> Nice(pid_t pid) {
+  std::set<int> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::string stat = ReadFileOrEmpty(e.path().string() + "/stat");
+    std::stringstream fields(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 0; i < 17 && fields >> field; ++i) {
+    }
+    if (fields) out.insert(std::stoi(field));  // field 19: nice
+  }
+  return out;
+}
+
 std::vector<std::string> FdTargets(pid_t pid) {
   std::vector<std::string> out;
   std::error_code ec;
@@ -275,6 +290,10 @@ TEST_F(ProcessRuntimeTest, ARunnerIsPreStartedOnceItsLanguageIsInUseAndHandedThe
   EXPECT_EQ(fds[0], "/dev/null");
   EXPECT_EQ(fds[1].rfind("pipe:", 0), 0u);
   EXPECT_EQ(fds[3].rfind("socket:", 0), 0u);
+  // In the background while it waits (as root, which can undo it).
+  if (geteuid() == 0) {
+    EXPECT_EQ(Nice(p), std::set<int>{10});
+  }
 
   InstanceSpec spec = Spec("Inst0000000000000000000000000004", {});
   spec.config.js_entry = "server.js";
@@ -291,6 +310,7 @@ TEST_F(ProcessRuntimeTest, ARunnerIsPreStartedOnceItsLanguageIsInUseAndHandedThe
                         &out))
       << out;
   EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(spec.listen_path); }));
+  EXPECT_EQ(Nice(p), std::set<int>{0});  // every thread of the instance
   std::string cg = MemoryCgroup(p);
   if (!cg.empty() && cg.find("/lever-") != std::string::npos) {
     EXPECT_EQ(cg.substr(cg.rfind('/') + 1), "Inst0000000000000000000000000004");
