@@ -481,7 +481,12 @@ void Supervisor::HandleInotify() {
           Instance& inst = *it->second;
           struct stat st;
           if (inst.listen_inode == 0) {
+            // Probed at once, and soon again: the socket's file appears at
+            // bind(), a moment before listen(), and a probe in between is
+            // refused (the backoff grown while it was missing would
+            // otherwise hold the next probe back by up to 100 ms).
             inst.next_attempt = clock_->Now();
+            inst.backoff = kFirstBackoff;
           } else if (stat(inst.socket_path.c_str(), &st) != 0 || st.st_ino != inst.listen_inode) {
             // Not leverd's socket: the instance made its own (it predates
             // socket activation). That one tells when it is ready.
