@@ -524,7 +524,7 @@ class ProcessRuntime final : public Runtime {
   // or execs that kind's runner, which waits for its order itself.
   Status Fork(Kind kind, Child* child);
   // Names its cgroups after the instance, sets their limits and sends the
-  // order, with `listen` (a plain child's listening socket, or none).
+  // order, with `listen` (the instance's listening socket, or none).
   // ABORTED if the child was already dead, or (a runner) cannot take this
   // instance.
   Status Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv,
@@ -629,14 +629,15 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   if (!parked) {
     if (Status f = Fork(kPlain, &child); !f.ok()) return f;
   }
-  // Socket activation, for a plain child (a runner started ahead binds its
-  // own): the gateway can connect at once, and its calls queue in the kernel
-  // until the instance accepts. Our copy closes when the start is over: the
+  // Socket activation, for a plain child and a runner started ahead alike
+  // (lever-serve and lever-serve-py move the socket that rides on their order
+  // to LEVEROS_LISTEN_FD): leverd can connect at once, and the connection
+  // queues in the kernel until the instance accepts. Our copy closes when the start is over: the
   // instance has its own. The instance's user owns the path, as one that
   // binds its own socket (as before) first removes it.
   ListenSocket listen;
   for (int attempt = 0;; ++attempt) {
-    if (options_.socket_activation && child.kind == kPlain && listen.fd < 0) {
+    if (options_.socket_activation && listen.fd < 0) {
       s = ListenUnix(spec.listen_path, drop_ ? uid_ : geteuid(), drop_ ? gid_ : getegid(), &listen);
       if (!s.ok()) {
         Discard(std::move(child), false);
@@ -753,7 +754,7 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     // It exec'd when it was prepared (the report pipe is gone); what it does
     // with its order (chdir, load the entry, listen) shows in its output and
     // exit, as for a runner started now.
-    return Finish(child, 0, out);
+    return Finish(child, listen.inode, out);
   }
   if (std::string failed = ReadReport(child, "chdir to the code dir"); !failed.empty()) {
     return discard(Status(Code::kFailedPrecondition, "cannot start " + argv_s[0] + ": " + failed));

@@ -88,6 +88,7 @@ test('a cold JS call is served by the pre-started lever-serve; the pool refills 
       const where = await within(ep.invoke('Where'), 20000, 'a cold call');
       const [inst] = await instances(leverd, svc);
       assert.equal(inst.pid, pid, 'the instance is the pre-started process');
+      assert.equal(inst.socket, 'inherited', 'it serves on the socket leverd made (socket activation)');
       assert.equal(where.instance, inst.id);
       assert.equal(where.nodeOptions, '--max-old-space-size=90');
       assert.equal(where.heap, freshHeap);

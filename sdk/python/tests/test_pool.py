@@ -85,6 +85,7 @@ def test_a_cold_python_call_is_served_by_the_pre_started_runner_and_the_pool_is_
             where = ep.invoke("Where")
             (inst,) = instances(d)
             assert inst["pid"] == pid  # the pre-started process
+            assert inst["socket"] == "inherited"  # it serves on the socket leverd made
             assert where["instance"] == inst["id"]
             assert "/code/" in where["cwd"]
             assert where["listen"].startswith("unix:/")
