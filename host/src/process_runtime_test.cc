@@ -255,13 +255,22 @@ std::set<int> Nice(pid_t pid) {
   return out;
 }
 
+// The fds of `pid` as their /proc links ("socket:[123]", "/dev/null"),
+// sorted, one per fd.
 std::vector<std::string> FdTargets(pid_t pid) {
   std::vector<std::string> out;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
     out.push_back(std::filesystem::read_symlink(e.path(), ec).string());
   }
+  std::sort(out.begin(), out.end());
   return out;
+}
+
+// How many fds of `pid` are `link`.
+size_t FdsAt(pid_t pid, const std::string& link) {
+  std::vector<std::string> fds = FdTargets(pid);
+  return static_cast<size_t>(std::count(fds.begin(), fds.end(), link));
 }
 
 TEST_F(ProcessRuntimeTest, ARunnerIsPreStartedOnceItsLanguageIsInUseAndHandedTheNextStartOfAnyService) {
@@ -286,7 +295,6 @@ TEST_F(ProcessRuntimeTest, ARunnerIsPreStartedOnceItsLanguageIsInUseAndHandedThe
   EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(p) + "/cwd").string(), "/");
   std::vector<std::string> fds = FdTargets(p);
   ASSERT_EQ(fds.size(), 4u);
-  std::sort(fds.begin(), fds.end());
   EXPECT_EQ(fds[0], "/dev/null");
   EXPECT_EQ(fds[1].rfind("pipe:", 0), 0u);
   EXPECT_EQ(fds[3].rfind("socket:", 0), 0u);
@@ -386,16 +394,6 @@ TEST_F(ProcessRuntimeTest, ARunnerThatCannotBePreStartedIsGivenUpAndStartsAreFor
 namespace lever::host {
 namespace {
 
-// The fds of `pid` as their /proc links ("socket:[123]", "/dev/null").
-std::set<std::string> FdLinks(pid_t pid) {
-  std::set<std::string> links;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-    links.insert(std::filesystem::read_symlink(e.path(), ec).string());
-  }
-  return links;
-}
-
 std::string FdLink(pid_t pid, int fd) {
   std::error_code ec;
   return std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd), ec).string();
@@ -452,7 +450,7 @@ TEST_F(ProcessRuntimeTest, TheInstancesListeningSocketIsItsFd3AndNobodyElses) {
   // The instance (a shell, then sleep) never listened: leverd's socket takes
   // the connection, queued until someone accepts.
   EXPECT_TRUE(Connects(spec_a.listen_path));
-  EXPECT_EQ(FdLinks(getpid()).count(socket_a), 0u) << "leverd kept its copy";
+  EXPECT_EQ(FdsAt(getpid(), socket_a), 0u) << "leverd kept its copy";
 
   InstanceSpec spec_b = Spec("Inst0000000000000000000000000012", {"/bin/sh", "-c", kShow});
   spec_b.listen_path = dir_.path() + "/b.sock";
@@ -462,7 +460,7 @@ TEST_F(ProcessRuntimeTest, TheInstancesListeningSocketIsItsFd3AndNobodyElses) {
   std::string socket_b = UnixSocketAt(spec_b.listen_path, &listening);
   EXPECT_EQ(FdLink(b->pid(), 3), socket_b);
   EXPECT_NE(socket_b, socket_a);
-  EXPECT_EQ(FdLinks(b->pid()).count(socket_a), 0u) << "the next instance holds the first one's socket";
+  EXPECT_EQ(FdsAt(b->pid(), socket_a), 0u) << "the next instance holds the first one's socket";
 }
 
 TEST_F(ProcessRuntimeTest, WithoutSocketActivationTheInstanceGetsNoSocket) {
