@@ -444,7 +444,15 @@ TEST_F(LimitsTest, WedgedInstanceDoesNotHoldTheCall) {
   // A second service whose instance is stopped before the gateway ever
   // connected to it: its kernel accepts, nothing answers.
   ASSERT_EQ(leverd_->DeployTestService(R"({"name": "wedged", "entry": ["./serve"]})").exit_code, 0);
-  ASSERT_TRUE(WaitUntil([&] { return leverd_->Instances("wedged").size() == 1; }, std::chrono::seconds(20)));
+  // Ready, not only listed: stopped while still starting, it would be a
+  // start timeout (15 s, then a fresh start), not a wedged connection.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto list = leverd_->Instances("wedged");
+        const Value* state = list.size() == 1 ? list[0].as_map().Find("state") : nullptr;
+        return state != nullptr && *state == Value("ready");
+      },
+      std::chrono::seconds(20)));
   ASSERT_EQ(leverd_->KillInstances("wedged", SIGSTOP), 1);
   auto call = std::async(std::launch::async, [&] {
     auto other = leverd_->NewClient();
