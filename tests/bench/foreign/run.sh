@@ -154,7 +154,11 @@ leverd_pid=$!
 pids+=($leverd_pid)
 wait_port "$leverd_port"
 cp "$build/tests/e2e/lever_testservice" "$work/svc/serve"
-echo '{"name": "bench", "entry": ["./serve"], "minInstances": 1}' >"$work/svc/lever.json"
+# One instance, as behind the other paths: with the default maxInstanceLoad
+# (10 calls per instance) leverd's autoscaler would run 7 instances at 64 in
+# flight, on the 2 cores the proxies and clients share, and leverd's row would
+# measure 7 instances against one (docs/BENCHMARKS.md, "Under foreign clients").
+echo '{"name": "bench", "entry": ["./serve"], "minInstances": 1, "maxInstanceLoad": 100}' >"$work/svc/lever.json"
 "$build/cli/lever" -H "127.0.0.1:$leverd_port" deploy "$work/svc" >/dev/null 2>&1
 
 paths=(direct nghttpx nginx leverd)
@@ -231,6 +235,7 @@ for r in $(seq "$rounds"); do
   done
   echo "# round $r done, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 done
+echo "# leverd ran $(pgrep -P "$leverd_pid" -x serve | wc -l) instance(s) of the service"
 
 if [ -n "${PLOT:-}" ]; then
   python3 "$src/tests/bench/foreign/summary.py" "$runs" "$build/foreign-medians.tsv" "$PLOT" "$work/plot.gp"
