@@ -47,6 +47,7 @@ layout)
     fail "the package lacks leveros._lever"
   for f in ./usr/bin/leverd ./usr/bin/lever ./usr/lib/liblever.so ./usr/lib/liblever.so.0 \
            "./usr/lib/liblever.so.$version" ./usr/include/lever.h ./usr/lib/pkgconfig/lever.pc \
+           ./usr/lib/liblever.a ./usr/lib/pkgconfig/lever-static.pc \
            ./usr/lib/cmake/Lever/LeverConfig.cmake ./usr/lib/lever/node/bin/lever-serve \
            ./usr/lib/lever/node/build/Release/lever.node ./usr/lib/lever/node/lib/server.js \
            ./usr/lib/lever/python/bin/lever-serve-py ./usr/lib/lever/python/leveros/serve.py \
