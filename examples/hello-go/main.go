@@ -4,6 +4,8 @@
 //
 //	export PKG_CONFIG_PATH=<prefix>/lib/pkgconfig   # where liblever's lever.pc is
 //	CGO_LDFLAGS="-Wl,-rpath,$(pkg-config --variable=libdir lever)" go build -o serve .
+//	# or, for a faster cold start (gRPC linked in statically, no rpath needed):
+//	go build -tags lever_static -o serve .
 //	lever deploy .
 //	lever invoke /helloService/SayHello '"world"'
 package main

@@ -5,8 +5,10 @@ package lever
 // pointer is kept by C: callbacks get a cgo.Handle as their payload.
 // Byte slices are passed to C only for the duration of a call (cgo's rules).
 
+// Which liblever it links is in link_shared.go (the default, liblever.so) and
+// link_static.go (-tags lever_static: liblever.a and gRPC's archives).
+
 /*
-#cgo pkg-config: lever
 #include <stdint.h>
 #include <stdlib.h>
 #include <lever.h>

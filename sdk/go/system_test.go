@@ -11,6 +11,7 @@ package lever
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -327,6 +328,77 @@ func TestHelloGoExample(t *testing.T) {
 	}
 	// One service calling another through its gateway socket.
 	if err := s.client.Service("dev.lever", "basictestservice").Invoke(callCtx(t), &reply, "CallHello", "helloService", "inside"); err != nil || reply != "Hello, inside!" {
+		t.Fatalf("CallHello: %q %v", reply, err)
+	}
+}
+
+// neededGRPC returns the DT_NEEDED entries of the ELF file at path that are
+// gRPC, abseil, protobuf or their dependencies, or liblever.so itself.
+func neededGRPC(t *testing.T, path string) (needed, bad []string) {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if needed, err = f.ImportedLibraries(); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^lib(grpc|gpr|absl|protobuf|upb|re2|cares|address_sorting|lever)`)
+	for _, lib := range needed {
+		if re.MatchString(lib) {
+			bad = append(bad, lib)
+		}
+	}
+	return needed, bad
+}
+
+// TestHelloGoStatic builds examples/hello-go with -tags lever_static
+// (liblever.a and gRPC's archives through lever-static.pc, installed beside
+// lever.pc), checks that the binary needs no gRPC shared library, deploys it
+// to leverd and calls it. The binary is kept in LEVER_BUILD_DIR/go-static, so
+// a second run with nothing changed does not link it again (go build skips an
+// -o target whose build ID is current).
+func TestHelloGoStatic(t *testing.T) {
+	s := getSystem(t)
+	wd, _ := os.Getwd()
+	repo := filepath.Join(wd, "..", "..")
+	// The default build, for comparison: it does need liblever.so.
+	if needed, bad := neededGRPC(t, filepath.Join(s.tmp, "hello", "serve")); len(bad) == 0 {
+		t.Fatalf("the shared hello-go needs %v: no liblever.so, so the check below proves nothing", needed)
+	}
+	bin := filepath.Join(s.buildDir, "go-static", "hello-go", "serve")
+	if _, err := run(300*time.Second, filepath.Join(repo, "examples", "hello-go"), os.Environ(),
+		"go", "build", "-buildvcs=false", "-tags", "lever_static", "-o", bin, "."); err != nil {
+		t.Fatal(err)
+	}
+	if needed, bad := neededGRPC(t, bin); len(bad) != 0 {
+		t.Fatalf("-tags lever_static: the binary still needs %v (all: %v)", bad, needed)
+	}
+
+	dir := filepath.Join(s.tmp, "hellostatic")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(bin)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "serve"), b, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "lever.json"), []byte(`{"name": "helloStatic", "entry": ["./serve"]}`), 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.lever(60*time.Second, "", "deploy", dir); err != nil {
+		t.Fatal(err)
+	}
+	var reply string
+	if err := s.client.Service("dev.lever", "helloStatic").Invoke(callCtx(t), &reply, "SayHello", "static"); err != nil || reply != "Hello, static!" {
+		t.Fatalf("SayHello: %q %v", reply, err)
+	}
+	// Called from another service, through its gateway socket.
+	if err := s.client.Service("dev.lever", "basictestservice").Invoke(callCtx(t), &reply, "CallHello", "helloStatic", "inside"); err != nil || reply != "Hello, inside!" {
 		t.Fatalf("CallHello: %q %v", reply, err)
 	}
 }

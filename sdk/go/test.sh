@@ -32,5 +32,6 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+go vet -tags lever_static .  # link_static.go: lever-static.pc
 (cd "$repo/examples/hello-go" && go vet ./...)
 go test -count=1 -race -timeout 300s ${LEVER_GO_TEST_FLAGS:-} ./...
