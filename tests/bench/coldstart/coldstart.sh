@@ -6,6 +6,8 @@
 #   cpp-shared        the same binary, socket activation (the default)
 #   cpp-static        C++ linked to gRPC statically (examples/hello-cpp's serve)
 #   go-noact / go     Go (cgo over liblever.so), without and with activation
+#   go-static         Go built with -tags lever_static (liblever.a, gRPC's
+#                     archives: docs/sdk-go.md "Static linking"), activation
 #   tests/bench/coldstart/coldstart.sh [build dir] [runs per round] [rounds]
 # Not a test: it prints figures for docs/BENCHMARKS.md.
 set -euo pipefail
@@ -21,11 +23,12 @@ trap '[ -n "$leverd_pid" ] && kill "$leverd_pid" 2>/dev/null; rm -rf "$tmp"' EXI
 source "$root/tests/bench/coldstart/lib.sh"
 
 # The services: lever.json and serve in $tmp/<name>.
-for v in cpp-shared cpp-static go; do mkdir "$tmp/$v"; done
+for v in cpp-shared cpp-static go go-static; do mkdir "$tmp/$v"; done
 cp "$root/examples/hello-cpp/lever.json" "$build/examples/hello-cpp/serve-shared" "$tmp/cpp-shared/"
 mv "$tmp/cpp-shared/serve-shared" "$tmp/cpp-shared/serve"
 cp "$root/examples/hello-cpp/lever.json" "$build/examples/hello-cpp/serve" "$tmp/cpp-static/"
 cp "$root/examples/hello-go/lever.json" "$tmp/go/"
+cp "$root/examples/hello-go/lever.json" "$tmp/go-static/"
 libdir="$build/sdk/c"
 cat > "$tmp/lever.pc" <<EOF
 Name: lever
@@ -36,6 +39,13 @@ Cflags: -I$root/sdk/c/include
 EOF
 (cd "$root/examples/hello-go" && PKG_CONFIG_PATH=$tmp CGO_ENABLED=1 CGO_LDFLAGS="-Wl,-rpath,$libdir" \
   go build -o "$tmp/go/serve" .)
+# The build tree's lever-static-uninstalled.pc (sdk/c): liblever.a there.
+(cd "$root/examples/hello-go" && PKG_CONFIG_PATH=$libdir CGO_ENABLED=1 \
+  go build -tags lever_static -o "$tmp/go-static/serve" .)
+if readelf -d "$tmp/go-static/serve" | grep -E 'NEEDED.*lib(grpc|absl|protobuf|lever)'; then
+  echo "coldstart.sh: go-static needs the shared libraries above" >&2
+  exit 1
+fi
 chmod -R a+rX "$libdir"
 
 one_round() {  # label service-dir method leverd-flags...
@@ -56,5 +66,6 @@ for r in $(seq 1 "$rounds"); do
   one_round cpp-static cpp-static sayHello
   one_round go-noact go SayHello --socket-activation false
   one_round go go SayHello
+  one_round go-static go-static SayHello
 done
 summarize
