@@ -11,12 +11,19 @@ namespace {
 
 struct Entry {
   std::string_view name;
-  Status (*open)(const RuntimeOptions&, RuntimePtr*);
+  // `on_first_start`: opened by a service's first start, on the supervisor's
+  // thread, which must not wait for anything outside the host (dockerd).
+  Status (*open)(const RuntimeOptions&, bool on_first_start, RuntimePtr*);
 };
 
 constexpr Entry kRuntimes[] = {
-    {"process", [](const RuntimeOptions& o, RuntimePtr* out) { return NewProcessRuntime(o.process, out); }},
-    {"docker", [](const RuntimeOptions& o, RuntimePtr* out) { return NewDockerRuntime(o.docker, out); }},
+    {"process", [](const RuntimeOptions& o, bool, RuntimePtr* out) { return NewProcessRuntime(o.process, out); }},
+    {"docker",
+     [](const RuntimeOptions& o, bool on_first_start, RuntimePtr* out) {
+       DockerRuntimeOptions d = o.docker;
+       d.check_on_first_start = on_first_start;
+       return NewDockerRuntime(d, out);
+     }},
 };
 
 const Entry* FindEntry(std::string_view name) {
@@ -27,7 +34,9 @@ const Entry* FindEntry(std::string_view name) {
 }
 
 // The default runtime, opened at once (a dockerd that cannot be reached
-// fails leverd's start), and the others on a service's first start.
+// fails leverd's start), and the others on a service's first start (docker
+// then checks dockerd on that instance's thread: the supervisor never waits
+// for it).
 class SelectingRuntime final : public Runtime {
  public:
   SelectingRuntime(std::string default_name, RuntimePtr default_runtime, RuntimeOptions options)
@@ -58,7 +67,7 @@ class SelectingRuntime final : public Runtime {
       } else {
         const Entry* e = FindEntry(want);
         if (!e) return InvalidArgument("unknown runtime \"" + want + "\"");
-        Status s = e->open(options_, &runtime);
+        Status s = e->open(options_, /*on_first_start=*/true, &runtime);
         if (!s.ok()) return Status(s.code(), "runtime " + want + ": " + s.message());
         open_[want] = runtime;
       }
@@ -117,7 +126,7 @@ Status OpenRuntime(std::string_view name, const RuntimeOptions& options, Runtime
   const Entry* e = FindEntry(name);
   if (!e) return InvalidArgument("unknown runtime \"" + std::string(name) + "\" (process or docker)");
   RuntimePtr runtime;
-  if (Status s = e->open(options, &runtime); !s.ok()) return s;
+  if (Status s = e->open(options, /*on_first_start=*/false, &runtime); !s.ok()) return s;
   *out = std::make_shared<SelectingRuntime>(std::string(name), std::move(runtime), options);
   return Status::Ok();
 }

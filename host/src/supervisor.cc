@@ -552,6 +552,7 @@ void Supervisor::EmitLine(Instance& inst, bool is_err, std::string_view line) {
 void Supervisor::BecomeReadyLocked(ServiceState& svc, Instance& inst, SteadyTime now) {
   inst.state = InstanceState::kReady;
   inst.alive_.store(true, std::memory_order_release);
+  if (inst.proc) inst.pid = inst.proc->pid();
   inst.Touch();
   inst.socket_kind = inst.listen_inode != 0 ? "inherited" : "own";
   svc.crash_streak = 0;
@@ -693,6 +694,7 @@ void Supervisor::TickService(ServiceState& svc, SteadyTime now, Deferred* d) {
   for (size_t i = 0; i < svc.instances.size(); ++i) {
     Instance& inst = *svc.instances[i];
     if (!inst.spawned || svc.removed) continue;
+    if (inst.pid == 0 && inst.proc) inst.pid = inst.proc->pid();  // a container's, once dockerd started it
     if (inst.state == InstanceState::kStarting && inst.ready_probe < 0 && now >= inst.next_attempt) {
       if (ProbeSocket(inst.socket_path) != Probe::kDead) {
         BecomeReadyLocked(svc, inst, now);

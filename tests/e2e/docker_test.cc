@@ -14,6 +14,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -64,6 +65,7 @@ class Dockerd {
     RunCommand({"/bin/rm", "-rf", dir_.path() + "/data", dir_.path() + "/exec"});
   }
   bool ready() const { return ready_; }
+  pid_t pid() const { return pid_; }
   const std::string& why_not() const { return log_; }
   std::string host() const { return "unix://" + socket_; }
 
@@ -104,6 +106,21 @@ class Dockerd {
 
 Dockerd* dockerd = nullptr;
 
+// The test's dockerd stopped (SIGSTOP: its socket still takes connections
+// and requests, answering none) until Thaw() or the end of the scope.
+class FrozenDockerd {
+ public:
+  FrozenDockerd() { EXPECT_EQ(kill(dockerd->pid(), SIGSTOP), 0); }
+  ~FrozenDockerd() { Thaw(); }
+  void Thaw() {
+    if (!thawed_) kill(dockerd->pid(), SIGCONT);
+    thawed_ = true;
+  }
+
+ private:
+  bool thawed_ = false;
+};
+
 // Stops it once every test has run.
 class DockerdEnvironment : public ::testing::Environment {
  public:
@@ -125,11 +142,14 @@ class DockerTest : public ::testing::Test {
                                   << dockerd->why_not();
   }
   // leverd with the docker runtime's flags; `default_docker`: --runtime docker.
-  std::unique_ptr<Leverd> StartLeverd(bool default_docker, const std::string& data_dir = "") {
+  // `mount`: one more host dir for every container.
+  std::unique_ptr<Leverd> StartLeverd(bool default_docker, const std::string& data_dir = "",
+                                      const std::string& mount = "") {
     Leverd::Options o;
     o.data_dir = data_dir;
     o.extra_flags = {"--docker-host", dockerd->host(), "--docker-network", "none", "--docker-mounts",
-                     fs::path(LeverPath()).parent_path().parent_path().string() + "/sdk/c"};
+                     fs::path(LeverPath()).parent_path().parent_path().string() + "/sdk/c" +
+                         (mount.empty() ? "" : "," + mount)};
     if (default_docker) o.extra_flags.insert(o.extra_flags.end(), {"--runtime", "docker"});
     auto l = std::make_unique<Leverd>(o);
     l->Start();
@@ -338,6 +358,136 @@ TEST_F(DockerTest, LeverdRestartedAfterKill9LeavesNoContainerBehind) {
   Result r = client->Service("dev.lever", "dleft").Invoke("Whoami", {});
   ASSERT_TRUE(r.ok()) << r.status.ToString();
   EXPECT_EQ(Running("dleft").size(), 1u);
+}
+
+// A deployable dir of the test service with `lever_json`.
+void MakeTestService(const TempDir& dir, const std::string& lever_json) {
+  std::ofstream(dir.path() + "/lever.json") << lever_json;
+  fs::copy_file(TestServicePath(), dir.path() + "/serve");
+}
+
+// The docker runtime never makes the supervisor wait for dockerd: with
+// dockerd stopped, a docker service's first instance (and the runtime's own
+// checks, opened by that start) waits on its own thread, while a process
+// service on the same leverd deploys and answers; once dockerd runs again
+// the docker service answers too.
+TEST_F(DockerTest, AStoppedDockerdHoldsUpOnlyItsOwnInstances) {
+  auto leverd = StartLeverd(false);  // process by default: docker opens on dslow's first start
+  TempDir dsvc, psvc;
+  MakeTestService(dsvc, R"({"name":"dslow","runtime":"docker"})");
+  MakeTestService(psvc, R"({"name":"pquick"})");
+  CommandResult docker_deploy;
+  std::atomic<bool> docker_deployed{false};
+  std::jthread deploy;  // joined after the thaw below (declared first: destroyed last)
+  FrozenDockerd frozen;
+  deploy = std::jthread([&] {
+    docker_deploy = leverd->Lever({"deploy", dsvc.path()});
+    docker_deployed = true;
+  });
+  ASSERT_TRUE(WaitUntil([&] { return leverd->Instances("dslow").size() == 1; }, std::chrono::seconds(20)))
+      << "dslow's first instance starts";
+  CommandResult p = leverd->Lever({"deploy", psvc.path()});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  auto client = leverd->NewClient();
+  Result quick = client->Service("dev.lever", "pquick").Invoke("Whoami", {});
+  ASSERT_TRUE(quick.ok()) << quick.status.ToString();
+  EXPECT_FALSE(docker_deployed.load()) << "dslow's deploy finished with dockerd stopped: " << docker_deploy.err;
+  std::vector<Value> starting = leverd->Instances("dslow");
+  ASSERT_EQ(starting.size(), 1u);
+  EXPECT_EQ(starting[0].as_map().Find("state")->as_string(), "starting");
+
+  frozen.Thaw();
+  deploy.join();
+  ASSERT_EQ(docker_deploy.exit_code, 0) << docker_deploy.err;
+  Result slow = client->Service("dev.lever", "dslow").Invoke("Whoami", {});
+  ASSERT_TRUE(slow.ok()) << slow.status.ToString();
+  EXPECT_EQ(Running("dslow").size(), 1u);
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        std::vector<Value> in = leverd->Instances("dslow");
+        return in.size() == 1 && in[0].as_map().Find("pid")->as_int() > 0;
+      },
+      std::chrono::seconds(10)))
+      << "lever ps shows the container's pid once dockerd started it";
+}
+
+// A container that cannot be made (here: a mounted dir gone) is an instance
+// that exited at once: the call waiting for it fails UNAVAILABLE with
+// dockerd's reason, which `lever logs` shows too, nothing is left behind and
+// leverd goes on serving.
+TEST_F(DockerTest, AContainerThatCannotStartFailsTheCallWithWhy) {
+  auto extra = std::make_unique<TempDir>();
+  std::string gone = extra->path();
+  auto leverd = StartLeverd(false, "", gone);
+  ASSERT_EQ(leverd->DeployTestService(R"({"name":"dfail","runtime":"docker"})").exit_code, 0);
+  auto client = leverd->NewClient();
+  Endpoint ep = client->Service("dev.lever", "dfail");
+  ASSERT_TRUE(ep.Invoke("Whoami", {}).ok());
+  std::string id = ContainerId("dfail");
+  ASSERT_FALSE(id.empty());
+  std::vector<Value> before = leverd->Instances("dfail");
+  ASSERT_EQ(before.size(), 1u);
+  std::string old_instance = before[0].as_map().Find("id")->as_string();
+  extra.reset();  // the next container's bind mount has no source
+  ASSERT_FALSE(fs::exists(gone));
+  EXPECT_EQ(dockerd->Api("POST", "/containers/" + id + "/kill?signal=SIGKILL").first, 204);
+  // Gone (the autoscaler may be starting another meanwhile, which fails the same way).
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (const Value& i : leverd->Instances("dfail")) {
+          if (i.as_map().Find("id")->as_string() == old_instance) return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(10)));
+
+  Result r = ep.Invoke("Whoami", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status.code(), Code::kUnavailable) << r.status.ToString();
+  EXPECT_NE(r.status.message().find("exited with status 127"), std::string::npos) << r.status.message();
+  EXPECT_NE(r.status.message().find("cannot start the container"), std::string::npos) << r.status.message();
+  EXPECT_NE(r.status.message().find(gone), std::string::npos) << "names the missing mount: " << r.status.message();
+  CommandResult logs = leverd->Lever({"logs", "dfail"});
+  EXPECT_NE(logs.out.find("[docker] cannot start the container"), std::string::npos) << logs.out << logs.err;
+
+  std::string owner = "lever.owner=" + fs::canonical(leverd->data_dir()).string();
+  EXPECT_TRUE(WaitUntil([&] { return dockerd->Containers(owner).empty(); }, std::chrono::seconds(10)))
+      << dockerd->Containers(owner).dump();
+  ASSERT_EQ(leverd->DeployTestService(R"({"name":"pafter"})").exit_code, 0);
+  EXPECT_TRUE(client->Service("dev.lever", "pafter").Invoke("Whoami", {}).ok()) << "leverd goes on serving";
+}
+
+// A stop while the container's create is on its way (dockerd stopped): the
+// start is given up once dockerd answers, and the container it made is
+// removed with the instance's socket dir.
+TEST_F(DockerTest, AStopDuringTheStartRemovesTheContainer) {
+  auto leverd = StartLeverd(true);
+  TempDir svc;
+  MakeTestService(svc, R"({"name":"dgone"})");
+  CommandResult deploy_result;
+  std::jthread deploy;  // joined after the thaw below (declared first: destroyed last)
+  FrozenDockerd frozen;
+  deploy = std::jthread([&] { deploy_result = leverd->Lever({"deploy", svc.path()}); });
+  std::string instance;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto in = leverd->Instances("dgone");
+        if (in.size() == 1) instance = in[0].as_map().Find("id")->as_string();
+        return in.size() == 1;
+      },
+      std::chrono::seconds(20)));
+  CommandResult del = leverd->Lever({"env", "delete", "dev.lever"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  ASSERT_TRUE(leverd->WaitForLog("stopping instance " + instance, std::chrono::seconds(10)));
+  frozen.Thaw();
+  ASSERT_TRUE(leverd->WaitForLog("instance " + instance + " stopped", std::chrono::seconds(40)));
+  deploy.join();
+  EXPECT_NE(deploy_result.exit_code, 0) << "its environment was deleted";
+  std::string owner = "lever.owner=" + fs::canonical(leverd->data_dir()).string();
+  EXPECT_TRUE(WaitUntil([&] { return dockerd->Containers(owner).empty(); }, std::chrono::seconds(10)))
+      << dockerd->Containers(owner).dump();
+  EXPECT_FALSE(fs::exists(leverd->data_dir() + "/run/" + instance + ".docker"));
+  EXPECT_FALSE(fs::exists(leverd->data_dir() + "/run/" + instance + ".sock"));
 }
 
 TEST_F(DockerTest, UnreachableDockerdFailsLeverdsStartClearly) {

@@ -1,13 +1,23 @@
 // The "docker" runtime (docs/docker.md): an instance is a container made and
 // watched over the Docker Engine API.
 //
-// Start() (supervisor thread) creates the container, attaches to its output
-// and starts it; then two threads per instance follow it: one copies the
-// attach stream (stdout/stderr, multiplexed) into pipes the supervisor reads
-// like a process's, one waits for the exit (the wait API), inspects it (OOM
-// kills), removes the container and makes exit_fd readable. Signals go
-// through one worker thread per runtime (the kill API), so Signal() never
-// blocks the supervisor's locks.
+// Start() (supervisor thread) makes no API call: it prepares the instance's
+// socket dir, output pipes and exit eventfd, and returns. Each instance has
+// its own thread that creates the container, attaches to its output, starts
+// it and inspects it (its pid), then waits for its exit (the wait API),
+// inspects that (OOM kills), removes the container and makes exit_fd
+// readable; a second thread copies the attach stream (stdout/stderr,
+// multiplexed) into the pipes the supervisor reads like a process's. A
+// create or start that fails is an instance that exited at once with status
+// 127, the reason on its stderr ("[docker] cannot start the container:
+// ..."), so the supervisor fails the calls waiting for it and backs off as
+// for any crash; a slow or stopped dockerd holds up only its own instances.
+// A signal sent before the container runs is held: the start is given up
+// (the container, if made, removed) or, once started, the signal is sent.
+// Signals go through one worker thread per runtime (the kill API), so
+// Signal() never blocks the supervisor's locks. A runtime opened on a
+// service's first start checks dockerd (it answers, leftovers, the image) on
+// that instance's thread too.
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -19,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -44,6 +55,8 @@ using docker::Reply;
 using docker::Request;
 
 constexpr auto kApiTimeout = std::chrono::seconds(30);
+// Removing the container of a start that failed or was given up.
+constexpr auto kCleanupTimeout = std::chrono::seconds(10);
 
 Status Call(const Client& c, std::string method, std::string target, std::string body, Reply* reply,
             std::chrono::milliseconds timeout = kApiTimeout) {
@@ -94,366 +107,6 @@ class Worker {
   bool stop_ = false;
   std::thread thread_;
 };
-
-// What the two threads of an instance and its owner share.
-struct Watch {
-  explicit Watch(std::string socket) : client(std::move(socket)) {}
-  Client client;
-  std::string id;        // the container's
-  std::string dir;       // <run>/<instance>.docker, bind-mounted as /lever/run
-  std::string link;      // <run>/<instance>.sock → <instance>.docker/s.sock, once it exists
-  std::string link_target;
-  int inotify_fd = -1;   // on dir, until the instance's socket appears
-  int64_t ram_mb = 0;
-  docker::Canceller cancel;
-  int attach_fd = -1;
-  std::string attach_rest;
-  bool output_done = false;  // under mu
-  int out_w = -1, err_w = -1;
-  int exit_efd = -1;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  int wait_status = 0;
-};
-
-void WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the reader is gone
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-void BlockSigpipe() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-// The attach stream into the pipes, until the container's output ends.
-void CopyOutput(Watch* w) {
-  BlockSigpipe();
-  docker::StreamDemux demux([w](int stream, std::string_view bytes) { WriteAll(stream == 2 ? w->err_w : w->out_w, bytes); });
-  demux.Feed(w->attach_rest);
-  char buf[16384];
-  while (true) {
-    pollfd p[3] = {{w->attach_fd, POLLIN, 0}, {w->cancel.fd(), POLLIN, 0}, {w->inotify_fd, POLLIN, 0}};
-    if (poll(p, w->inotify_fd >= 0 ? 3 : 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if (p[1].revents & POLLIN) break;
-    if (w->inotify_fd >= 0 && (p[2].revents & POLLIN)) {
-      // The socket exists: link it where the supervisor watches (its
-      // inotify sees the link and probes at once, not after a backoff).
-      alignas(inotify_event) char ev[4096];
-      (void)!read(w->inotify_fd, ev, sizeof ev);
-      struct stat st;
-      if (stat((w->dir + "/s.sock").c_str(), &st) == 0) {
-        (void)!symlink(w->link_target.c_str(), w->link.c_str());
-        close(w->inotify_fd);
-        w->inotify_fd = -1;
-      }
-      continue;
-    }
-    ssize_t n = read(w->attach_fd, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) break;
-    if (!demux.Feed(std::string_view(buf, static_cast<size_t>(n)))) break;
-  }
-  close(w->attach_fd);
-  if (w->inotify_fd >= 0) close(w->inotify_fd);
-  w->inotify_fd = -1;
-  {
-    std::lock_guard lock(w->mu);
-    w->output_done = true;
-  }
-  w->cv.notify_all();
-}
-
-// docker's exit code → a wait(2) status: 128+n is death by signal n (what
-// dockerd reports for a killed process), an OOM kill is SIGKILL.
-int WaitStatusOf(int64_t code, bool oom) {
-  if (oom) return SIGKILL;
-  if (code > 128 && code < 128 + 65) return static_cast<int>(code - 128);
-  return static_cast<int>((code & 0xff) << 8);
-}
-
-// Waits for the exit, then tells the supervisor.
-void AwaitExit(const std::shared_ptr<Watch>& w, std::thread& output) {
-  BlockSigpipe();
-  int64_t code = -1;
-  bool oom = false;
-  std::string error;
-  while (true) {
-    Request r;
-    r.method = "POST";
-    r.target = "/containers/" + w->id + "/wait?condition=not-running";
-    r.timeout = std::chrono::milliseconds(0);
-    Reply reply;
-    Status s = w->client.Do(r, &reply, &w->cancel);
-    if (s.code() == Code::kCancelled) break;
-    if (s.ok()) s = docker::Check(reply, "wait");
-    if (s.ok()) {
-      Json doc = Json::parse(reply.body, nullptr, false);
-      if (doc.is_object() && doc["StatusCode"].is_number_integer()) code = doc["StatusCode"].get<int64_t>();
-      break;
-    }
-    // dockerd restarted or the connection broke: ask again whether it runs.
-    Reply info;
-    if (!Call(w->client, "GET", "/containers/" + w->id + "/json", "", &info).ok() || info.status == 404) {
-      error = s.message();
-      break;
-    }
-  }
-  Reply info;
-  if (Call(w->client, "GET", "/containers/" + w->id + "/json", "", &info).ok() && info.status == 200) {
-    Json doc = Json::parse(info.body, nullptr, false);
-    if (doc.is_object() && doc["State"].is_object()) {
-      const Json& st = doc["State"];
-      if (st["OOMKilled"].is_boolean()) oom = st["OOMKilled"].get<bool>();
-      if (code < 0 && st["ExitCode"].is_number_integer()) code = st["ExitCode"].get<int64_t>();
-    }
-  }
-  // Output ends with the container's; a bound in case dockerd keeps the
-  // stream open.
-  {
-    std::unique_lock lock(w->mu);
-    if (!w->cv.wait_for(lock, std::chrono::seconds(2), [&] { return w->output_done; })) w->cancel.Cancel();
-  }
-  output.join();
-  if (oom) {
-    WriteAll(w->err_w, "[docker] out of memory: the container went past its limit (lever.json ram: " +
-                           std::to_string(w->ram_mb) + " MB) and was killed\n");
-  } else if (!error.empty()) {
-    WriteAll(w->err_w, "[docker] lost the container: " + error + "\n");
-  }
-  close(w->out_w);
-  close(w->err_w);
-  w->out_w = w->err_w = -1;
-  Reply ignored;
-  (void)Call(w->client, "DELETE", "/containers/" + w->id + "?force=1&v=1", "", &ignored);
-  unlink(w->link.c_str());
-  (void)RemoveTree(w->dir);
-  {
-    std::lock_guard lock(w->mu);
-    w->done = true;
-    w->wait_status = WaitStatusOf(code < 0 ? 255 : code, oom);
-  }
-  w->cv.notify_all();
-  uint64_t one = 1;
-  (void)!write(w->exit_efd, &one, sizeof one);
-}
-
-class DockerInstance final : public RunningInstance {
- public:
-  DockerInstance(std::shared_ptr<Watch> w, std::shared_ptr<Worker> worker, int pid, int out_r, int err_r)
-      : w_(std::move(w)), worker_(std::move(worker)), pid_(pid), out_r_(out_r), err_r_(err_r) {
-    output_ = std::thread([w = w_.get()] { CopyOutput(w); });
-    waiter_ = std::thread([w = w_, this] { AwaitExit(w, output_); });
-  }
-  ~DockerInstance() override {
-    std::unique_lock lock(w_->mu);
-    if (!w_->done) {
-      lock.unlock();
-      Reply ignored;
-      (void)Call(w_->client, "POST", "/containers/" + w_->id + "/kill?signal=SIGKILL", "", &ignored,
-                 std::chrono::milliseconds(5000));
-      lock.lock();
-      if (!w_->cv.wait_for(lock, std::chrono::seconds(10), [&] { return w_->done; })) w_->cancel.Cancel();
-    }
-    lock.unlock();
-    waiter_.join();
-    CloseOutput();
-    close(w_->exit_efd);
-  }
-  int pid() const override { return pid_; }
-  int exit_fd() const override { return w_->exit_efd; }
-  int stdout_fd() const override { return out_r_; }
-  int stderr_fd() const override { return err_r_; }
-  void CloseOutput() override {
-    if (out_r_ >= 0) close(out_r_);
-    if (err_r_ >= 0) close(err_r_);
-    out_r_ = err_r_ = -1;
-  }
-  bool Reap(int* wait_status) override {
-    std::lock_guard lock(w_->mu);
-    if (!w_->done) return false;
-    *wait_status = w_->wait_status;
-    return true;
-  }
-  void Signal(int sig) override {
-    {
-      std::lock_guard lock(w_->mu);
-      if (w_->done) return;
-    }
-    const char* name = sigabbrev_np(sig);
-    std::string target = "/containers/" + w_->id + "/kill?signal=" + (name ? std::string("SIG") + name : std::to_string(sig));
-    worker_->Post([w = w_, target] {
-      Reply ignored;
-      (void)Call(w->client, "POST", target, "", &ignored);  // 409 once it is gone: fine
-    });
-  }
-  void Cleanup() override {}
-
- private:
-  std::shared_ptr<Watch> w_;
-  std::shared_ptr<Worker> worker_;
-  int pid_;
-  int out_r_, err_r_;
-  std::thread output_;
-  std::thread waiter_;
-};
-
-class DockerRuntime final : public Runtime {
- public:
-  DockerRuntime(DockerRuntimeOptions options, std::string socket, docker::HostLayout layout)
-      : options_(std::move(options)), socket_(std::move(socket)), layout_(std::move(layout)),
-        worker_(std::make_shared<Worker>()) {}
-  const char* name() const override { return "docker"; }
-  Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override;
-
- private:
-  Status Resolve(const InstanceSpec& spec, std::vector<std::string>* argv) const;
-  const DockerRuntimeOptions options_;
-  const std::string socket_;
-  const docker::HostLayout layout_;
-  std::shared_ptr<Worker> worker_;
-};
-
-Status DockerRuntime::Resolve(const InstanceSpec& spec, std::vector<std::string>* argv) const {
-  for (const auto& [entry, runner, flag] :
-       {std::tuple{spec.config.js_entry, options_.lever_serve, "--js-runner"},
-        std::tuple{spec.config.py_entry, options_.lever_serve_py, "--py-runner"}}) {
-    if (entry.empty()) continue;
-    if (runner.empty()) {
-      return Status(Code::kFailedPrecondition,
-                    std::string("service needs a language runner and none is configured (leverd ") + flag + ")");
-    }
-    *argv = {runner, entry};
-    return Status::Ok();
-  }
-  if (spec.config.entry.empty() || spec.config.entry[0].empty()) return InvalidArgument("lever.json entry is empty");
-  const std::string& cmd = spec.config.entry[0];
-  // The code dir is the container's working dir: ./serve is there.
-  if (cmd.find('/') != std::string::npos && cmd[0] != '/') {
-    std::string exe = spec.code_dir + "/" + cmd;
-    if (access(exe.c_str(), X_OK) != 0) {
-      return Status(Code::kFailedPrecondition, "entry " + cmd + ": " + std::strerror(errno));
-    }
-  }
-  *argv = spec.config.entry;
-  return Status::Ok();
-}
-
-Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) {
-  std::vector<std::string> argv;
-  if (Status s = Resolve(spec, &argv); !s.ok()) return s;
-  auto w = std::make_shared<Watch>(socket_);
-  w->ram_mb = spec.config.ram_mb;
-  w->dir = options_.run_dir + "/" + spec.instance_id + ".docker";
-  w->link = spec.listen_path;
-  docker::User user = docker::ContainerUser(options_.user);
-  if (mkdir(w->dir.c_str(), 0700) != 0) return ErrnoStatus("mkdir " + w->dir, errno);
-  if (geteuid() == 0 && chown(w->dir.c_str(), user.uid, user.gid) != 0) {
-    Status s = ErrnoStatus("chown " + w->dir, errno);
-    rmdir(w->dir.c_str());
-    return s;
-  }
-  unlink(w->link.c_str());
-  w->link_target = spec.instance_id + ".docker/s.sock";
-  w->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (w->inotify_fd < 0 || inotify_add_watch(w->inotify_fd, w->dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
-    Status s = ErrnoStatus("inotify " + w->dir, errno);
-    if (w->inotify_fd >= 0) close(w->inotify_fd);
-    rmdir(w->dir.c_str());
-    return s;
-  }
-  std::string gateway;
-  if (spec.internal_gateway.starts_with("unix:")) {
-    gateway = spec.internal_gateway.substr(5);
-    // The container's user connects to it (connect needs write permission).
-    if (geteuid() == 0 && user.uid != 0) chmod(gateway.c_str(), 0777);
-  }
-
-  docker::ContainerSpec cs;
-  cs.image = options_.image;
-  cs.argv = argv;
-  cs.env = InstanceEnvironment(spec, options_.path, "unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
-                               gateway.empty() ? "" : "unix:" + std::string(docker::kContainerGateway));
-  cs.user = user.spec;
-  cs.code_dir = spec.code_dir;
-  cs.run_dir = w->dir;
-  cs.gateway_socket = gateway;
-  cs.host_mounts = layout_.mounts;
-  for (const std::string& runner : {options_.lever_serve, options_.lever_serve_py}) {
-    if (!runner.empty()) cs.host_mounts.push_back(docker::RunnerTree(runner));
-  }
-  for (const std::string& m : options_.mounts) cs.host_mounts.push_back(m);
-  cs.network = options_.network;
-  cs.memory_bytes = spec.config.ram_mb * 1000 * 1000;
-  cs.pids_limit = options_.max_pids;
-  cs.labels = {{docker::kOwnerLabel, options_.owner},
-               {"lever.env", spec.env},
-               {"lever.service", spec.service},
-               {"lever.version", std::to_string(spec.version)},
-               {"lever.instance", spec.instance_id}};
-
-  auto fail = [&](Status s) {
-    if (!w->id.empty()) {
-      Reply ignored;
-      (void)Call(w->client, "DELETE", "/containers/" + w->id + "?force=1&v=1", "", &ignored);
-    }
-    if (w->attach_fd >= 0) close(w->attach_fd);
-    close(w->inotify_fd);
-    unlink(w->link.c_str());
-    (void)RemoveTree(w->dir);
-    return Status(s.code(), "docker: " + s.message());
-  };
-  Reply reply;
-  Status s = Call(w->client, "POST", "/containers/create?name=lever-" + spec.instance_id, docker::CreateBody(cs).dump(),
-                  &reply);
-  if (s.ok()) s = docker::Check(reply, "create container");
-  if (s.ok()) {
-    Json doc = Json::parse(reply.body, nullptr, false);
-    if (doc.is_object() && doc["Id"].is_string()) w->id = doc["Id"].get<std::string>();
-    if (w->id.empty()) s = Status(Code::kUnavailable, "create container: no Id in dockerd's reply");
-  }
-  if (!s.ok()) return fail(s);
-  Request attach;
-  attach.method = "POST";
-  attach.target = "/containers/" + w->id + "/attach?stream=1&stdout=1&stderr=1";
-  attach.timeout = std::chrono::seconds(10);
-  if (s = w->client.Hijack(attach, &w->attach_fd, &w->attach_rest); !s.ok()) return fail(s);
-  if (s = Call(w->client, "POST", "/containers/" + w->id + "/start", "", &reply); s.ok()) {
-    s = docker::Check(reply, "start container");
-  }
-  if (!s.ok()) return fail(s);
-  int pid = 0;
-  if (Call(w->client, "GET", "/containers/" + w->id + "/json", "", &reply).ok() && reply.status == 200) {
-    Json doc = Json::parse(reply.body, nullptr, false);
-    if (doc.is_object() && doc["State"].is_object() && doc["State"]["Pid"].is_number_integer()) {
-      pid = doc["State"]["Pid"].get<int>();
-    }
-  }
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return fail(ErrnoStatus("pipe", errno));
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return fail(ErrnoStatus("pipe", errno));
-  }
-  w->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
-  fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
-  w->out_w = out_pipe[1];
-  w->err_w = err_pipe[1];
-  *out = std::make_unique<DockerInstance>(w, worker_, pid, out_pipe[0], err_pipe[0]);
-  return Status::Ok();
-}
 
 // Appends to a std::string (libarchive's write callback).
 la_ssize_t AppendTo(struct archive*, void* data, const void* buf, size_t n) {
@@ -529,23 +182,506 @@ Status RemoveLeftovers(const Client& client, const std::string& owner, int* remo
   return Status::Ok();
 }
 
+// What the runtime checks of dockerd before its first container: that it
+// answers, that the containers an earlier run of this leverd left are gone,
+// that the image exists. Once: when the runtime opens (as leverd's default:
+// a failure fails leverd's start), or, for a runtime opened on a service's
+// first start, on the thread of each instance that starts until it succeeds
+// (a failure is that instance's exit). Until then no container is created,
+// so the leftovers removed are never this run's.
+class Checks {
+ public:
+  Checks(std::string socket, DockerRuntimeOptions options, docker::HostLayout layout)
+      : client_(std::move(socket)), options_(std::move(options)), layout_(std::move(layout)) {}
+  Status Ensure(std::chrono::milliseconds version_timeout) {
+    std::lock_guard lock(mu_);
+    if (done_) return Status::Ok();
+    Reply reply;
+    Status s = Call(client_, "GET", "/version", "", &reply, version_timeout);
+    if (s.ok()) s = docker::Check(reply, "version");
+    if (!s.ok()) {
+      return Status(Code::kUnavailable, "dockerd at " + options_.host + " does not answer (" + s.message() +
+                                            "); start it, or pass --docker-host unix:///path/to/docker.sock");
+    }
+    int removed = 0;
+    if (!options_.owner.empty()) {
+      if (s = RemoveLeftovers(client_, options_.owner, &removed); !s.ok()) return s;
+    }
+    if (s = EnsureImage(client_, options_.image, layout_); !s.ok()) return s;
+    done_ = true;
+    return Status::Ok();
+  }
+
+ private:
+  const Client client_;
+  const DockerRuntimeOptions options_;
+  const docker::HostLayout layout_;
+  std::mutex mu_;  // held across the checks: a second start waits for the first's
+  bool done_ = false;
+};
+
+// What the threads of an instance and its owner share.
+struct Watch {
+  explicit Watch(std::string socket) : client(std::move(socket)) {}
+  Client client;
+  std::shared_ptr<Checks> checks;
+  std::string name;         // lever-<instance id>
+  std::string create_body;  // POST /containers/create
+  std::string id;           // the container's, once created; written before `started`
+  bool maybe_created = false;  // the create got no answer: it may exist by its name
+  std::string dir;          // <run>/<instance>.docker, bind-mounted as /lever/run
+  std::string link;         // <run>/<instance>.sock → <instance>.docker/s.sock, once it exists
+  std::string link_target;
+  int inotify_fd = -1;      // on dir, until the instance's socket appears
+  int64_t ram_mb = 0;
+  docker::Canceller cancel;
+  int attach_fd = -1;
+  std::string attach_rest;
+  int out_w = -1, err_w = -1;
+  int exit_efd = -1;
+  std::atomic<int> pid{0};  // once inspected after the start
+  std::mutex mu;
+  std::condition_variable cv;
+  bool output_done = false;  // under mu
+  bool started = false;      // under mu: the start call succeeded; signals go to the kill API
+  int held_signal = 0;       // under mu: one sent before that (SIGKILL wins)
+  bool done = false;         // under mu, with wait_status
+  int wait_status = 0;
+};
+
+void WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the reader is gone
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void BlockSigpipe() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::string KillTarget(const std::string& id, int sig) {
+  const char* name = sigabbrev_np(sig);
+  return "/containers/" + id + "/kill?signal=" + (name ? std::string("SIG") + name : std::to_string(sig));
+}
+
+// The instance's exit, for the supervisor.
+void Finish(Watch* w, int wait_status) {
+  {
+    std::lock_guard lock(w->mu);
+    w->done = true;
+    w->wait_status = wait_status;
+  }
+  w->cv.notify_all();
+  uint64_t one = 1;
+  (void)!write(w->exit_efd, &one, sizeof one);
+}
+
+// The attach stream into the pipes, until the container's output ends.
+void CopyOutput(Watch* w) {
+  BlockSigpipe();
+  docker::StreamDemux demux([w](int stream, std::string_view bytes) { WriteAll(stream == 2 ? w->err_w : w->out_w, bytes); });
+  demux.Feed(w->attach_rest);
+  char buf[16384];
+  while (true) {
+    pollfd p[3] = {{w->attach_fd, POLLIN, 0}, {w->cancel.fd(), POLLIN, 0}, {w->inotify_fd, POLLIN, 0}};
+    if (poll(p, w->inotify_fd >= 0 ? 3 : 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[1].revents & POLLIN) break;
+    if (w->inotify_fd >= 0 && (p[2].revents & POLLIN)) {
+      // The socket exists: link it where the supervisor watches (its
+      // inotify sees the link and probes at once, not after a backoff).
+      alignas(inotify_event) char ev[4096];
+      (void)!read(w->inotify_fd, ev, sizeof ev);
+      struct stat st;
+      if (stat((w->dir + "/s.sock").c_str(), &st) == 0) {
+        (void)!symlink(w->link_target.c_str(), w->link.c_str());
+        close(w->inotify_fd);
+        w->inotify_fd = -1;
+      }
+      continue;
+    }
+    ssize_t n = read(w->attach_fd, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;
+    if (!demux.Feed(std::string_view(buf, static_cast<size_t>(n)))) break;
+  }
+  close(w->attach_fd);
+  w->attach_fd = -1;
+  if (w->inotify_fd >= 0) close(w->inotify_fd);
+  w->inotify_fd = -1;
+  {
+    std::lock_guard lock(w->mu);
+    w->output_done = true;
+  }
+  w->cv.notify_all();
+}
+
+// docker's exit code → a wait(2) status: 128+n is death by signal n (what
+// dockerd reports for a killed process), an OOM kill is SIGKILL.
+int WaitStatusOf(int64_t code, bool oom) {
+  if (oom) return SIGKILL;
+  if (code > 128 && code < 128 + 65) return static_cast<int>(code - 128);
+  return static_cast<int>((code & 0xff) << 8);
+}
+
+// An exchange of the start, which the instance's destructor can cancel.
+Status Do(Watch* w, std::string method, std::string target, std::string body, Reply* reply) {
+  Request r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.timeout = kApiTimeout;
+  return w->client.Do(r, reply, &w->cancel);
+}
+
+enum class Launched { kRunning, kFailed, kGivenUp };
+
+// Checks dockerd (once per runtime), creates, attaches to and starts the
+// container: kRunning; kFailed with *error; or kGivenUp when a signal came
+// before the start (*signal), the container not started.
+Launched Launch(Watch* w, std::string* error, int* signal) {
+  auto failed = [&](const Status& s) {
+    *error = s.message().empty() ? "dockerd gave no reason" : s.message();
+    return Launched::kFailed;
+  };
+  auto held = [&] {
+    std::lock_guard lock(w->mu);
+    *signal = w->held_signal;
+    return *signal != 0;
+  };
+  if (Status s = w->checks->Ensure(kApiTimeout); !s.ok()) return failed(s);
+  if (held()) return Launched::kGivenUp;
+  Reply reply;
+  Status s = Do(w, "POST", "/containers/create?name=" + w->name, w->create_body, &reply);
+  if (!s.ok()) w->maybe_created = true;  // sent, maybe acted on, no answer
+  if (s.ok()) s = docker::Check(reply, "create container");
+  if (s.ok()) {
+    Json doc = Json::parse(reply.body, nullptr, false);
+    if (doc.is_object() && doc["Id"].is_string()) w->id = doc["Id"].get<std::string>();
+    if (w->id.empty()) s = Status(Code::kUnavailable, "create container: no Id in dockerd's reply");
+  }
+  if (!s.ok()) return failed(s);
+  if (held()) return Launched::kGivenUp;
+  Request attach;
+  attach.method = "POST";
+  attach.target = "/containers/" + w->id + "/attach?stream=1&stdout=1&stderr=1";
+  attach.timeout = std::chrono::seconds(10);
+  if (s = w->client.Hijack(attach, &w->attach_fd, &w->attach_rest, &w->cancel); !s.ok()) return failed(s);
+  if (held()) return Launched::kGivenUp;
+  s = Do(w, "POST", "/containers/" + w->id + "/start", "", &reply);
+  if (s.ok()) s = docker::Check(reply, "start container");
+  if (!s.ok()) return failed(s);
+  {
+    std::lock_guard lock(w->mu);
+    w->started = true;
+    *signal = w->held_signal;  // came while the start was on its way
+  }
+  if (*signal != 0) (void)Do(w, "POST", KillTarget(w->id, *signal), "", &reply);
+  if (Do(w, "GET", "/containers/" + w->id + "/json", "", &reply).ok() && reply.status == 200) {
+    Json doc = Json::parse(reply.body, nullptr, false);
+    if (doc.is_object() && doc["State"].is_object() && doc["State"]["Pid"].is_number_integer()) {
+      w->pid.store(doc["State"]["Pid"].get<int>(), std::memory_order_release);
+    }
+  }
+  return Launched::kRunning;
+}
+
+// A start that failed or was given up leaves nothing behind, and looks like
+// an instance that exited at once: status 127 with the reason on stderr, or
+// killed by the signal that came first.
+void Abandon(Watch* w, const std::string& error, int signal) {
+  if (w->attach_fd >= 0) close(w->attach_fd);
+  w->attach_fd = -1;
+  if (w->inotify_fd >= 0) close(w->inotify_fd);
+  w->inotify_fd = -1;
+  std::string container = !w->id.empty() ? w->id : w->maybe_created ? w->name : "";
+  if (!container.empty()) {
+    Reply ignored;
+    (void)Call(w->client, "DELETE", "/containers/" + container + "?force=1&v=1", "", &ignored, kCleanupTimeout);
+  }
+  if (!error.empty()) WriteAll(w->err_w, "[docker] cannot start the container: " + error + "\n");
+  close(w->out_w);
+  close(w->err_w);
+  w->out_w = w->err_w = -1;
+  unlink(w->link.c_str());
+  (void)RemoveTree(w->dir);
+  Finish(w, error.empty() ? signal : 127 << 8);
+}
+
+// Waits for the exit of a running container, then tells the supervisor.
+void AwaitExit(Watch* w, std::thread& output) {
+  int64_t code = -1;
+  bool oom = false;
+  std::string error;
+  while (true) {
+    Request r;
+    r.method = "POST";
+    r.target = "/containers/" + w->id + "/wait?condition=not-running";
+    r.timeout = std::chrono::milliseconds(0);
+    Reply reply;
+    Status s = w->client.Do(r, &reply, &w->cancel);
+    if (s.code() == Code::kCancelled) break;
+    if (s.ok()) s = docker::Check(reply, "wait");
+    if (s.ok()) {
+      Json doc = Json::parse(reply.body, nullptr, false);
+      if (doc.is_object() && doc["StatusCode"].is_number_integer()) code = doc["StatusCode"].get<int64_t>();
+      break;
+    }
+    // dockerd restarted or the connection broke: ask again whether it runs.
+    Reply info;
+    if (!Call(w->client, "GET", "/containers/" + w->id + "/json", "", &info).ok() || info.status == 404) {
+      error = s.message();
+      break;
+    }
+  }
+  Reply info;
+  if (Call(w->client, "GET", "/containers/" + w->id + "/json", "", &info).ok() && info.status == 200) {
+    Json doc = Json::parse(info.body, nullptr, false);
+    if (doc.is_object() && doc["State"].is_object()) {
+      const Json& st = doc["State"];
+      if (st["OOMKilled"].is_boolean()) oom = st["OOMKilled"].get<bool>();
+      if (code < 0 && st["ExitCode"].is_number_integer()) code = st["ExitCode"].get<int64_t>();
+    }
+  }
+  // Output ends with the container's; a bound in case dockerd keeps the
+  // stream open.
+  {
+    std::unique_lock lock(w->mu);
+    if (!w->cv.wait_for(lock, std::chrono::seconds(2), [&] { return w->output_done; })) w->cancel.Cancel();
+  }
+  output.join();
+  if (oom) {
+    WriteAll(w->err_w, "[docker] out of memory: the container went past its limit (lever.json ram: " +
+                           std::to_string(w->ram_mb) + " MB) and was killed\n");
+  } else if (!error.empty()) {
+    WriteAll(w->err_w, "[docker] lost the container: " + error + "\n");
+  }
+  close(w->out_w);
+  close(w->err_w);
+  w->out_w = w->err_w = -1;
+  Reply ignored;
+  (void)Call(w->client, "DELETE", "/containers/" + w->id + "?force=1&v=1", "", &ignored);
+  unlink(w->link.c_str());
+  (void)RemoveTree(w->dir);
+  Finish(w, WaitStatusOf(code < 0 ? 255 : code, oom));
+}
+
+// The instance's own thread: the start, then the wait for its exit.
+void Run(const std::shared_ptr<Watch>& w) {
+  BlockSigpipe();
+  std::string error;
+  int signal = 0;
+  Launched l = Launch(w.get(), &error, &signal);
+  if (l != Launched::kRunning) {
+    Abandon(w.get(), l == Launched::kFailed ? error : "", signal);
+    return;
+  }
+  std::thread output([w = w.get()] { CopyOutput(w); });
+  AwaitExit(w.get(), output);
+}
+
+class DockerInstance final : public RunningInstance {
+ public:
+  DockerInstance(std::shared_ptr<Watch> w, std::shared_ptr<Worker> worker, int out_r, int err_r)
+      : w_(std::move(w)), worker_(std::move(worker)), out_r_(out_r), err_r_(err_r) {
+    thread_ = std::thread([w = w_] { Run(w); });
+  }
+  ~DockerInstance() override {
+    std::unique_lock lock(w_->mu);
+    if (!w_->done) {
+      bool started = w_->started;
+      if (!started) w_->held_signal = SIGKILL;  // the start gives up at its next step
+      lock.unlock();
+      if (started) {
+        Reply ignored;
+        Request r;
+        r.method = "POST";
+        r.target = KillTarget(w_->id, SIGKILL);
+        r.timeout = std::chrono::milliseconds(5000);
+        (void)w_->client.Do(r, &ignored);
+      }
+      lock.lock();
+      if (!w_->cv.wait_for(lock, std::chrono::seconds(10), [&] { return w_->done; })) w_->cancel.Cancel();
+    }
+    lock.unlock();
+    thread_.join();
+    CloseOutput();
+    close(w_->exit_efd);
+  }
+  int pid() const override { return w_->pid.load(std::memory_order_acquire); }
+  int exit_fd() const override { return w_->exit_efd; }
+  int stdout_fd() const override { return out_r_; }
+  int stderr_fd() const override { return err_r_; }
+  void CloseOutput() override {
+    if (out_r_ >= 0) close(out_r_);
+    if (err_r_ >= 0) close(err_r_);
+    out_r_ = err_r_ = -1;
+  }
+  bool Reap(int* wait_status) override {
+    std::lock_guard lock(w_->mu);
+    if (!w_->done) return false;
+    *wait_status = w_->wait_status;
+    return true;
+  }
+  void Signal(int sig) override {
+    std::string target;
+    {
+      std::lock_guard lock(w_->mu);
+      if (w_->done) return;
+      if (!w_->started) {
+        // The start sees it before its next API call (or after the start).
+        if (w_->held_signal != SIGKILL) w_->held_signal = sig;
+        return;
+      }
+      target = KillTarget(w_->id, sig);
+    }
+    worker_->Post([w = w_, target] {
+      Reply ignored;
+      (void)Call(w->client, "POST", target, "", &ignored);  // 409 once it is gone: fine
+    });
+  }
+  void Cleanup() override {}
+
+ private:
+  std::shared_ptr<Watch> w_;
+  std::shared_ptr<Worker> worker_;
+  int out_r_, err_r_;
+  std::thread thread_;
+};
+
+class DockerRuntime final : public Runtime {
+ public:
+  DockerRuntime(DockerRuntimeOptions options, std::string socket, docker::HostLayout layout,
+                std::shared_ptr<Checks> checks)
+      : options_(std::move(options)), socket_(std::move(socket)), layout_(std::move(layout)),
+        checks_(std::move(checks)), worker_(std::make_shared<Worker>()) {}
+  const char* name() const override { return "docker"; }
+  Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override;
+
+ private:
+  Status Resolve(const InstanceSpec& spec, std::vector<std::string>* argv) const;
+  const DockerRuntimeOptions options_;
+  const std::string socket_;
+  const docker::HostLayout layout_;
+  const std::shared_ptr<Checks> checks_;
+  std::shared_ptr<Worker> worker_;
+};
+
+Status DockerRuntime::Resolve(const InstanceSpec& spec, std::vector<std::string>* argv) const {
+  for (const auto& [entry, runner, flag] :
+       {std::tuple{spec.config.js_entry, options_.lever_serve, "--js-runner"},
+        std::tuple{spec.config.py_entry, options_.lever_serve_py, "--py-runner"}}) {
+    if (entry.empty()) continue;
+    if (runner.empty()) {
+      return Status(Code::kFailedPrecondition,
+                    std::string("service needs a language runner and none is configured (leverd ") + flag + ")");
+    }
+    *argv = {runner, entry};
+    return Status::Ok();
+  }
+  if (spec.config.entry.empty() || spec.config.entry[0].empty()) return InvalidArgument("lever.json entry is empty");
+  const std::string& cmd = spec.config.entry[0];
+  // The code dir is the container's working dir: ./serve is there.
+  if (cmd.find('/') != std::string::npos && cmd[0] != '/') {
+    std::string exe = spec.code_dir + "/" + cmd;
+    if (access(exe.c_str(), X_OK) != 0) {
+      return Status(Code::kFailedPrecondition, "entry " + cmd + ": " + std::strerror(errno));
+    }
+  }
+  *argv = spec.config.entry;
+  return Status::Ok();
+}
+
+// No API call here (the supervisor's thread): local checks and set-up only.
+Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) {
+  std::vector<std::string> argv;
+  if (Status s = Resolve(spec, &argv); !s.ok()) return s;
+  auto w = std::make_shared<Watch>(socket_);
+  w->checks = checks_;
+  w->name = "lever-" + spec.instance_id;
+  w->ram_mb = spec.config.ram_mb;
+  w->dir = options_.run_dir + "/" + spec.instance_id + ".docker";
+  w->link = spec.listen_path;
+  docker::User user = docker::ContainerUser(options_.user);
+  if (mkdir(w->dir.c_str(), 0700) != 0) return ErrnoStatus("mkdir " + w->dir, errno);
+  if (geteuid() == 0 && chown(w->dir.c_str(), user.uid, user.gid) != 0) {
+    Status s = ErrnoStatus("chown " + w->dir, errno);
+    rmdir(w->dir.c_str());
+    return s;
+  }
+  unlink(w->link.c_str());
+  w->link_target = spec.instance_id + ".docker/s.sock";
+  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  auto fail = [&](Status s) {
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], w->inotify_fd, w->exit_efd}) {
+      if (fd >= 0) close(fd);
+    }
+    rmdir(w->dir.c_str());
+    return s;
+  };
+  w->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (w->inotify_fd < 0 || inotify_add_watch(w->inotify_fd, w->dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+    return fail(ErrnoStatus("inotify " + w->dir, errno));
+  }
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return fail(ErrnoStatus("pipe", errno));
+  w->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (w->exit_efd < 0) return fail(ErrnoStatus("eventfd", errno));
+  std::string gateway;
+  if (spec.internal_gateway.starts_with("unix:")) {
+    gateway = spec.internal_gateway.substr(5);
+    // The container's user connects to it (connect needs write permission).
+    if (geteuid() == 0 && user.uid != 0) chmod(gateway.c_str(), 0777);
+  }
+
+  docker::ContainerSpec cs;
+  cs.image = options_.image;
+  cs.argv = argv;
+  cs.env = InstanceEnvironment(spec, options_.path, "unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
+                               gateway.empty() ? "" : "unix:" + std::string(docker::kContainerGateway));
+  cs.user = user.spec;
+  cs.code_dir = spec.code_dir;
+  cs.run_dir = w->dir;
+  cs.gateway_socket = gateway;
+  cs.host_mounts = layout_.mounts;
+  for (const std::string& runner : {options_.lever_serve, options_.lever_serve_py}) {
+    if (!runner.empty()) cs.host_mounts.push_back(docker::RunnerTree(runner));
+  }
+  for (const std::string& m : options_.mounts) cs.host_mounts.push_back(m);
+  cs.network = options_.network;
+  cs.memory_bytes = spec.config.ram_mb * 1000 * 1000;
+  cs.pids_limit = options_.max_pids;
+  cs.labels = {{docker::kOwnerLabel, options_.owner},
+               {"lever.env", spec.env},
+               {"lever.service", spec.service},
+               {"lever.version", std::to_string(spec.version)},
+               {"lever.instance", spec.instance_id}};
+  w->create_body = docker::CreateBody(cs).dump();
+
+  fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+  fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
+  w->out_w = out_pipe[1];
+  w->err_w = err_pipe[1];
+  *out = std::make_unique<DockerInstance>(w, worker_, out_pipe[0], err_pipe[0]);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status NewDockerRuntime(const DockerRuntimeOptions& options, RuntimePtr* out) {
   std::string socket;
   if (Status s = docker::ParseDockerHost(options.host, &socket); !s.ok()) return s;
-  Client client(socket);
-  Reply reply;
-  Status s = Call(client, "GET", "/version", "", &reply, std::chrono::seconds(10));
-  if (s.ok()) s = docker::Check(reply, "version");
-  if (!s.ok()) {
-    return Status(Code::kUnavailable, "dockerd at " + options.host + " does not answer (" + s.message() +
-                                          "); start it, or pass --docker-host unix:///path/to/docker.sock");
-  }
   docker::HostLayout layout = docker::ReadHostLayout("/");
-  int removed = 0;
-  if (!options.owner.empty()) {
-    if (s = RemoveLeftovers(client, options.owner, &removed); !s.ok()) return s;
+  auto checks = std::make_shared<Checks>(socket, options, layout);
+  if (!options.check_on_first_start) {
+    if (Status s = checks->Ensure(std::chrono::seconds(10)); !s.ok()) return s;
   }
   if (!options.run_dir.empty()) {
     // Socket dirs of an earlier run's containers.
@@ -557,8 +693,7 @@ Status NewDockerRuntime(const DockerRuntimeOptions& options, RuntimePtr* out) {
       closedir(d);
     }
   }
-  if (s = EnsureImage(client, options.image, layout); !s.ok()) return s;
-  *out = std::make_shared<DockerRuntime>(options, socket, std::move(layout));
+  *out = std::make_shared<DockerRuntime>(options, socket, std::move(layout), std::move(checks));
   return Status::Ok();
 }
 

@@ -43,6 +43,14 @@ struct DockerRuntimeOptions {
   std::string path = "/usr/local/bin:/usr/bin:/bin";
   // pids limit (HostConfig.PidsLimit). Default 512.
   int64_t max_pids = 512;
+  // false (default): NewDockerRuntime checks dockerd at once (it answers,
+  // this leverd's leftover containers, the image) and fails if it cannot.
+  // true: it makes no API call; the checks run on the thread of the first
+  // instance that starts (again on later starts until they pass), and a
+  // failure is that instance's exit. Set by the runtime registry
+  // (runtimes.cc) for a runtime opened on a service's first start, which
+  // happens on the supervisor's thread.
+  bool check_on_first_start = false;
 };
 
 }  // namespace lever::host

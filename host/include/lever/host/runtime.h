@@ -47,6 +47,8 @@ std::vector<std::string> RunnerEnvironment(std::string_view language, const std:
 class RunningInstance {
  public:
   virtual ~RunningInstance() = default;
+  // 0 until known: a container's once dockerd has started it (its start
+  // goes on after Runtime::Start returned).
   virtual int pid() const = 0;
   // Readable (EPOLLIN) once the instance has exited; owned by this object.
   virtual int exit_fd() const = 0;
@@ -82,8 +84,11 @@ struct ParkedProcess {
 class Runtime {
  public:
   virtual ~Runtime() = default;
-  // Thread contract: called from the supervisor thread only. Fails with a
-  // clear message (e.g. the entry's executable is missing).
+  // Thread contract: called from the supervisor thread only; returns at
+  // once, never waiting on anything outside this machine's kernel (a docker
+  // instance's create and start go on on its own thread, and a failure there
+  // is an exit, status 127, its reason on the instance's stderr). Fails with
+  // a clear message (e.g. the entry's executable is missing).
   virtual Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) = 0;
   // "process", "docker": for logs and listings.
   virtual const char* name() const = 0;
