@@ -1,9 +1,11 @@
 // The relay's public h2c path on arbitrary frame sequences: one in-process
 // gateway (one worker, short SETTINGS/idle timeouts) in front of the
 // in-process echo instance. Each input is a list of frames sent after the
-// client preface on a fresh TCP connection, then the client half-closes and
-// reads until leverd closes. After every input the relay must hold no
-// stream and no client connection (bounded wait), or the fuzzer aborts.
+// client preface on a fresh connection (one end of a socketpair, which the
+// gateway adopts as if its public port had accepted it: sniffer, caps,
+// relay; no TCP handshake), then the client half-closes and reads until
+// leverd closes. After every input the relay must hold no stream and no
+// client connection (bounded wait), or the fuzzer aborts.
 //
 // Input: records of [type][flags][stream][len hi][len lo] + len payload
 // bytes. type is taken mod 10 (DATA .. CONTINUATION); stream 0..255 is the
@@ -11,25 +13,23 @@
 // replaced by a valid request header block for the echo service (so the
 // fuzzer reaches routing and the instance), 0xfe by one with an unknown
 // service.
-#include <arpa/inet.h>
 #include <cerrno>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <thread>
+#include <string_view>
 
 #include "echo_service.h"
 #include "fixed_backend.h"
+#include "io.h"
 #include "lever/gateway/gateway.h"
 #include "lever/host/router.h"
 
@@ -49,32 +49,6 @@ class FuzzRouter final : public host::Router {
  private:
   std::shared_ptr<gateway::testing::FixedBackend> echo_;
 };
-
-struct World {
-  std::string dir;
-  gateway::testing::EchoServer echo;
-  std::unique_ptr<gateway::Gateway> gateway;
-  World() {
-    dir = (std::filesystem::temp_directory_path() / ("lever-h2fuzz-" + std::to_string(getpid()))).string();
-    std::filesystem::create_directories(dir);
-    if (!echo.Start("unix:" + dir + "/echo.sock")) std::abort();
-    gateway::GatewayOptions o;
-    o.listen = "127.0.0.1:0";
-    o.workers = 1;
-    o.sniff_timeout = std::chrono::milliseconds(500);
-    o.client_settings_timeout = std::chrono::milliseconds(500);
-    o.client_idle_timeout = std::chrono::milliseconds(500);
-    o.client_write_timeout = std::chrono::milliseconds(500);
-    gateway = std::make_unique<gateway::Gateway>(
-        o, std::make_shared<FuzzRouter>(std::make_shared<gateway::testing::FixedBackend>("unix:" + dir + "/echo.sock")));
-    if (!gateway->Start().ok()) std::abort();
-  }
-};
-
-World& TheWorld() {
-  static World* w = new World;  // lives for the process
-  return *w;
-}
 
 void AppendLiteral(std::string* out, std::string_view name, std::string_view value) {
   out->push_back('\0');  // literal, never indexed
@@ -96,16 +70,43 @@ std::string RequestBlock(bool known) {
   return b;
 }
 
-std::string Frame(uint8_t type, uint8_t flags, uint32_t sid, const std::string& payload) {
-  std::string f;
+struct World {
+  std::string dir;
+  std::string known_block = RequestBlock(true);
+  std::string unknown_block = RequestBlock(false);
+  gateway::testing::EchoServer echo;
+  std::unique_ptr<gateway::Gateway> gateway;
+  World() {
+    dir = (std::filesystem::temp_directory_path() / ("lever-h2fuzz-" + std::to_string(getpid()))).string();
+    std::filesystem::create_directories(dir);
+    // The callback echo (unary echo only, all the fuzzer calls): the sync
+    // server's thread churn cost more than the relay under ASan.
+    if (!echo.Start("unix:" + dir + "/echo.sock", /*callback=*/true)) std::abort();
+    gateway::GatewayOptions o;
+    o.listen = "127.0.0.1:0";
+    o.workers = 1;
+    o.sniff_timeout = std::chrono::milliseconds(500);
+    o.client_settings_timeout = std::chrono::milliseconds(500);
+    o.client_idle_timeout = std::chrono::milliseconds(500);
+    o.client_write_timeout = std::chrono::milliseconds(500);
+    gateway = std::make_unique<gateway::Gateway>(
+        o, std::make_shared<FuzzRouter>(std::make_shared<gateway::testing::FixedBackend>("unix:" + dir + "/echo.sock")));
+    if (!gateway->Start().ok()) std::abort();
+  }
+};
+
+World& TheWorld() {
+  static World* w = new World;  // lives for the process
+  return *w;
+}
+
+void AppendFrame(std::string* out, uint8_t type, uint8_t flags, uint32_t sid, std::string_view payload) {
   size_t n = payload.size();
-  f.push_back(static_cast<char>(n >> 16));
-  f.push_back(static_cast<char>(n >> 8));
-  f.push_back(static_cast<char>(n));
-  f.push_back(static_cast<char>(type));
-  f.push_back(static_cast<char>(flags));
-  for (int shift = 24; shift >= 0; shift -= 8) f.push_back(static_cast<char>(sid >> shift));
-  return f + payload;
+  char head[9] = {static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n),
+                  static_cast<char>(type),    static_cast<char>(flags),  static_cast<char>(sid >> 24),
+                  static_cast<char>(sid >> 16), static_cast<char>(sid >> 8), static_cast<char>(sid)};
+  out->append(head, sizeof head);
+  out->append(payload);
 }
 
 // poll() for `events` until `deadline`: > 0 ready, 0 timed out, < 0 error.
@@ -144,28 +145,28 @@ bool SendAll(int fd, const std::string& data) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   World& w = TheWorld();
-  std::string out = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-  out += Frame(4, 0, 0, "");  // SETTINGS
+  static std::string out;  // reused: its capacity stays
+  out.assign("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  AppendFrame(&out, 4, 0, 0, {});  // SETTINGS
   size_t at = 0;
   while (at + 5 <= size && out.size() < (1u << 20)) {
     uint8_t type = data[at] % 10, flags = data[at + 1], sid = data[at + 2];
     size_t len = (size_t{data[at + 3]} << 8) | data[at + 4];
     at += 5;
     len = std::min(len, size - at);
-    std::string payload(reinterpret_cast<const char*>(data + at), len);
+    std::string_view payload(reinterpret_cast<const char*>(data + at), len);
     at += len;
     if ((type == 1 || type == 9) && !payload.empty() && static_cast<uint8_t>(payload[0]) >= 0xfe) {
-      payload = RequestBlock(static_cast<uint8_t>(payload[0]) == 0xff);
+      payload = static_cast<uint8_t>(payload[0]) == 0xff ? w.known_block : w.unknown_block;
     }
-    out += Frame(type, flags, sid, payload);
+    AppendFrame(&out, type, flags, sid, payload);
   }
 
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(w.gateway->port());
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) std::abort();
+  // The gateway takes the other end as if its public port had accepted it.
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
+  gateway::AdoptConnectionForTest(*w.gateway, sv[1]);
+  int fd = sv[0];
   (void)SendAll(fd, out);
   ::shutdown(fd, SHUT_WR);
   // Read until leverd closes (EOF ends the connection there), bounded. The
@@ -182,13 +183,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (n <= 0) break;
   }
   close(fd);
-  // Nothing of it may stay behind.
+  // Nothing of it may stay behind. A blocking wait: a spin here took the
+  // core the gateway worker needed.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    gateway::GatewayStats st = w.gateway->StatsForTest();
-    if (st.active_streams == 0 && st.client_connections == 0) break;
-    if (std::chrono::steady_clock::now() > deadline) std::abort();  // a stream or connection leaked
-    std::this_thread::yield();
-  }
+  if (!gateway::WaitUntilIdleForTest(*w.gateway, deadline)) std::abort();  // a stream or connection leaked
   return 0;
 }

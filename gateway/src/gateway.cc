@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -161,6 +162,7 @@ struct Gateway::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::vector<std::shared_ptr<Listener>> listeners;
   std::atomic<size_t> next_worker{0};
+  IdleWatch idle_watch;  // WaitUntilIdleForTest
   std::atomic<bool> stopping{false};
   uint16_t port = 0;
   std::mutex control_mu;  // started, stopped, listeners (AddInternalListener may race Stop)
@@ -198,19 +200,25 @@ struct Gateway::Impl {
         });
         return;
       }
-      if (OverCap(w)) {
-        w->counters().refused.fetch_add(1, std::memory_order_relaxed);
-        asio::post(w->io_context(), [socket] { std::make_shared<Refusal>(std::move(*socket))->Start(); });
-      } else {
-        w->counters().sniffing.fetch_add(1, std::memory_order_relaxed);  // the Sniffer gives it back
-        asio::post(w->io_context(), [this, w, socket, l, env = l->src_env]() mutable {
-          auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env),
-                                                   l->peer ? &peer_http1 : &http1, l->peer);
-          sniffer->Start(options.sniff_timeout);
-        });
-      }
+      Admit(l, w, socket);
       Accept(l);
     });
+  }
+
+  // A connection `l` accepted for `w` (`socket` is on w's io_context), on
+  // worker 0: refused beyond the caps, else sniffed on `w`.
+  void Admit(const std::shared_ptr<Listener>& l, WorkerImpl* w, const std::shared_ptr<Socket>& socket) {
+    if (OverCap(w)) {
+      w->counters().refused.fetch_add(1, std::memory_order_relaxed);
+      asio::post(w->io_context(), [socket] { std::make_shared<Refusal>(std::move(*socket))->Start(); });
+    } else {
+      w->counters().sniffing.fetch_add(1, std::memory_order_relaxed);  // the Sniffer gives it back
+      asio::post(w->io_context(), [this, w, socket, l, env = l->src_env]() mutable {
+        auto sniffer = std::make_shared<Sniffer>(w, std::move(*socket), std::move(env),
+                                                 l->peer ? &peer_http1 : &http1, l->peer);
+        sniffer->Start(options.sniff_timeout);
+      });
+    }
   }
 
   Status Listen(const asio::generic::stream_protocol::endpoint& endpoint, std::string src_env, std::string unix_path,
@@ -249,10 +257,54 @@ Gateway::Gateway(GatewayOptions options, host::RouterPtr router) : impl_(std::ma
 
 struct GatewayTesting {
   static void SetHttp1(Gateway& g, Http1Handler handler) { g.impl_->http1 = std::move(handler); }
+
+  static void Adopt(Gateway& g, int fd) {
+    Gateway::Impl& m = *g.impl_;
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+      ::close(fd);
+      return;
+    }
+    WorkerImpl* w = m.NextWorker();
+    auto socket = std::make_shared<Socket>(w->io_context());
+    boost::system::error_code ec;
+    socket->assign(asio::generic::stream_protocol(local.ss_family, 0), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    std::shared_ptr<Gateway::Impl::Listener> l = m.listeners.front();  // the public port
+    asio::post(m.workers[0]->io_context(), [&m, l, w, socket] { m.Admit(l, w, socket); });
+  }
+
+  static bool WaitUntilIdle(Gateway& g, std::chrono::steady_clock::time_point deadline) {
+    Gateway::Impl& m = *g.impl_;
+    auto idle = [&m] {
+      for (auto& w : m.workers) {
+        if (w->counters().streams.load() != 0 || w->counters().clients.load() != 0) return false;  // seq_cst: IdleWatch
+      }
+      return true;
+    };
+    m.idle_watch.waiters.fetch_add(1);
+    bool ok;
+    {
+      std::unique_lock<std::mutex> lock(m.idle_watch.mu);
+      ok = m.idle_watch.cv.wait_until(lock, deadline, idle);
+    }
+    m.idle_watch.waiters.fetch_sub(1);
+    return ok;
+  }
 };
 
 void SetHttp1HandlerForTest(Gateway& gateway, Http1Handler handler) {
   GatewayTesting::SetHttp1(gateway, std::move(handler));
+}
+
+void AdoptConnectionForTest(Gateway& gateway, int fd) { GatewayTesting::Adopt(gateway, fd); }
+
+bool WaitUntilIdleForTest(Gateway& gateway, std::chrono::steady_clock::time_point deadline) {
+  return GatewayTesting::WaitUntilIdle(gateway, deadline);
 }
 
 Gateway::~Gateway() { Stop(std::chrono::milliseconds(0)); }
@@ -318,7 +370,10 @@ Status Gateway::Start() {
     m.port = ntohs(reinterpret_cast<const sockaddr_in*>(local.data())->sin_port);  // same offset for in6
   }
   m.listeners.push_back(l);
-  for (auto& w : m.workers) w->siblings = &m.workers;
+  for (auto& w : m.workers) {
+    w->siblings = &m.workers;
+    w->idle_watch = &m.idle_watch;
+  }
   for (auto& w : m.workers) {
     WorkerImpl* raw = w.get();
     w->thread = std::thread([raw] {

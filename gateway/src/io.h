@@ -2,6 +2,7 @@
 // The public gateway.h has none of them. See gateway/relay.md.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -37,6 +38,18 @@ using Http1Handler =
 // Replaces the HTTP API with `handler` for the connections `gateway` accepts
 // from now on (tests of the sniffer). Before Start.
 void SetHttp1HandlerForTest(Gateway& gateway, Http1Handler handler);
+
+// Hands `fd`, a connected stream socket (e.g. one end of a socketpair), to
+// `gateway` as if its public port had just accepted it: the connection caps,
+// the sniffer, then the relay or the HTTP API, on the next worker. The
+// gateway owns `fd` from then on. After Start, before Stop (the h2c fuzzer:
+// no TCP handshake per input).
+void AdoptConnectionForTest(Gateway& gateway, int fd);
+
+// Blocks until `gateway` holds no relayed stream and no h2 client connection,
+// or until `deadline`; returns whether it got there. Wakes on the workers'
+// notifications (IdleWatch in worker.h), no polling.
+bool WaitUntilIdleForTest(Gateway& gateway, std::chrono::steady_clock::time_point deadline);
 
 // TCP_NODELAY on TCP sockets.
 void SetTcpNoDelay(Socket& socket);

@@ -89,7 +89,8 @@ void WorkerImpl::MaybeRelease(Stream* s) {
   if (s->attached() || s->bconn != nullptr || s->routing) return;
   AddBuffered(-static_cast<int64_t>(s->up.size() + s->down.size()));
   if (s->call_started) s->backend->OnCallEnd();
-  counters_.streams.fetch_sub(1, std::memory_order_relaxed);
+  counters_.streams.fetch_sub(1);  // seq_cst: see IdleWatch
+  if (idle_watch != nullptr) idle_watch->Notify();
   if (free_streams_.size() >= kMaxPooledStreams) {
     // After a burst: free it at the end of this event (callers up the stack
     // may still look at it; a late Router answer finds the slot empty).
@@ -228,7 +229,8 @@ void WorkerImpl::OnConnClosed(H2Conn* c) {
         graveyard_.push_back(*it);
         *it = std::move(clients_.back());
         clients_.pop_back();
-        counters_.clients.fetch_sub(1, std::memory_order_relaxed);
+        counters_.clients.fetch_sub(1);  // seq_cst: see IdleWatch
+        if (idle_watch != nullptr) idle_watch->Notify();
         break;
       }
     }

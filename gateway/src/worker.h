@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -53,6 +55,22 @@ struct WorkerCounters {
   int64_t connections() const {
     return clients.load(std::memory_order_relaxed) + http_connections.load(std::memory_order_relaxed) +
            sniffing.load(std::memory_order_relaxed);
+  }
+};
+
+// What WaitUntilIdleForTest (io.h) blocks on: a worker notifies it after its
+// stream or client count drops, only while someone waits (a load of
+// `waiters` otherwise). The drop and that load are seq_cst, against the
+// waiter's increment of `waiters` and its loads of the counts, so either the
+// worker sees the waiter or the waiter sees the drop.
+struct IdleWatch {
+  std::atomic<int> waiters{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  void Notify() {
+    if (waiters.load() == 0) return;
+    std::lock_guard<std::mutex> lock(mu);
+    cv.notify_all();
   }
 };
 
@@ -161,6 +179,8 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
 
   // Every worker of this gateway (for /metrics); set by Gateway::Start.
   const std::vector<std::shared_ptr<WorkerImpl>>* siblings = nullptr;
+  // The gateway's, for WaitUntilIdleForTest; set by Gateway::Start.
+  IdleWatch* idle_watch = nullptr;
 
  private:
   void OnTicket(RouteTicket ticket, host::RouteResult result);
