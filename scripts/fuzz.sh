@@ -2,7 +2,10 @@
 # Builds the libFuzzer targets with clang (address and undefined-behaviour
 # sanitizers) and runs each for a bounded time, starting from its corpus;
 # prints each run's executions (stat::number_of_executed_units) and stops at
-# the first crash (its input is written to build/fuzz/artifacts/).
+# the first crash (its input is written to build/fuzz/artifacts/). The working
+# corpus stays in build/fuzz/corpus/<target> (seeded from the committed one),
+# so a campaign run in chunks goes on from where the last chunk stopped; each
+# run's whole output is in build/fuzz/logs/.
 #   scripts/fuzz.sh [seconds per target, default 60] [target...]
 # Targets default to all of codec/ and gateway/ (h2c_relay_fuzzer drives an
 # in-process gateway: 100-800 executions/s on this 2-core machine, by its
@@ -21,14 +24,17 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DLEVER_BUILD_FUZZERS=ON -D
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
   -DLEVER_BUILD_TESTS=OFF -DLEVER_BUILD_BENCHMARKS=OFF -DLEVER_LAYERS="codec;sdk/cpp;gateway" >/dev/null
 cmake --build "$build" -j"${FUZZ_JOBS:-$(nproc)}" --target "${targets[@]}"
-mkdir -p "$build/artifacts"
+mkdir -p "$build/artifacts" "$build/logs"
 for t in "${targets[@]}"; do
   dir=codec
   [ -d "gateway/fuzz/corpus/$t" ] && dir=gateway
-  corpus=$(mktemp -d)
-  cp "$dir/fuzz/corpus/$t"/* "$corpus"/
-  echo "== $t for ${seconds}s"
+  corpus=$build/corpus/$t
+  mkdir -p "$corpus"
+  cp -n "$dir/fuzz/corpus/$t"/* "$corpus"/
+  log=$build/logs/$t-$(date -u +%Y%m%dT%H%M%SZ).log
+  echo "== $t for ${seconds}s (log $log)"
   "$build/$dir/$t" -max_total_time="$seconds" -max_len=4096 -timeout=60 -print_final_stats=1 \
-    -artifact_prefix="$build/artifacts/$t-" "$corpus" 2>&1 | grep -E '^stat::number_of_executed_units|^stat::average_exec|ERROR|SUMMARY|Done'
-  rm -rf "$corpus"
+    -artifact_prefix="$build/artifacts/$t-" "$corpus" > "$log" 2>&1 || true
+  grep -E '^stat::number_of_executed_units|^stat::average_exec|ERROR|SUMMARY|Done|INFO: libFuzzer disabled' "$log"
+  grep -q '^Done ' "$log" || { echo "== $t stopped early: $log" >&2; exit 1; }
 done
