@@ -75,6 +75,7 @@ struct Flags {
   std::string ws_allowed_origins;  // comma-separated
   std::string admin_token_required = "auto";  // auto, true, false
   std::string instance_user = "auto";
+  std::string instance_ids = "61184-65519";
   // HTTP/2 limits (docs/operations.md "HTTP/2 limits"; nghttpx's defaults).
   std::string preface_timeout = "10s";
   std::string h2_client_settings_timeout = "10s";
@@ -357,6 +358,24 @@ int Run(const Flags& f) {
   host::ProcessRuntimeOptions process;
   if (!FindRunners(f, &process)) return 2;
   process.user = instance_user;
+  // A root leverd left to choose (auto) gives each service its own user.
+  std::string per_service;
+  if (geteuid() == 0 && f.instance_user == "auto" && f.instance_ids != "none") {
+    unsigned long first = 0, last = 0;
+    char dash = 0, extra = 0;
+    if (std::sscanf(f.instance_ids.c_str(), "%lu%c%lu%c", &first, &dash, &last, &extra) != 3 || dash != '-' ||
+        first == 0 || last < first || last >= 0xfffffffful) {
+      LogError("bad --instance-ids \"" + f.instance_ids + "\" (FIRST-LAST, e.g. 61184-65519, or none)");
+      return 2;
+    }
+    if (Status s = host::InstanceIds::Open(data_dir + "/instance-ids", static_cast<uint32_t>(first),
+                                           static_cast<uint32_t>(last), &process.ids);
+        !s.ok()) {
+      LogError(s.message());
+      return 1;
+    }
+    per_service = f.instance_ids;
+  }
 
   // Block the stop signals in every thread; main waits for them below.
   sigset_t stop_signals;
@@ -434,14 +453,17 @@ int Run(const Flags& f) {
   ho.admin_address = "unix:" + run_dir + "/admin.sock";
   ho.log_sink = [](std::string_view line) { Log(LogLevel::kInfo, "instance", line); };
   gateway::Gateway* gw_ptr = gw.get();
-  ho.ensure_internal_listener = [gw_ptr, run_dir, &listeners_mu, known = std::make_shared<std::set<std::string>>()](
+  ho.ensure_internal_listener = [gw_ptr, run_dir, &listeners_mu, per_service, known = std::make_shared<std::set<std::string>>()](
                                     std::string_view env, std::string* path) -> Status {
     std::lock_guard<std::mutex> lock(listeners_mu);
     *path = InternalSocketPath(run_dir, env);
     if (known->count(std::string(env))) return Status::Ok();
     Status s = gw_ptr->AddInternalListener(std::string(env), *path);
     if (s.ok()) known->insert(std::string(env));
-    if (s.ok()) chmod(path->c_str(), 0666);  // instances of another user connect to it
+    // Instances of another user connect to it: anyone's with one user for
+    // all; with per-service users, the env's group's (the process runtime
+    // sets it at each start).
+    if (s.ok()) chmod(path->c_str(), per_service.empty() ? 0666 : 0660);
     return s;
   };
   std::shared_ptr<host::Host> host;
@@ -470,7 +492,11 @@ int Run(const Flags& f) {
   }
   chmod((data_dir + "/code").c_str(), 0711);
   chmod((data_dir + "/blobs").c_str(), 0700);  // every version's upload: no instance reads these
-  if (!instance_user.empty()) LogInfo("process instances run as " + instance_user);
+  if (!per_service.empty()) {
+    LogInfo("process instances run as per-service users (uids " + per_service + ", data-dir/instance-ids)");
+  } else if (!instance_user.empty()) {
+    LogInfo("process instances run as " + instance_user);
+  }
   router->Set(host);
   LogInfo(std::string("admin calls need the token from ") +
           (ao.token_required ? "every caller (--admin-token-required)" : "all but loopback TCP callers"));
@@ -616,8 +642,13 @@ int main(int argc, char** argv) {
                  "Open client connections per gateway worker at most (0: no cap)")
       ->capture_default_str();
   app.add_option("--instance-user", f.instance_user,
-                 "User that process instances run as: a name or uid; auto: lever-instance (else nobody) when "
-                 "leverd runs as root, leverd's own user otherwise; root: never switch (unsafe)")
+                 "User that process instances run as: a name or uid (one user for all); auto: when leverd runs "
+                 "as root, each service its own user from --instance-ids, else leverd's own user; root: never "
+                 "switch (unsafe)")
+      ->capture_default_str();
+  app.add_option("--instance-ids", f.instance_ids,
+                 "With --instance-user auto under root: the uids (and gids) given to services and environments, "
+                 "FIRST-LAST; ids of existing users and groups are skipped; none: lever-instance for all")
       ->capture_default_str();
   for (size_t i = 0; i < std::size(lever::leverd::kRunners); ++i) {
     const auto& spec = lever::leverd::kRunners[i];

@@ -81,7 +81,7 @@ Status Host::Impl::Init(RegistryPtr registry) {
   if (!s.ok()) return s;
   // Instances running as another user create their sockets here: writable,
   // not listable, and nobody removes another's file.
-  chmod(run_dir.c_str(), options_.process.user.empty() ? 0755 : 01733);
+  chmod(run_dir.c_str(), options_.process.user.empty() && !options_.process.ids ? 0755 : 01733);
   // Sockets of instances of an earlier run are stale.
   if (DIR* d = opendir(run_dir.c_str())) {
     while (struct dirent* e = readdir(d)) {

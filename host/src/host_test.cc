@@ -214,9 +214,11 @@ TEST_F(HostTest, ColdStartRunsEntryWithCleanEnvironment) {
                                               .Finish(),
                              false);
   ASSERT_EQ(r.version, 1);
-  Routed first = Route("dev.lever", "hello");  // while the deploy's instance starts
+  // The deploy starts its version's instance before the switch: the call
+  // waits for it, or (on a fast start) finds it ready. Which one is a race,
+  // and not this test's subject.
+  Routed first = Route("dev.lever", "hello");
   ASSERT_TRUE(first.result.status.ok()) << first.result.status.message();
-  EXPECT_FALSE(first.sync);  // waited for the cold start
   BackendPtr b = first.result.backend;
   ASSERT_TRUE(b);
   EXPECT_TRUE(b->alive());

@@ -163,10 +163,19 @@ struct OrderHeader {
   uint32_t flags;
   uint64_t as_limit;
   uint64_t nproc_limit;
+  // kIdentity: the user, group and supplementary group to switch to
+  // (ProcessRuntimeOptions::ids). A runner started ahead runs as root until
+  // then and switches itself (sdk/node/bin/lever-serve, leveros.serve).
+  uint32_t uid;
+  uint32_t gid;
+  uint32_t group;
+  uint32_t reserved;
 };
+static_assert(sizeof(OrderHeader) == 48);  // the runners read it at these offsets
 constexpr uint32_t kLimitAs = 1;
 constexpr uint32_t kLimitNproc = 2;
 constexpr uint32_t kListenSocket = 4;  // the order carries the listening socket (SCM_RIGHTS)
+constexpr uint32_t kIdentity = 8;
 constexpr size_t kMaxOrder = 64 << 10;
 constexpr size_t kMaxOrderStrings = 1024;
 
@@ -176,6 +185,7 @@ struct Order {
   const std::vector<std::string>* env = nullptr;
   uint32_t flags = 0;
   uint64_t as_limit = 0, nproc_limit = 0;
+  InstanceIdentity identity;  // with kIdentity
 };
 
 bool EncodeOrder(const Order& o, std::string* out) {
@@ -186,6 +196,9 @@ bool EncodeOrder(const Order& o, std::string* out) {
   h.flags = o.flags;
   h.as_limit = o.as_limit;
   h.nproc_limit = o.nproc_limit;
+  h.uid = o.identity.uid;
+  h.gid = o.identity.gid;
+  h.group = o.identity.env_gid;
   std::string body;
   for (const std::string* str : {&o.exe, &o.dir}) body.append(str->c_str(), str->size() + 1);
   for (const std::vector<std::string>* list : {o.argv, o.env}) {
@@ -242,9 +255,9 @@ int AboveStdio(int fd) {
 // the entry, or of a runner), with `fd3` (a runner's order socket, an
 // entry's listening socket, or none: -1) as the one fd it inherits, fd 3.
 // Reports the step that failed.
-[[noreturn]] void BecomeAndExec(ChildFds fds, pid_t parent, bool drop, uid_t uid, gid_t gid, const char* exe,
-                                const char* dir, char* const argv[], char* const envp[], uint32_t flags,
-                                uint64_t as, uint64_t nproc, int fd3) {
+[[noreturn]] void BecomeAndExec(ChildFds fds, pid_t parent, bool drop, uid_t uid, gid_t gid, gid_t group,
+                                const char* exe, const char* dir, char* const argv[], char* const envp[],
+                                uint32_t flags, uint64_t as, uint64_t nproc, int fd3) {
   int err_step = 0;
   struct rlimit as_limit = {as, as};
   struct rlimit nproc_limit = {nproc, nproc};
@@ -257,7 +270,8 @@ int AboveStdio(int fd) {
     err_step = 3;
   } else if ((flags & kLimitNproc) && setrlimit(RLIMIT_NPROC, &nproc_limit) != 0) {
     err_step = 3;
-  } else if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
+  } else if (drop && (setgroups(group != 0 ? 1 : 0, &group) != 0 || setgid(gid) != 0 || setuid(uid) != 0 ||
+                      getuid() != uid || geteuid() != uid)) {
     err_step = 5;
   } else {
     // A change of credentials clears the parent-death signal: set it again.
@@ -316,7 +330,7 @@ int AboveStdio(int fd) {
   if (runner) {
     static_assert(kRunnerOrderFd == 3);
     if (runner->nice != 0) setpriority(PRIO_PROCESS, 0, runner->nice);
-    BecomeAndExec(fds, parent, drop, uid, gid, runner->exe, "/", runner->argv, runner->envp, runner->flags, 0,
+    BecomeAndExec(fds, parent, drop, uid, gid, 0, runner->exe, "/", runner->argv, runner->envp, runner->flags, 0,
                   runner->nproc_limit, fds.order);
   }
 
@@ -365,7 +379,14 @@ int AboveStdio(int fd) {
   argv[h.argc] = nullptr;
   for (uint32_t i = 0; i < h.envc; ++i) envp[i] = strings[2 + h.argc + i];
   envp[h.envc] = nullptr;
-  BecomeAndExec(fds, parent, drop, uid, gid, strings[0], strings[1], argv, envp, h.flags, h.as_limit,
+  // A per-service identity comes with the order (the child was forked as
+  // root, before its service was known).
+  if (h.flags & kIdentity) {
+    if (h.uid == 0 || h.gid == 0) _exit(127);
+    BecomeAndExec(fds, parent, true, h.uid, h.gid, h.group, strings[0], strings[1], argv, envp, h.flags,
+                  h.as_limit, h.nproc_limit, listen_fd);
+  }
+  BecomeAndExec(fds, parent, drop, uid, gid, 0, strings[0], strings[1], argv, envp, h.flags, h.as_limit,
                 h.nproc_limit, listen_fd);
 }
 
@@ -527,9 +548,17 @@ class ProcessRuntime final : public Runtime {
   // order, with `listen` (the instance's listening socket, or none).
   // ABORTED if the child was already dead, or (a runner) cannot take this
   // instance.
-  Status Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv,
-              const std::vector<std::string>& env, const ListenSocket& listen, Child* child,
-              std::unique_ptr<RunningInstance>* out);
+  Status Hand(const InstanceSpec& spec, const InstanceIdentity& id, const std::string& exe,
+              const std::vector<std::string>& argv, const std::vector<std::string>& env, const ListenSocket& listen,
+              Child* child, std::unique_ptr<RunningInstance>* out);
+  // Per-service users (options_.ids): the service's identity, with its code
+  // dir and its environment's internal socket made reachable by it alone.
+  Status Confine(const InstanceSpec& spec, InstanceIdentity* id) const;
+  // Instances share one uid (the instance user, or a service's own): the
+  // RLIMIT_NPROC fallback bounds them together.
+  uint64_t NprocLimit() const {
+    return static_cast<uint64_t>(options_.max_pids) * (drop_ || options_.ids ? kSharedUserInstances : 1);
+  }
   // Waits for the child's exec: "" once done, else the step that failed.
   static std::string ReadReport(Child* child, const char* chdir_step);
   // The started child becomes the instance.
@@ -615,6 +644,10 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   std::string exe;
   Status s = Resolve(spec, &argv_s, &exe);
   if (!s.ok()) return s;
+  InstanceIdentity id;
+  if (options_.ids) {
+    if (s = Confine(spec, &id); !s.ok()) return s;
+  }
 
   std::vector<std::string> env_s =
       InstanceEnvironment(spec, options_.path, "unix:" + spec.listen_path, spec.internal_gateway);
@@ -638,13 +671,14 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   ListenSocket listen;
   for (int attempt = 0;; ++attempt) {
     if (options_.socket_activation && listen.fd < 0) {
-      s = ListenUnix(spec.listen_path, drop_ ? uid_ : geteuid(), drop_ ? gid_ : getegid(), &listen);
+      s = options_.ids ? ListenUnix(spec.listen_path, id.uid, id.gid, &listen)
+                       : ListenUnix(spec.listen_path, drop_ ? uid_ : geteuid(), drop_ ? gid_ : getegid(), &listen);
       if (!s.ok()) {
         Discard(std::move(child), false);
         return s;
       }
     }
-    s = Hand(spec, exe, argv_s, env_s, listen, &child, out);
+    s = Hand(spec, id, exe, argv_s, env_s, listen, &child, out);
     if (s.ok() || !parked || attempt > 0 || s.code() != Code::kAborted) break;
     // The parked one died before it got its order, or cannot take it: fork
     // one now.
@@ -654,9 +688,28 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   return s;
 }
 
-Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, const std::vector<std::string>& argv_s,
-                            const std::vector<std::string>& env_given, const ListenSocket& listen, Child* child,
-                            std::unique_ptr<RunningInstance>* out) {
+Status ProcessRuntime::Confine(const InstanceSpec& spec, InstanceIdentity* id) const {
+  if (Status s = options_.ids->ForService(spec.env, spec.service, id); !s.ok()) return s;
+  // Its version's dir, root's: readable through the service's group only
+  // (the files inside keep 0644/0755, unreachable to others from here up).
+  if (chown(spec.code_dir.c_str(), 0, id->gid) != 0 || chmod(spec.code_dir.c_str(), 0750) != 0) {
+    return ErrnoStatus("giving " + spec.code_dir + " to the service's group", errno);
+  }
+  // The environment's internal socket: its instances' common group. leverd
+  // makes it 0660 root:root (cli/leverd/main.cc); the group is set here,
+  // where the environment's id is known.
+  if (spec.internal_gateway.starts_with("unix:")) {
+    std::string path = spec.internal_gateway.substr(5);
+    if (chown(path.c_str(), 0, id->env_gid) != 0 || chmod(path.c_str(), 0660) != 0) {
+      return ErrnoStatus("giving " + path + " to the environment's group", errno);
+    }
+  }
+  return Status::Ok();
+}
+
+Status ProcessRuntime::Hand(const InstanceSpec& spec, const InstanceIdentity& id, const std::string& exe,
+                            const std::vector<std::string>& argv_s, const std::vector<std::string>& env_given,
+                            const ListenSocket& listen, Child* child, std::unique_ptr<RunningInstance>* out) {
   // A runner that cannot take this instance leaves it to a child forked now.
   auto discard = [&](Status st) {
     Discard(std::move(*child), false);
@@ -699,6 +752,10 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     order.flags |= kListenSocket;
   }
   order.env = &env_s;
+  if (options_.ids) {
+    order.flags |= kIdentity;
+    order.identity = id;
+  }
   if (child->mem_cg.empty() && spec.config.js_entry.empty() && spec.config.py_entry.empty()) {
     order.flags |= kLimitAs;
     order.as_limit = ram_bytes;
@@ -708,7 +765,7 @@ Status ProcessRuntime::Hand(const InstanceSpec& spec, const std::string& exe, co
     // instance user share it, so it bounds them together (a fork bomb does
     // not take the node), not each one.
     order.flags |= kLimitNproc;
-    order.nproc_limit = static_cast<uint64_t>(options_.max_pids) * (drop_ ? kSharedUserInstances : 1);
+    order.nproc_limit = NprocLimit();
   }
   if (runner && geteuid() == 0) {
     // Back from kRunnerNice, every thread (nice is per thread), before it
@@ -810,7 +867,7 @@ Status ProcessRuntime::Fork(Kind kind, Child* child) {
     exec.envp = env_p.data();
     if (child->pids_cg.empty()) {
       exec.flags = kLimitNproc;
-      exec.nproc_limit = static_cast<uint64_t>(options_.max_pids) * (drop_ ? kSharedUserInstances : 1);
+      exec.nproc_limit = NprocLimit();
     }
     if (geteuid() == 0) exec.nice = kRunnerNice;
   }
@@ -1091,7 +1148,10 @@ Status NewProcessRuntime(const ProcessRuntimeOptions& options, RuntimePtr* out) 
   uid_t uid = getuid();
   gid_t gid = getgid();
   bool drop = false;
-  if (!options.user.empty()) {
+  if (options.ids) {
+    // Each service its own user, switched to at hand-off: no fork-time user.
+    if (geteuid() != 0) return Status(Code::kPermissionDenied, "per-service instance users need root");
+  } else if (!options.user.empty()) {
     std::vector<char> buf(16384);
     struct passwd pw;
     struct passwd* found = nullptr;

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -19,6 +21,27 @@ namespace lever::e2e {
 namespace {
 
 using namespace std::chrono_literals;
+
+// The ids an instance of `service` runs with, from /proc/<pid>/status.
+struct Ids {
+  int pid = 0;
+  uint32_t uid = 0, euid = 0;
+  std::string groups;  // "Groups:" as the kernel lists them
+};
+Ids IdsOf(const Leverd& d, const std::string& service) {
+  Ids ids;
+  std::vector<Value> inst = d.Instances(service);
+  EXPECT_EQ(inst.size(), 1u) << service;
+  if (inst.size() != 1) return ids;
+  ids.pid = static_cast<int>(inst[0].as_map().Find("pid")->as_int());
+  std::ifstream status("/proc/" + std::to_string(ids.pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) == 0) std::sscanf(line.c_str(), "Uid: %u %u", &ids.uid, &ids.euid);
+    if (line.rfind("Groups:", 0) == 0) ids.groups = line.substr(7);
+  }
+  return ids;
+}
 
 std::string Token(const Leverd& d) {
   std::ifstream in(d.data_dir() + "/admin.token");
@@ -302,21 +325,99 @@ TEST(SecurityTest, AProcessInstanceOfARootLeverdCannotReadItsSecrets) {
   EXPECT_EQ(open(code + "/lever.json", "r"), "opened");
   EXPECT_EQ(open(code + "/lever.json", "w"), "error: Permission denied");
   EXPECT_EQ(open(code, "r"), "opened");
-  // It runs as the unprivileged user leverd named.
-  std::vector<Value> inst = d.Instances("reader");
-  ASSERT_EQ(inst.size(), 1u);
-  std::ifstream status("/proc/" + std::to_string(inst[0].as_map().Find("pid")->as_int()) + "/status");
-  std::string line, uid;
-  while (std::getline(status, line)) {
-    if (line.rfind("Uid:", 0) == 0) uid = line;
-  }
+  // It runs as its service's own unprivileged user (--instance-user auto).
+  Ids ids = IdsOf(d, "reader");
+  EXPECT_GE(ids.uid, 61184u) << ids.uid;
+  EXPECT_LE(ids.uid, 65519u) << ids.uid;
+  EXPECT_EQ(ids.euid, ids.uid);
+  EXPECT_TRUE(d.WaitForLog("process instances run as per-service users (uids 61184-65519", 1s));
+}
+
+TEST(SecurityTest, AProcessInstanceRunsAsTheSharedUserItIsGiven) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a root leverd (CI runs the tests as root)";
   // lever-instance (scripts/setup.sh makes it), else nobody.
   const passwd* pw = getpwnam("lever-instance");
   if (pw == nullptr) pw = getpwnam("nobody");
   ASSERT_NE(pw, nullptr);
-  std::string id = std::to_string(pw->pw_uid);
-  EXPECT_EQ(uid, "Uid:\t" + id + "\t" + id + "\t" + id + "\t" + id) << uid;
-  EXPECT_TRUE(d.WaitForLog(std::string("process instances run as ") + pw->pw_name, 1s));
+  std::string name = pw->pw_name;
+  uint32_t uid = pw->pw_uid;
+  Leverd d(Leverd::Options{.extra_flags = {"--instance-user", name}});
+  d.Start();
+  ASSERT_EQ(d.DeployTestService(R"({"name": "reader", "entry": ["./serve"]})").exit_code, 0);
+  auto client = d.NewClient();
+  Result r = client->InvokeUrl("lever://dev.lever/reader/OpenFile", {d.data_dir() + "/admin.token", "r"},
+                               CallOptions{30s});
+  ASSERT_TRUE(r.ok()) << r.status.ToString();
+  EXPECT_EQ(r.value, Value("error: Permission denied"));
+  EXPECT_EQ(IdsOf(d, "reader").uid, uid);
+  EXPECT_TRUE(d.WaitForLog("process instances run as " + name, 1s));
+}
+
+// Instances of different services, and of different environments, are kept
+// apart by their users: no reading another's code or /proc environ, no
+// reaching another env's internal socket. C++ (a child forked ahead, switched
+// at its order) and JavaScript (a runner pre-started as root, which switches
+// itself at its hand-off) alike.
+TEST(SecurityTest, InstancesOfDifferentServicesCannotReachEachOther) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs a root leverd (CI runs the tests as root)";
+  Leverd d;
+  d.Start();
+  ASSERT_EQ(d.DeployTestService(R"({"name": "reader", "entry": ["./serve"]})").exit_code, 0);
+  ASSERT_EQ(d.DeployTestService(R"({"name": "victim", "entry": ["./serve"]})").exit_code, 0);
+  ASSERT_EQ(d.Lever({"env", "create", "prod.lever"}).exit_code, 0);
+  ASSERT_EQ(d.DeployTestService(R"({"name": "elsewhere", "entry": ["./serve"]})", "prod.lever").exit_code, 0);
+  TempDir js;
+  std::filesystem::copy_file(std::string(LEVER_SOURCE_DIR) + "/examples/hello-js/server.js", js.path() + "/server.js");
+  std::ofstream(js.path() + "/lever.json") << R"({"name":"helloJs","jsEntry":"server.js"})";
+  ASSERT_EQ(d.Lever({"deploy", js.path()}).exit_code, 0);
+  auto client = d.NewClient();
+  auto open_as = [&](const std::string& service, const std::string& path) {
+    Result r = client->InvokeUrl("lever://dev.lever/" + service + "/OpenFile", {path, "r"}, CallOptions{30s});
+    EXPECT_TRUE(r.ok()) << r.status.ToString();
+    return r.value.is_string() ? r.value.as_string() : "?";
+  };
+  // Every instance up.
+  ASSERT_EQ(open_as("victim", "/dev/null"), "opened");
+  Result hello = client->InvokeUrl("lever://dev.lever/helloJs/sayHello", {Value("ids")}, CallOptions{30s});
+  ASSERT_TRUE(hello.ok()) << hello.status.ToString();
+  EXPECT_EQ(hello.value, Value("Hello, ids!"));
+  Result far = client->InvokeUrl("lever://prod.lever/elsewhere/OpenFile", {"/dev/null", "r"}, CallOptions{30s});
+  ASSERT_TRUE(far.ok()) << far.status.ToString();
+
+  Ids reader = IdsOf(d, "reader"), victim = IdsOf(d, "victim"), js_ids = IdsOf(d, "helloJs"),
+      elsewhere = IdsOf(d, "elsewhere");
+  for (const Ids* i : {&reader, &victim, &js_ids, &elsewhere}) {
+    EXPECT_GE(i->uid, 61184u);
+    EXPECT_LE(i->uid, 65519u);
+    EXPECT_EQ(i->euid, i->uid);
+  }
+  EXPECT_NE(reader.uid, victim.uid);
+  EXPECT_NE(reader.uid, js_ids.uid);
+  EXPECT_NE(victim.uid, js_ids.uid);
+  EXPECT_NE(elsewhere.uid, reader.uid);
+  // One env, one group; another env, another.
+  EXPECT_EQ(reader.groups, victim.groups);
+  EXPECT_EQ(reader.groups, js_ids.groups);
+  EXPECT_NE(reader.groups, elsewhere.groups);
+
+  const std::string& data = d.data_dir();
+  // Its own code and environ: yes. Another service's, in its env or not: no.
+  EXPECT_EQ(open_as("reader", data + "/code/dev.lever/reader/1/lever.json"), "opened");
+  EXPECT_EQ(open_as("reader", "/proc/" + std::to_string(reader.pid) + "/environ"), "opened");
+  EXPECT_EQ(open_as("reader", data + "/code/dev.lever/victim/1/lever.json"), "error: Permission denied");
+  EXPECT_EQ(open_as("reader", data + "/code/dev.lever/victim/1"), "error: Permission denied");
+  EXPECT_EQ(open_as("reader", data + "/code/dev.lever/helloJs/1/server.js"), "error: Permission denied");
+  EXPECT_EQ(open_as("reader", data + "/code/prod.lever/elsewhere/1/lever.json"), "error: Permission denied");
+  for (const Ids* other : {&victim, &js_ids, &elsewhere}) {
+    EXPECT_EQ(open_as("reader", "/proc/" + std::to_string(other->pid) + "/environ"), "error: Permission denied")
+        << other->pid;
+  }
+  // Its env's internal socket: open(2) of a socket it may reach says ENXIO;
+  // another env's is refused before that.
+  EXPECT_EQ(open_as("reader", data + "/run/env-dev.lever.sock"), "error: No such device or address");
+  EXPECT_EQ(open_as("reader", data + "/run/env-prod.lever.sock"), "error: Permission denied");
+  // The table of ids is leverd's.
+  EXPECT_EQ(open_as("reader", data + "/instance-ids"), "error: Permission denied");
 }
 
 TEST(SecurityTest, ALeverdWhoseInstancesCannotReachTheDataDirSaysSo) {

@@ -69,7 +69,8 @@ test('a cold JS call is served by the pre-started lever-serve; the pool refills 
         Where(cb) {
           cb(null, { heap: require('v8').getHeapStatistics().heap_size_limit, cwd: process.cwd(),
                      nodeOptions: process.env.NODE_OPTIONS, instance: process.env.LEVEROS_INSTANCE_ID,
-                     gateway: global.leverInternalRPCGateway, leveros: typeof require('leveros').Client });
+                     gateway: global.leverInternalRPCGateway, leveros: typeof require('leveros').Client,
+                     uid: process.getuid() });
         },
       };`);
     await leverd.deploy(dir);  // its first instance: JS is in use here
@@ -95,6 +96,16 @@ test('a cold JS call is served by the pre-started lever-serve; the pool refills 
       assert.match(where.gateway, /^unix:\//);
       assert.equal(where.leveros, 'function');
       assert.match(where.cwd, /\/code\//);
+      if (process.getuid() === 0) {
+        // Under a root leverd it ran as root until its hand-off and is now
+        // its service's own user, every id of it (docs/security.md).
+        const ids = (name) => readProc(pid, 'status').split('\n').find((l) => l.startsWith(name)).split(/\s+/).slice(1, 5);
+        const [uid] = ids('Uid:');
+        assert.ok(Number(uid) >= 61184 && Number(uid) <= 65519, `uid ${uid}`);
+        assert.deepEqual(ids('Uid:'), [uid, uid, uid, uid]);
+        assert.deepEqual(ids('Gid:'), [uid, uid, uid, uid]);
+        assert.equal(where.uid, Number(uid));
+      }
     }
 
     const first = await waitFor(() => pooled(leverd.proc.pid).find((p) => p.ready), 'a ready lever-serve');
@@ -148,7 +159,7 @@ argv = [serve, "server.js"]
 env = ["LEVEROS_LISTEN_ADDR=unix:" + path, "LEVEROS_LISTEN_FD=3", f"LEVEROS_LISTEN_PID={p.pid}",
        "LEVEROS_INSTANCE_ID=handed", "NODE_OPTIONS=--max-old-space-size=90", "PATH=" + os.environ["PATH"]]
 body = b"".join(s.encode() + b"\\0" for s in [serve, code, *argv, *env])
-socket.send_fds(ours, [struct.pack("<IIIIQQ", 32 + len(body), len(argv), len(env), 0, 0, 0) + body],
+socket.send_fds(ours, [struct.pack("<IIIIQQIIII", 48 + len(body), len(argv), len(env), 0, 0, 0, 0, 0, 0, 0) + body],
                 [listener.fileno()])
 print(p.pid, os.fstat(listener.fileno()).st_ino, flush=True)
 sys.stdin.read()  # until the test is done

@@ -13,6 +13,8 @@ import struct
 import subprocess
 import tempfile
 
+import pytest
+
 from leveros import Client, LeverError
 
 from conftest import Leverd, py_runner, wait_until
@@ -117,11 +119,82 @@ def test_a_cold_python_call_is_served_by_the_pre_started_runner_and_the_pool_is_
         shutil.rmtree(code, ignore_errors=True)
 
 
-def _order(code_dir, argv, env):
-    """An order as leverd's process runtime encodes it (host/src/process_runtime.cc)."""
+def _ready_runner():
+    """A lever-serve-py --pool-fd started as leverd would, once it said it is
+    ready: (the process, our end of its order socket)."""
+    ours, theirs = socket.socketpair()
+    p = subprocess.Popen([py_runner(), f"--pool-fd={theirs.fileno()}"], pass_fds=(theirs.fileno(),),
+                         env={"PATH": os.environ["PATH"]}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    theirs.close()
+    ours.settimeout(20)
+    assert ours.recv(1) == b"R"
+    return p, ours
+
+
+def _call_until_answered(path, method):
+    """A call with a fresh client until one is answered: a liblever without
+    socket activation binds the path anew once it has loaded the entry, and a
+    connection made before that waits on the passed socket, unaccepted."""
+    def call():
+        c = Client(force_host=f"unix:{path}", timeout=2, wait_for_ready=True)
+        try:
+            return c.service("dev.lever", SERVICE).invoke(method)
+        except LeverError:
+            return None
+        finally:
+            c.close()
+
+    return wait_until(call, what="a call")
+
+
+def _order(code_dir, argv, env, identity=None):
+    """An order as leverd's process runtime encodes it (host/src/process_runtime.cc):
+    with identity (uid, gid, group), flag 8, the user to switch to."""
     strings = [argv[0], code_dir, *argv, *env]
     body = b"".join(os.fsencode(s) + b"\0" for s in strings)
-    return struct.pack("<IIIIQQ", 32 + len(body), len(argv), len(env), 0, 0, 0) + body
+    flags, (uid, gid, group) = (8, identity) if identity else (0, (0, 0, 0))
+    return struct.pack("<IIIIQQIIII", 48 + len(body), len(argv), len(env), flags, 0, 0, uid, gid, group, 0) + body
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs the tests as root)")
+def test_a_runner_started_as_root_becomes_the_user_its_order_names_before_loading_the_service():
+    """Per-service users (docs/security.md): a runner pre-started as root
+    switches to the order's uid, gid and group before it reads the
+    service's code, which it then reads through its group only."""
+    d = tempfile.mkdtemp(prefix="lvpy-user-")
+    uid, gid, group = 61999, 61999, 61998
+    try:
+        code = os.path.join(d, "code")
+        os.mkdir(code)
+        os.chmod(d, 0o755)
+        with open(os.path.join(code, "server.py"), "w") as f:
+            f.write(SERVER + "\n\ndef Ids():\n    return [os.getresuid(), os.getresgid(), os.getgroups()]\n")
+        os.chown(code, 0, gid)
+        os.chmod(code, 0o750)
+        run = os.path.join(d, "run")
+        os.mkdir(run)
+        os.chmod(run, 0o1733)
+        path = os.path.join(run, "s.sock")
+        p, ours = _ready_runner()
+        try:
+            env = [f"LEVEROS_LISTEN_ADDR=unix:{path}", "LEVEROS_INSTANCE_ID=switched", "PATH=" + os.environ["PATH"]]
+            ours.sendall(_order(code, [py_runner(), "server.py"], env, (uid, gid, group)))
+            ours.close()
+            ids = _call_until_answered(path, "Ids")
+            assert ids == [[uid] * 3, [gid] * 3, [group]]
+        finally:
+            p.kill()
+            p.wait()
+        # A uid of 0 in an order is refused: the runner exits without
+        # loading the service.
+        p, ours = _ready_runner()
+        ours.sendall(_order(code, [py_runner(), "server.py"], [], (0, 0, 0)))
+        out, _ = p.communicate(timeout=20)
+        assert p.returncode == 127
+        assert b"cannot switch to the service's user 0" in out
+        ours.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_a_runner_handed_a_listening_socket_keeps_it_where_leveros_listen_fd_says():
@@ -132,13 +205,8 @@ def test_a_runner_handed_a_listening_socket_keeps_it_where_leveros_listen_fd_say
         path = os.path.join(d, "s.sock")
         with open(os.path.join(d, "server.py"), "w") as f:
             f.write(SERVER)
-        ours, theirs = socket.socketpair()
-        p = subprocess.Popen([py_runner(), f"--pool-fd={theirs.fileno()}"], pass_fds=(theirs.fileno(),),
-                             env={"PATH": os.environ["PATH"]}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        theirs.close()
+        p, ours = _ready_runner()
         try:
-            ours.settimeout(20)
-            assert ours.recv(1) == b"R"
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(path)
             listener.listen()
@@ -149,21 +217,7 @@ def test_a_runner_handed_a_listening_socket_keeps_it_where_leveros_listen_fd_say
             want = f"socket:[{os.fstat(listener.fileno()).st_ino}]"
             wait_until(lambda: _readlink(f"/proc/{p.pid}/fd/3") == want, what="the socket on fd 3")
             listener.close()
-
-            # A call with a fresh client until one is answered: a liblever
-            # without socket activation binds the path anew once it has
-            # loaded the entry, and a connection made before that waits on
-            # the passed socket, unaccepted.
-            def call():
-                c = Client(force_host=f"unix:{path}", timeout=2, wait_for_ready=True)
-                try:
-                    return c.service("dev.lever", SERVICE).invoke("Where")
-                except LeverError:
-                    return None
-                finally:
-                    c.close()
-
-            where = wait_until(call, what="a call")
+            where = _call_until_answered(path, "Where")
             assert where["instance"] == "handed" and where["cwd"] == d and where["argv"] == ["server.py"]
         finally:
             p.kill()

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lever/host/docker_runtime.h"
+#include "lever/host/instance_ids.h"
 #include "lever/host/lever_json.h"
 #include "lever/status.h"
 
@@ -123,6 +124,15 @@ struct ProcessRuntimeOptions {
   // The host then makes <data>/run writable for it (mode 01733); the data dir
   // itself must be searchable by that user.
   std::string user;
+  // Per-service users (docs/security.md): each service's instances run as its
+  // own uid and gid from this table, with its environment's group as their
+  // one supplementary group; its code dir becomes root:<its gid> 0750 and the
+  // env's internal socket root:<env gid> 0660 at each start. Plain children
+  // are forked as root and switch at their order; runners started ahead run
+  // as root (no new privileges, none of leverd's fds) until their hand-off,
+  // where they switch themselves before loading any of the service's code.
+  // Overrides `user`. Needs root. Default: none (one user for all, `user`).
+  std::shared_ptr<InstanceIds> ids;
   // Processes and threads an instance may have (pids.max, or RLIMIT_NPROC).
   // Default 512. RLIMIT_NPROC counts every task of the user, and root ignores
   // it: the cgroup is the real bound; the rlimit is a best effort (with

@@ -8,9 +8,10 @@ gracefully: no new calls, 5 s for those in flight, then exit.
 lever-serve-py --pool-fd=N: pre-started by leverd (--prestart) before it
 knows its service, with this module and liblever loaded. It writes "R" on fd
 N and waits there for its hand-off: the order leverd's process runtime
-encodes (host/src/process_runtime.cc: a 32-byte header {size, argc, envc,
-...}, then NUL-terminated exe, code dir, argv, env). It then moves to the
-code dir, takes the instance's environment over its own start-up one (so the
+encodes (host/src/process_runtime.cc: a 48-byte header {size, argc, envc,
+flags, limits, uid, gid, group}, then NUL-terminated exe, code dir, argv,
+env). With a per-service user (flag 8) it runs as root until then and
+switches to that user first. It then moves to the code dir, takes the instance's environment over its own start-up one (so the
 PYTHONPATH its launcher set stays), and goes on as `lever-serve-py <pyEntry>`
 would have. Everything read at interpreter start-up (PYTHONUNBUFFERED,
 PYTHONDONTWRITEBYTECODE, PYTHONPATH) is the same for every service, so it is
@@ -36,6 +37,8 @@ GRACE_SECONDS = 5.0
 HARD_EXIT_SECONDS = 8.0
 
 MAX_ORDER = 64 << 10  # host/src/process_runtime.cc kMaxOrder
+ORDER_HEADER = 48  # sizeof(OrderHeader)
+ORDER_IDENTITY = 8  # kIdentity: switch to the service's user (uid, gid, group at byte 32)
 
 USAGE = "usage: lever-serve-py <pyEntry>   (run by leverd in the service's code dir)\n"
 
@@ -68,6 +71,22 @@ def _exit(code):
     os._exit(code)
 
 
+def _become_user(uid, gid, group):
+    """Becomes the service's own user (real, effective and saved ids), or
+    exits: no service code runs as root."""
+    try:
+        if uid == 0 or gid == 0:
+            raise ValueError("uid or gid 0")
+        os.setgroups([group] if group else [])
+        os.setgid(gid)
+        os.setuid(uid)
+        if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+            raise ValueError(f"still {os.getresuid()}")
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"lever-serve-py: cannot switch to the service's user {uid}: {err}\n")
+        _exit(127)
+
+
 def _read_order(sock):
     """The order from leverd on sock (blocking), and the fd that came with it
     (SCM_RIGHTS: the instance's listening socket, with socket activation) or
@@ -81,27 +100,30 @@ def _read_order(sock):
         if not chunk:
             _exit(0)
         buf += chunk
-        if size == 0 and len(buf) >= 32:
+        if size == 0 and len(buf) >= ORDER_HEADER:
             size = struct.unpack_from("<I", buf)[0]
-            if not 32 <= size <= MAX_ORDER:
+            if not ORDER_HEADER <= size <= MAX_ORDER:
                 raise ValueError("lever-serve-py: a bad hand-off from leverd")
     for extra in passed[1:]:
         os.close(extra)  # one socket is all an order carries
-    argc, envc = struct.unpack_from("<II", buf, 4)
-    strings = buf[32:size].split(b"\0")
+    argc, envc, flags = struct.unpack_from("<III", buf, 4)
+    identity = struct.unpack_from("<III", buf, 32) if flags & ORDER_IDENTITY else None
+    strings = buf[ORDER_HEADER:size].split(b"\0")
     if len(strings) < 2 + argc + envc or argc < 2:
         raise ValueError("lever-serve-py: a bad hand-off from leverd")
     decode = os.fsdecode
     return (decode(strings[1]), [decode(a) for a in strings[2 : 2 + argc]],
-            [decode(e) for e in strings[2 + argc : 2 + argc + envc]], passed[0] if passed else None)
+            [decode(e) for e in strings[2 + argc : 2 + argc + envc]], passed[0] if passed else None, identity)
 
 
 def _hand_off(fd):
     """Waits for the service and becomes its instance; returns main's argv."""
     sock = socket.socket(fileno=fd)
     sock.sendall(b"R")
-    code_dir, argv, env, passed = _read_order(sock)
+    code_dir, argv, env, passed, identity = _read_order(sock)
     sock.close()
+    if identity is not None:
+        _become_user(*identity)
     os.chdir(code_dir)
     for kv in env:
         key, eq, value = kv.partition("=")
