@@ -12,12 +12,13 @@
 //
 // Started as `test_instance --pool-fd=N` it plays a pre-started language
 // runner (ProcessRuntimeOptions::prestart) as lever-serve does: writes "R" on
-// fd N, reads its order there (the runtime's encoding: a 32-byte header
-// {size, argc, envc, flags, limits}, then NUL-terminated exe, dir, argv,
-// env), moves to the dir, takes that environment, prints "handed <argv[1]>
+// fd N, reads its order there (the runtime's encoding: a 48-byte header
+// {size, argc, envc, flags, limits, uid, gid, group}, then NUL-terminated
+// exe, dir, argv, env), switches to the order's user if it names one, moves to the dir, takes that environment, prints "handed <argv[1]>
 // in <dir> as <LEVEROS_INSTANCE_ID> NODE_OPTIONS=<...>", and goes on as if
 // started with that argv.
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -39,6 +40,7 @@ void OnTerm(int) {
   if (fd >= 0) close(fd);
   _exit(0);
 }
+constexpr size_t kHeader = 48;  // sizeof(OrderHeader), host/src/process_runtime.cc
 // The pre-started runner's hand-off: false on a bad order.
 bool TakeOrder(int fd, std::vector<std::string>* args) {
   if (write(fd, "R", 1) != 1) return false;
@@ -49,14 +51,22 @@ bool TakeOrder(int fd, std::vector<std::string>* args) {
     ssize_t n = read(fd, chunk, sizeof chunk);
     if (n <= 0) return false;
     buf.append(chunk, static_cast<size_t>(n));
-    if (size == 0 && buf.size() >= 32) std::memcpy(&size, buf.data(), 4);
+    if (size == 0 && buf.size() >= kHeader) std::memcpy(&size, buf.data(), 4);
   }
   close(fd);
-  uint32_t argc = 0, envc = 0;
+  uint32_t argc = 0, envc = 0, flags = 0, ids[3] = {0, 0, 0};
   std::memcpy(&argc, buf.data() + 4, 4);
   std::memcpy(&envc, buf.data() + 8, 4);
+  std::memcpy(&flags, buf.data() + 12, 4);
+  std::memcpy(ids, buf.data() + 32, sizeof ids);
+  if (flags & 8) {  // kIdentity
+    gid_t group = ids[2];
+    if (ids[0] == 0 || setgroups(group ? 1 : 0, &group) != 0 || setgid(ids[1]) != 0 || setuid(ids[0]) != 0) {
+      return false;
+    }
+  }
   std::vector<std::string> strings;
-  for (size_t at = 32; at < size && strings.size() < 2 + argc + envc;) {
+  for (size_t at = kHeader; at < size && strings.size() < 2 + argc + envc;) {
     size_t nul = buf.find('\0', at);
     if (nul == std::string::npos) return false;
     strings.push_back(buf.substr(at, nul - at));
