@@ -54,7 +54,11 @@ one_round() {  # label service-dir method leverd-flags...
   "$build/cli/leverd" --listen 127.0.0.1:0 --data-dir "$tmp/data-$label" --idle-timeout 300ms "$@" 2> "$log" &
   leverd_pid=$!
   port=$(leverd_port "$log")
-  "$build/cli/lever" -H "127.0.0.1:$port" deploy "$tmp/$svc" > /dev/null 2>&1
+  if ! "$build/cli/lever" -H "127.0.0.1:$port" deploy "$tmp/$svc" > "$tmp/deploy.log" 2>&1; then
+    echo "coldstart.sh: deploy of $svc ($label) failed:" >&2
+    cat "$tmp/deploy.log" "$log" >&2
+    exit 1
+  fi
   measure "$label" "$port" "$runs" 0.2 "$method"  # the parked child refills after the instance stopped
   kill "$leverd_pid"; wait "$leverd_pid" || true; leverd_pid=
   rm -rf "$tmp/data-$label"
