@@ -91,6 +91,7 @@ struct Flags {
   std::string docker_network = "bridge";
   std::string docker_image = "lever-rootfs:1";
   std::string docker_mounts;  // comma-separated
+  bool docker_create_ahead = true;
 };
 
 constexpr const char* kInstanceUser = "lever-instance";  // scripts/setup.sh creates it
@@ -434,6 +435,7 @@ int Run(const Flags& f) {
   ho.docker.network = f.docker_network;
   ho.docker.image = f.docker_image;
   ho.docker.mounts = SplitList(f.docker_mounts);
+  ho.docker.create_ahead = f.docker_create_ahead;
   ho.data_dir = data_dir;
   ho.registry_url = f.registry;
   ho.cluster.node_name = f.node_name.empty() ? HostName() : f.node_name;
@@ -676,6 +678,10 @@ int main(int argc, char** argv) {
                  "More host dirs bind-mounted read-only into docker instances, comma-separated (beside /usr, "
                  "/lib* and the language runners)")
       ->capture_default_str();
+  app.add_option("--docker-create-ahead", f.docker_create_ahead,
+                 "After a docker instance of a version starts, create (not start) the container for its next "
+                 "start, so that a cold start only starts it (docs/docker.md)")
+      ->default_str("true");
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();

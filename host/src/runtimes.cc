@@ -56,6 +56,18 @@ class SelectingRuntime final : public Runtime {
     runtime->Expect(config);
   }
 
+  std::string ReservedInstanceId(const std::string& env, const std::string& service, int64_t version,
+                                 const LeverConfig& config, const std::string& code_dir) override {
+    RuntimePtr runtime = default_;
+    if (!config.runtime.empty() && config.runtime != default_name_) {
+      std::lock_guard lock(mu_);
+      auto it = open_.find(config.runtime);
+      if (it == open_.end()) return "";
+      runtime = it->second;
+    }
+    return runtime->ReservedInstanceId(env, service, version, config, code_dir);
+  }
+
   Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override {
     const std::string& want = spec.config.runtime.empty() ? default_name_ : spec.config.runtime;
     RuntimePtr runtime;

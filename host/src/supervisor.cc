@@ -130,12 +130,17 @@ void Supervisor::Shutdown() {
 }
 
 void Supervisor::StartLocked(ServiceState& svc, int64_t version) {
-  std::string id = RandomId(32);
+  bool rollout = version == svc.rollout.version && version != svc.info.live_version;
+  const LeverConfig& config = rollout ? svc.rollout.config : svc.config;
+  const std::string& code_dir = rollout ? svc.rollout.code_dir : svc.code_dir;
+  // The id of what the runtime made ahead for this version (docker: a
+  // container created ahead), if anything.
+  std::string id = runtime_->ReservedInstanceId(svc.env, svc.name, version, config, code_dir);
+  if (id.empty()) id = RandomId(32);
   auto inst = std::make_shared<Instance>(id, svc.env, svc.name, version, options_.run_dir + "/" + id + ".sock",
                                          wakeup_, clock_, options_.count_at_placement);
-  bool rollout = version == svc.rollout.version && version != svc.info.live_version;
-  inst->config = rollout ? svc.rollout.config : svc.config;
-  inst->code_dir = rollout ? svc.rollout.code_dir : svc.code_dir;
+  inst->config = config;
+  inst->code_dir = code_dir;
   inst->owner = svc.weak_from_this();
   svc.instances.push_back(inst);
   {

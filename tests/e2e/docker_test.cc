@@ -162,6 +162,14 @@ class DockerTest : public ::testing::Test {
     }
     return out;
   }
+  // Containers created, not started: the one made ahead for `service`'s next start.
+  static Json CreatedAhead(const std::string& service) {
+    Json out = Json::array();
+    for (const Json& c : dockerd->Containers("lever.service=" + service)) {
+      if (c["State"] == "created") out.push_back(c);
+    }
+    return out;
+  }
   static std::string ContainerId(const std::string& service) {
     Json r = Running(service);
     return r.size() == 1 ? r[0]["Id"].get<std::string>() : "";
@@ -428,6 +436,8 @@ TEST_F(DockerTest, AContainerThatCannotStartFailsTheCallWithWhy) {
   std::vector<Value> before = leverd->Instances("dfail");
   ASSERT_EQ(before.size(), 1u);
   std::string old_instance = before[0].as_map().Find("id")->as_string();
+  // Made ahead with the mount: its start fails (a later create would too).
+  ASSERT_TRUE(WaitUntil([] { return CreatedAhead("dfail").size() == 1; }, std::chrono::seconds(20)));
   extra.reset();  // the next container's bind mount has no source
   ASSERT_FALSE(fs::exists(gone));
   EXPECT_EQ(dockerd->Api("POST", "/containers/" + id + "/kill?signal=SIGKILL").first, 204);
@@ -455,6 +465,49 @@ TEST_F(DockerTest, AContainerThatCannotStartFailsTheCallWithWhy) {
       << dockerd->Containers(owner).dump();
   ASSERT_EQ(leverd->DeployTestService(R"({"name":"pafter"})").exit_code, 0);
   EXPECT_TRUE(client->Service("dev.lever", "pafter").Invoke("Whoami", {}).ok()) << "leverd goes on serving";
+}
+
+// A cold start after the first takes the container created ahead for it
+// (created, not started, once the first listened): the instance that answers
+// is that container's, and the next one is made; leverd's stop removes it.
+TEST_F(DockerTest, AColdStartTakesTheContainerCreatedAhead) {
+  auto leverd = StartLeverd(true);
+  ASSERT_EQ(leverd->DeployTestService(R"({"name":"dahead"})").exit_code, 0);
+  auto client = leverd->NewClient();
+  Endpoint ep = client->Service("dev.lever", "dahead");
+  Result first = ep.Invoke("Whoami", {});
+  ASSERT_TRUE(first.ok()) << first.status.ToString();
+  std::string first_instance = first.value.as_map().Find("instance")->as_string();
+  ASSERT_TRUE(WaitUntil([] { return CreatedAhead("dahead").size() == 1; }, std::chrono::seconds(20)));
+  Json ahead = CreatedAhead("dahead")[0];
+  std::string ahead_instance = ahead["Labels"]["lever.instance"].get<std::string>();
+  EXPECT_NE(ahead_instance, first_instance);
+  std::string running = ContainerId("dahead");
+  ASSERT_FALSE(running.empty());
+  EXPECT_EQ(dockerd->Api("POST", "/containers/" + running + "/kill?signal=SIGKILL").first, 204);
+
+  // The next start (the call's, or the autoscaler's) takes it.
+  Result next;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        next = ep.Invoke("Whoami", {});
+        return next.ok() && next.value.as_map().Find("instance")->as_string() != first_instance;
+      },
+      std::chrono::seconds(20)))
+      << next.status.ToString();
+  EXPECT_EQ(next.value.as_map().Find("instance")->as_string(), ahead_instance);
+  EXPECT_EQ(ContainerId("dahead"), ahead["Id"].get<std::string>());
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        Json c = CreatedAhead("dahead");
+        return c.size() == 1 && c[0]["Id"] != ahead["Id"];
+      },
+      std::chrono::seconds(20)))
+      << "the one after is made";
+
+  ASSERT_EQ(leverd->Stop(), 0);
+  EXPECT_TRUE(WaitUntil([] { return dockerd->Containers("lever.service=dahead").empty(); }, std::chrono::seconds(10)))
+      << "leverd's stop removes the container made ahead too";
 }
 
 // A stop while the container's create is on its way (dockerd stopped): the

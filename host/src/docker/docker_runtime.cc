@@ -35,7 +35,9 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -225,9 +227,10 @@ struct Watch {
   explicit Watch(std::string socket) : client(std::move(socket)) {}
   Client client;
   std::shared_ptr<Checks> checks;
+  std::function<void()> on_listening;  // once its socket exists (the next container, made ahead); output thread
   std::string name;         // lever-<instance id>
   std::string create_body;  // POST /containers/create
-  std::string id;           // the container's, once created; written before `started`
+  std::string id;           // the container's, once created (or made ahead); written before `started`
   bool maybe_created = false;  // the create got no answer: it may exist by its name
   std::string dir;          // <run>/<instance>.docker, bind-mounted as /lever/run
   std::string link;         // <run>/<instance>.sock → <instance>.docker/s.sock, once it exists
@@ -305,6 +308,7 @@ void CopyOutput(Watch* w) {
         (void)!symlink(w->link_target.c_str(), w->link.c_str());
         close(w->inotify_fd);
         w->inotify_fd = -1;
+        if (w->on_listening) w->on_listening();  // after the link: the call goes first
       }
       continue;
     }
@@ -360,16 +364,19 @@ Launched Launch(Watch* w, std::string* error, int* signal) {
   if (Status s = w->checks->Ensure(kApiTimeout); !s.ok()) return failed(s);
   if (held()) return Launched::kGivenUp;
   Reply reply;
-  Status s = Do(w, "POST", "/containers/create?name=" + w->name, w->create_body, &reply);
-  if (!s.ok()) w->maybe_created = true;  // sent, maybe acted on, no answer
-  if (s.ok()) s = docker::Check(reply, "create container");
-  if (s.ok()) {
-    Json doc = Json::parse(reply.body, nullptr, false);
-    if (doc.is_object() && doc["Id"].is_string()) w->id = doc["Id"].get<std::string>();
-    if (w->id.empty()) s = Status(Code::kUnavailable, "create container: no Id in dockerd's reply");
+  Status s;
+  if (w->id.empty()) {  // else created ahead
+    s = Do(w, "POST", "/containers/create?name=" + w->name, w->create_body, &reply);
+    if (!s.ok()) w->maybe_created = true;  // sent, maybe acted on, no answer
+    if (s.ok()) s = docker::Check(reply, "create container");
+    if (s.ok()) {
+      Json doc = Json::parse(reply.body, nullptr, false);
+      if (doc.is_object() && doc["Id"].is_string()) w->id = doc["Id"].get<std::string>();
+      if (w->id.empty()) s = Status(Code::kUnavailable, "create container: no Id in dockerd's reply");
+    }
+    if (!s.ok()) return failed(s);
+    if (held()) return Launched::kGivenUp;
   }
-  if (!s.ok()) return failed(s);
-  if (held()) return Launched::kGivenUp;
   Request attach;
   attach.method = "POST";
   attach.target = "/containers/" + w->id + "/attach?stream=1&stdout=1&stderr=1";
@@ -557,14 +564,185 @@ class DockerInstance final : public RunningInstance {
   std::thread thread_;
 };
 
+// The create body of `spec`'s container, whose socket dir is `dir`.
+std::string CreateBodyFor(const DockerRuntimeOptions& o, const docker::HostLayout& layout, const InstanceSpec& spec,
+                          const std::vector<std::string>& argv, const std::string& dir) {
+  std::string gateway = spec.internal_gateway.starts_with("unix:") ? spec.internal_gateway.substr(5) : "";
+  docker::ContainerSpec cs;
+  cs.image = o.image;
+  cs.argv = argv;
+  cs.env = InstanceEnvironment(spec, o.path, "unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
+                               gateway.empty() ? "" : "unix:" + std::string(docker::kContainerGateway));
+  cs.user = docker::ContainerUser(o.user).spec;
+  cs.code_dir = spec.code_dir;
+  cs.run_dir = dir;
+  cs.gateway_socket = gateway;
+  cs.host_mounts = layout.mounts;
+  for (const std::string& runner : {o.lever_serve, o.lever_serve_py}) {
+    if (!runner.empty()) cs.host_mounts.push_back(docker::RunnerTree(runner));
+  }
+  for (const std::string& m : o.mounts) cs.host_mounts.push_back(m);
+  cs.network = o.network;
+  cs.memory_bytes = spec.config.ram_mb * 1000 * 1000;
+  cs.pids_limit = o.max_pids;
+  cs.labels = {{docker::kOwnerLabel, o.owner},
+               {"lever.env", spec.env},
+               {"lever.service", spec.service},
+               {"lever.version", std::to_string(spec.version)},
+               {"lever.instance", spec.instance_id}};
+  return docker::CreateBody(cs).dump();
+}
+
+// An instance's socket dir (mounted as /lever/run), its container user's.
+Status MakeSocketDir(const std::string& dir, const docker::User& user) {
+  if (mkdir(dir.c_str(), 0700) != 0) return ErrnoStatus("mkdir " + dir, errno);
+  if (geteuid() == 0 && chown(dir.c_str(), user.uid, user.gid) != 0) {
+    Status s = ErrnoStatus("chown " + dir, errno);
+    rmdir(dir.c_str());
+    return s;
+  }
+  return Status::Ok();
+}
+
+// Containers created ahead (DockerRuntimeOptions::create_ahead): once an
+// instance of a version listens, the container of its service's next start is
+// created, not started, on this object's own thread, under an instance id of
+// its own; the next start of that version takes the id (Reserve, under the
+// service's lock) and the container (Take, in Start), and only attaches and
+// starts. One per service, its latest started version's (a newer one
+// replaces it); all removed when the runtime goes.
+class Ahead {
+ public:
+  Ahead(std::string socket, DockerRuntimeOptions options, docker::HostLayout layout)
+      : client_(std::move(socket)), options_(std::move(options)), layout_(std::move(layout)),
+        worker_(std::make_unique<Worker>()) {}
+  ~Ahead() {
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    worker_.reset();  // the one being made is finished; those queued are skipped
+    for (auto* made : {&ready_, &reserved_}) {
+      for (const auto& [key, m] : *made) Remove(m);
+    }
+  }
+
+  std::string Reserve(const std::string& env, const std::string& service, int64_t version,
+                      const std::string& code_dir) {
+    std::lock_guard lock(mu_);
+    auto it = ready_.find(Key(env, service));
+    if (it == ready_.end() || it->second.version != version || it->second.code_dir != code_dir) return "";
+    std::string id = it->second.instance_id;
+    reserved_[id] = std::move(it->second);
+    ready_.erase(it);
+    return id;
+  }
+
+  // The container made for `instance_id`, if Reserve handed that id out.
+  bool Take(const std::string& instance_id, std::string* container_id) {
+    std::lock_guard lock(mu_);
+    auto it = reserved_.find(instance_id);
+    if (it == reserved_.end()) return false;
+    *container_id = it->second.container_id;
+    reserved_.erase(it);
+    return true;
+  }
+
+  // An instance of `spec`'s version listens: make its service's next container.
+  void Refill(const InstanceSpec& spec, const std::vector<std::string>& argv) {
+    std::string key = Key(spec.env, spec.service);
+    {
+      std::lock_guard lock(mu_);
+      if (closing_ || making_.count(key)) return;
+      auto it = ready_.find(key);
+      if (it != ready_.end() && it->second.version == spec.version && it->second.code_dir == spec.code_dir) return;
+      making_.insert(key);
+    }
+    worker_->Post([this, spec, argv, key] { Make(spec, argv, key); });
+  }
+
+ private:
+  struct Made {
+    std::string instance_id, container_id, dir, code_dir;
+    int64_t version = 0;
+  };
+  static std::string Key(const std::string& env, const std::string& service) { return env + "/" + service; }
+
+  void Make(InstanceSpec spec, const std::vector<std::string>& argv, const std::string& key) {
+    Made m;
+    m.instance_id = RandomId(32);
+    m.version = spec.version;
+    m.code_dir = spec.code_dir;
+    m.dir = options_.run_dir + "/" + m.instance_id + ".docker";
+    spec.instance_id = m.instance_id;
+    bool closing;
+    {
+      std::lock_guard lock(mu_);
+      closing = closing_;
+    }
+    Status s = closing ? Status(Code::kCancelled, "closing") : MakeSocketDir(m.dir, docker::ContainerUser(options_.user));
+    if (s.ok()) {
+      Reply reply;
+      s = Call(client_, "POST", "/containers/create?name=lever-" + m.instance_id,
+               CreateBodyFor(options_, layout_, spec, argv, m.dir), &reply);
+      bool answered = s.ok();
+      if (s.ok()) s = docker::Check(reply, "create container");
+      if (s.ok()) {
+        Json doc = Json::parse(reply.body, nullptr, false);
+        if (doc.is_object() && doc["Id"].is_string()) m.container_id = doc["Id"].get<std::string>();
+        if (m.container_id.empty()) s = Status(Code::kUnavailable, "no Id");
+      }
+      if (!s.ok()) {
+        if (!answered) m.container_id = "lever-" + m.instance_id;  // it may exist by its name
+        Remove(m);
+      }
+    }
+    Made old;
+    {
+      std::lock_guard lock(mu_);
+      making_.erase(key);
+      if (s.ok()) {
+        auto it = ready_.find(key);
+        if (it != ready_.end()) old = std::move(it->second);
+        ready_[key] = std::move(m);
+      }
+    }
+    if (!old.dir.empty()) Remove(old);
+  }
+
+  void Remove(const Made& m) {
+    if (!m.container_id.empty()) {
+      Reply ignored;
+      (void)Call(client_, "DELETE", "/containers/" + m.container_id + "?force=1&v=1", "", &ignored, kCleanupTimeout);
+    }
+    (void)RemoveTree(m.dir);
+  }
+
+  const Client client_;
+  const DockerRuntimeOptions options_;
+  const docker::HostLayout layout_;
+  std::mutex mu_;  // a leaf: no API call under it
+  bool closing_ = false;
+  std::map<std::string, Made> ready_;     // by env/service
+  std::map<std::string, Made> reserved_;  // by instance id: handed out, not started yet
+  std::set<std::string> making_;          // env/service
+  std::unique_ptr<Worker> worker_;
+};
+
 class DockerRuntime final : public Runtime {
  public:
   DockerRuntime(DockerRuntimeOptions options, std::string socket, docker::HostLayout layout,
                 std::shared_ptr<Checks> checks)
       : options_(std::move(options)), socket_(std::move(socket)), layout_(std::move(layout)),
-        checks_(std::move(checks)), worker_(std::make_shared<Worker>()) {}
+        checks_(std::move(checks)), worker_(std::make_shared<Worker>()) {
+    if (options_.create_ahead) ahead_ = std::make_shared<Ahead>(socket_, options_, layout_);
+  }
   const char* name() const override { return "docker"; }
   Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override;
+  std::string ReservedInstanceId(const std::string& env, const std::string& service, int64_t version,
+                                 const LeverConfig&, const std::string& code_dir) override {
+    return ahead_ ? ahead_->Reserve(env, service, version, code_dir) : "";
+  }
 
  private:
   Status Resolve(const InstanceSpec& spec, std::vector<std::string>* argv) const;
@@ -573,6 +751,7 @@ class DockerRuntime final : public Runtime {
   const docker::HostLayout layout_;
   const std::shared_ptr<Checks> checks_;
   std::shared_ptr<Worker> worker_;
+  std::shared_ptr<Ahead> ahead_;  // null without create_ahead
 };
 
 Status DockerRuntime::Resolve(const InstanceSpec& spec, std::vector<std::string>* argv) const {
@@ -611,11 +790,10 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   w->dir = options_.run_dir + "/" + spec.instance_id + ".docker";
   w->link = spec.listen_path;
   docker::User user = docker::ContainerUser(options_.user);
-  if (mkdir(w->dir.c_str(), 0700) != 0) return ErrnoStatus("mkdir " + w->dir, errno);
-  if (geteuid() == 0 && chown(w->dir.c_str(), user.uid, user.gid) != 0) {
-    Status s = ErrnoStatus("chown " + w->dir, errno);
-    rmdir(w->dir.c_str());
-    return s;
+  std::string made;  // the container created ahead under this id, if any (its dir exists)
+  bool ahead = ahead_ && ahead_->Take(spec.instance_id, &made);
+  if (!ahead) {
+    if (Status s = MakeSocketDir(w->dir, user); !s.ok()) return s;
   }
   unlink(w->link.c_str());
   w->link_target = spec.instance_id + ".docker/s.sock";
@@ -624,7 +802,15 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
     for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], w->inotify_fd, w->exit_efd}) {
       if (fd >= 0) close(fd);
     }
-    rmdir(w->dir.c_str());
+    if (ahead) {
+      worker_->Post([w, made] {
+        Reply ignored;
+        (void)Call(w->client, "DELETE", "/containers/" + made + "?force=1&v=1", "", &ignored, kCleanupTimeout);
+        (void)RemoveTree(w->dir);
+      });
+    } else {
+      rmdir(w->dir.c_str());
+    }
     return s;
   };
   w->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -634,36 +820,20 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return fail(ErrnoStatus("pipe", errno));
   w->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (w->exit_efd < 0) return fail(ErrnoStatus("eventfd", errno));
-  std::string gateway;
-  if (spec.internal_gateway.starts_with("unix:")) {
-    gateway = spec.internal_gateway.substr(5);
+  if (spec.internal_gateway.starts_with("unix:") && geteuid() == 0 && user.uid != 0) {
     // The container's user connects to it (connect needs write permission).
-    if (geteuid() == 0 && user.uid != 0) chmod(gateway.c_str(), 0777);
+    chmod(spec.internal_gateway.substr(5).c_str(), 0777);
   }
-
-  docker::ContainerSpec cs;
-  cs.image = options_.image;
-  cs.argv = argv;
-  cs.env = InstanceEnvironment(spec, options_.path, "unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
-                               gateway.empty() ? "" : "unix:" + std::string(docker::kContainerGateway));
-  cs.user = user.spec;
-  cs.code_dir = spec.code_dir;
-  cs.run_dir = w->dir;
-  cs.gateway_socket = gateway;
-  cs.host_mounts = layout_.mounts;
-  for (const std::string& runner : {options_.lever_serve, options_.lever_serve_py}) {
-    if (!runner.empty()) cs.host_mounts.push_back(docker::RunnerTree(runner));
+  if (ahead) {
+    w->id = made;
+  } else {
+    w->create_body = CreateBodyFor(options_, layout_, spec, argv, w->dir);
   }
-  for (const std::string& m : options_.mounts) cs.host_mounts.push_back(m);
-  cs.network = options_.network;
-  cs.memory_bytes = spec.config.ram_mb * 1000 * 1000;
-  cs.pids_limit = options_.max_pids;
-  cs.labels = {{docker::kOwnerLabel, options_.owner},
-               {"lever.env", spec.env},
-               {"lever.service", spec.service},
-               {"lever.version", std::to_string(spec.version)},
-               {"lever.instance", spec.instance_id}};
-  w->create_body = docker::CreateBody(cs).dump();
+  if (ahead_) {
+    w->on_listening = [weak = std::weak_ptr<Ahead>(ahead_), spec, argv] {
+      if (auto a = weak.lock()) a->Refill(spec, argv);
+    };
+  }
 
   fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
   fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);

@@ -51,6 +51,14 @@ struct DockerRuntimeOptions {
   // (runtimes.cc) for a runtime opened on a service's first start, which
   // happens on the supervisor's thread.
   bool check_on_first_start = false;
+  // Containers created ahead: once an instance of a version has started,
+  // the container for that service's next start is created (not started) on
+  // the runtime's own thread, under an instance id of its own, which the
+  // next start of that version takes (Runtime::ReservedInstanceId): a cold
+  // start then only attaches and starts. One per service (its latest
+  // version's); removed when the runtime goes, and at leverd's next start if
+  // it was killed. Default true.
+  bool create_ahead = true;
 };
 
 }  // namespace lever::host

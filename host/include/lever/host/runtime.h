@@ -100,6 +100,17 @@ class Runtime {
   // may prepare for it (the process runtime pre-starts its language's
   // runner). Thread contract: any thread.
   virtual void Expect(const LeverConfig& config) { (void)config; }
+  // The instance id the next start of this version should have, because the
+  // runtime prepared it ahead under that id (docker: a container created
+  // ahead), or "" (the caller picks one). A non-empty id is reserved for one
+  // Start() with that id, `code_dir` and the version's config; one never
+  // started is released when the runtime goes. Thread contract: any thread,
+  // under the service's lock (it takes only the runtime's leaf locks).
+  virtual std::string ReservedInstanceId(const std::string& env, const std::string& service, int64_t version,
+                                         const LeverConfig& config, const std::string& code_dir) {
+    (void)env, (void)service, (void)version, (void)config, (void)code_dir;
+    return "";
+  }
 };
 using RuntimePtr = std::shared_ptr<Runtime>;
 
