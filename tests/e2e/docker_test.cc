@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -227,6 +228,7 @@ TEST_F(DockerTest, HelloCppRunsInAContainerAndAnswersCliHttpAndSdk) {
   EXPECT_EQ(info["HostConfig"]["CapDrop"], Json({"ALL"}));
   EXPECT_EQ(info["HostConfig"]["SecurityOpt"], Json({"no-new-privileges"}));
   EXPECT_EQ(info["HostConfig"]["NetworkMode"], "none");
+  EXPECT_EQ(info["Config"]["NetworkDisabled"], true);
   EXPECT_EQ(info["HostConfig"]["Memory"], 50'000'000);
   EXPECT_GT(info["HostConfig"]["PidsLimit"].get<int64_t>(), 0);
   EXPECT_NE(info["Config"]["User"], "");
@@ -334,6 +336,12 @@ TEST_F(DockerTest, AContainerCannotReadTheDataDirOrWriteItsCode) {
   EXPECT_TRUE(ep.Invoke("WriteFile", {"/usr/x"}).is_app_error());
   EXPECT_TRUE(ep.Invoke("WriteFile", {"/x"}).is_app_error());
   EXPECT_TRUE(ep.Invoke("WriteFile", {"/tmp/x"}).ok()) << "its /tmp is a small tmpfs";
+  // A network namespace of its own: loopback only (--docker-network none).
+  Result net = ep.Invoke("ReadFile", {"/proc/net/dev"});
+  ASSERT_TRUE(net.ok()) << net.status.ToString();
+  std::string dev = net.value.as_string();
+  EXPECT_NE(dev.find("lo:"), std::string::npos) << dev;
+  EXPECT_EQ(std::count(dev.begin(), dev.end(), ':'), 1) << "lo alone: " << dev;
   // Its output (the attach stream) reaches leverd's log and `lever logs`.
   ASSERT_TRUE(ep.Invoke("Print", {"hello from a container"}).ok());
   EXPECT_TRUE(leverd->WaitForLog("print: hello from a container", std::chrono::seconds(10)));

@@ -40,7 +40,7 @@ Json CreateBody(const ContainerSpec& spec) {
       {"AutoRemove", false},
       {"Init", true},  // docker-init as PID 1: signals reach the entry (PID 1 ignores SIGTERM)
   };
-  return {
+  Json body = {
       {"Image", spec.image},
       {"Cmd", spec.argv},
       {"Env", spec.env},
@@ -54,6 +54,12 @@ Json CreateBody(const ContainerSpec& spec) {
       {"Tty", false},
       {"HostConfig", host},
   };
+  // No network: runc's own fresh namespace (loopback only, up), without the
+  // sandbox dockerd would make for NetworkMode none and the prestart hook
+  // (dockerd's binary run again) that joins it, which cost most of a
+  // container's start (docs/BENCHMARKS.md).
+  if (spec.network == "none") body["NetworkDisabled"] = true;
+  return body;
 }
 
 HostLayout ReadHostLayout(const std::string& root) {

@@ -37,6 +37,8 @@ struct ContainerSpec {
 // The body of POST /containers/create: read-only root with a small /tmp
 // tmpfs, every capability dropped, no-new-privileges, memory (no swap) and
 // pids limits, no log driver (output comes from attach), the mounts above.
+// Network "none" is NetworkDisabled too: a network namespace of its own with
+// only loopback, made by runc, without dockerd's sandbox.
 nlohmann::json CreateBody(const ContainerSpec& spec);
 
 // The host's top level as the image must mirror it: real directories among

@@ -260,6 +260,9 @@ TEST(ContainerSpec, LocksTheContainerDown) {
   EXPECT_EQ(h["MemorySwap"], 50'000'000);
   EXPECT_EQ(h["PidsLimit"], 512);
   EXPECT_EQ(h["NetworkMode"], "none");
+  EXPECT_EQ(b["NetworkDisabled"], true) << "no sandbox for no network";
+  cs.network = "bridge";
+  EXPECT_FALSE(CreateBody(cs).contains("NetworkDisabled"));
   EXPECT_FALSE(h.contains("Privileged") && h["Privileged"] == true);
   std::map<std::string, std::pair<std::string, bool>> mounts;  // target → source, read-only
   for (const auto& m : h["Mounts"]) {
