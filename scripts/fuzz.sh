@@ -7,10 +7,14 @@
 # so a campaign run in chunks goes on from where the last chunk stopped; each
 # run's whole output is in build/fuzz/logs/.
 #   scripts/fuzz.sh [seconds per target, default 60] [target...]
-# Targets default to all of codec/ and gateway/ (h2c_relay_fuzzer drives an
-# in-process gateway: 100-800 executions/s on this 2-core machine, by its
-# load). Beside other work: nice -n 10 scripts/fuzz.sh (its threads take about
-# one core; pinning them to one with taskset starves its gateway worker).
+# Targets default to all of codec/ and gateway/. h2c_relay_fuzzer drives an
+# in-process gateway and echo instance: on this 2-core machine beside other
+# work, about 100 executions/s for the first ~10,000 inputs of a run (libFuzzer
+# re-runs and leak-checks up to 1,000 inputs, ~55 ms each, then stops: "disabled
+# leak detection after every mutation"), then 700-1,100/s by the load; so run
+# it in long chunks (docs/BENCHMARKS.md, "Fuzzing"). Beside other work:
+# nice -n 19 scripts/fuzz.sh 1800 h2c_relay_fuzzer (its threads take about one
+# core; pinning them to one with taskset starves its gateway worker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
