@@ -431,6 +431,7 @@ int Run(const Flags& f) {
   ho.process.prestart = f.prestart;
   ho.process.socket_activation = f.socket_activation;
   ho.runtime = f.runtime;
+  ho.docker.ids = ho.process.ids;  // per-service users for containers too
   ho.docker.host = f.docker_host;
   ho.docker.network = f.docker_network;
   ho.docker.image = f.docker_image;

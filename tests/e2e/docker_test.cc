@@ -350,6 +350,23 @@ TEST_F(DockerTest, AContainerCannotReadTheDataDirOrWriteItsCode) {
   Result uid = ep.Invoke("Uid", {});
   ASSERT_TRUE(uid.ok());
   EXPECT_NE(uid.value.as_int(), 0) << "runs as a non-root user";
+  if (geteuid() == 0) {
+    // Its service's own user, as process instances (docs/security.md), and
+    // its env's internal socket its env's group's alone: it reaches it
+    // through the group it was given (HostConfig.GroupAdd).
+    EXPECT_GE(uid.value.as_int(), 61184);
+    EXPECT_LE(uid.value.as_int(), 65519);
+    struct stat st;
+    ASSERT_EQ(stat((data + "/run/env-dev.lever.sock").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
+    EXPECT_EQ(st.st_uid, 0u);
+    ASSERT_EQ(leverd->DeployTestService(R"({"name":"diso2"})").exit_code, 0);
+    Result other = ep.Invoke("CallOther", {"diso2", "Uid"});
+    ASSERT_TRUE(other.ok()) << other.status.ToString() << (other.value.is_string() ? other.value.as_string() : "");
+    ASSERT_TRUE(other.value.is_integer());
+    EXPECT_NE(other.value.as_int(), uid.value.as_int()) << "another service, another user";
+    EXPECT_GE(other.value.as_int(), 61184);
+  }
 }
 
 TEST_F(DockerTest, LeverdRestartedAfterKill9LeavesNoContainerBehind) {
@@ -505,6 +522,13 @@ TEST_F(DockerTest, AColdStartTakesTheContainerCreatedAhead) {
       << next.status.ToString();
   EXPECT_EQ(next.value.as_map().Find("instance")->as_string(), ahead_instance);
   EXPECT_EQ(ContainerId("dahead"), ahead["Id"].get<std::string>());
+  // Made ahead, it runs as the same per-service user as one made at start.
+  if (geteuid() == 0) {
+    Result uid = ep.Invoke("Uid", {});
+    ASSERT_TRUE(uid.ok()) << uid.status.ToString();
+    EXPECT_GE(uid.value.as_int(), 61184);
+    EXPECT_LE(uid.value.as_int(), 65519);
+  }
   EXPECT_TRUE(WaitUntil(
       [&] {
         Json c = CreatedAhead("dahead");

@@ -40,6 +40,11 @@ Json CreateBody(const ContainerSpec& spec) {
       {"AutoRemove", false},
       {"Init", true},  // docker-init as PID 1: signals reach the entry (PID 1 ignores SIGTERM)
   };
+  if (!spec.groups.empty()) {
+    Json groups = Json::array();
+    for (uint32_t g : spec.groups) groups.push_back(std::to_string(g));
+    host["GroupAdd"] = groups;
+  }
   Json body = {
       {"Image", spec.image},
       {"Cmd", spec.argv},

@@ -24,6 +24,7 @@ struct ContainerSpec {
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "K=V"
   std::string user;              // "uid:gid"
+  std::vector<uint32_t> groups;  // supplementary gids (HostConfig.GroupAdd)
   std::string code_dir;          // host path → kContainerCodeDir, read-only
   std::string run_dir;           // host path → kContainerRunDir, read-write
   std::string gateway_socket;    // host path → kContainerGateway; may be empty

@@ -564,16 +564,31 @@ class DockerInstance final : public RunningInstance {
   std::thread thread_;
 };
 
+// Who `spec`'s container runs as: the configured user, or with per-service
+// users (o.ids) the service's own uid:gid with its env's group added.
+Status IdentityFor(const DockerRuntimeOptions& o, const InstanceSpec& spec, docker::User* user,
+                   std::vector<uint32_t>* groups, InstanceIdentity* id) {
+  *user = docker::ContainerUser(o.user);
+  groups->clear();
+  if (!o.ids) return Status::Ok();
+  if (Status s = o.ids->ForService(spec.env, spec.service, id); !s.ok()) return s;
+  *user = {std::to_string(id->uid) + ":" + std::to_string(id->gid), id->uid, id->gid};
+  *groups = {id->env_gid};
+  return Status::Ok();
+}
+
 // The create body of `spec`'s container, whose socket dir is `dir`.
 std::string CreateBodyFor(const DockerRuntimeOptions& o, const docker::HostLayout& layout, const InstanceSpec& spec,
-                          const std::vector<std::string>& argv, const std::string& dir) {
+                          const std::vector<std::string>& argv, const std::string& dir, const docker::User& user,
+                          const std::vector<uint32_t>& groups) {
   std::string gateway = spec.internal_gateway.starts_with("unix:") ? spec.internal_gateway.substr(5) : "";
   docker::ContainerSpec cs;
   cs.image = o.image;
   cs.argv = argv;
   cs.env = InstanceEnvironment(spec, o.path, "unix:" + std::string(docker::kContainerRunDir) + "/s.sock",
                                gateway.empty() ? "" : "unix:" + std::string(docker::kContainerGateway));
-  cs.user = docker::ContainerUser(o.user).spec;
+  cs.user = user.spec;
+  cs.groups = groups;
   cs.code_dir = spec.code_dir;
   cs.run_dir = dir;
   cs.gateway_socket = gateway;
@@ -680,11 +695,15 @@ class Ahead {
       std::lock_guard lock(mu_);
       closing = closing_;
     }
-    Status s = closing ? Status(Code::kCancelled, "closing") : MakeSocketDir(m.dir, docker::ContainerUser(options_.user));
+    docker::User user;
+    std::vector<uint32_t> groups;
+    InstanceIdentity id;
+    Status s = closing ? Status(Code::kCancelled, "closing") : IdentityFor(options_, spec, &user, &groups, &id);
+    if (s.ok()) s = MakeSocketDir(m.dir, user);
     if (s.ok()) {
       Reply reply;
       s = Call(client_, "POST", "/containers/create?name=lever-" + m.instance_id,
-               CreateBodyFor(options_, layout_, spec, argv, m.dir), &reply);
+               CreateBodyFor(options_, layout_, spec, argv, m.dir, user, groups), &reply);
       bool answered = s.ok();
       if (s.ok()) s = docker::Check(reply, "create container");
       if (s.ok()) {
@@ -790,6 +809,12 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   w->dir = options_.run_dir + "/" + spec.instance_id + ".docker";
   w->link = spec.listen_path;
   docker::User user = docker::ContainerUser(options_.user);
+  InstanceIdentity id;
+  std::vector<uint32_t> groups;
+  if (Status s = IdentityFor(options_, spec, &user, &groups, &id); !s.ok()) return s;
+  if (options_.ids && (chown(spec.code_dir.c_str(), 0, id.gid) != 0 || chmod(spec.code_dir.c_str(), 0750) != 0)) {
+    return ErrnoStatus("giving " + spec.code_dir + " to the service's group", errno);
+  }
   std::string made;  // the container created ahead under this id, if any (its dir exists)
   bool ahead = ahead_ && ahead_->Take(spec.instance_id, &made);
   if (!ahead) {
@@ -821,13 +846,21 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   w->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (w->exit_efd < 0) return fail(ErrnoStatus("eventfd", errno));
   if (spec.internal_gateway.starts_with("unix:") && geteuid() == 0 && user.uid != 0) {
-    // The container's user connects to it (connect needs write permission).
-    chmod(spec.internal_gateway.substr(5).c_str(), 0777);
+    // The container's user connects to it (connect needs write permission):
+    // through its env's group with per-service users, else anyone's.
+    std::string gateway = spec.internal_gateway.substr(5);
+    if (options_.ids) {
+      if (chown(gateway.c_str(), 0, id.env_gid) != 0 || chmod(gateway.c_str(), 0660) != 0) {
+        return fail(ErrnoStatus("giving " + gateway + " to the environment's group", errno));
+      }
+    } else {
+      chmod(gateway.c_str(), 0777);
+    }
   }
   if (ahead) {
     w->id = made;
   } else {
-    w->create_body = CreateBodyFor(options_, layout_, spec, argv, w->dir);
+    w->create_body = CreateBodyFor(options_, layout_, spec, argv, w->dir, user, groups);
   }
   if (ahead_) {
     w->on_listening = [weak = std::weak_ptr<Ahead>(ahead_), spec, argv] {

@@ -276,6 +276,13 @@ TEST(ContainerSpec, LocksTheContainerDown) {
   EXPECT_EQ(mounts["/lever/code"], std::make_pair(std::string("/data/code/abc"), true));
   EXPECT_EQ(mounts["/lever/run"], std::make_pair(std::string("/data/run/i.docker"), false));
   EXPECT_EQ(mounts["/lever/gateway.sock"].first, "/data/run/env-dev.sock");
+  EXPECT_FALSE(h.contains("GroupAdd"));  // no supplementary group unless given
+  // Per-service users: the env's group, which reaches its internal socket.
+  cs.user = "61190:61190";
+  cs.groups = {61191};
+  b = CreateBody(cs);
+  EXPECT_EQ(b["User"], "61190:61190");
+  EXPECT_EQ(b["HostConfig"]["GroupAdd"], nlohmann::json({"61191"}));
 }
 
 TEST(ContainerSpec, ImageMirrorsTheHostsTopLevel) {

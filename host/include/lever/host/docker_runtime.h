@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "lever/host/instance_ids.h"
 #include "lever/status.h"
 
 namespace lever::host {
@@ -31,6 +33,12 @@ struct DockerRuntimeOptions {
   // is root, else leverd's own uid:gid (so that leverd can connect to the
   // sockets instances create).
   std::string user;
+  // Per-service users, shared with the process runtime
+  // (ProcessRuntimeOptions::ids): a container runs as its service's uid:gid
+  // with its env's group added (HostConfig.GroupAdd), its code dir is
+  // root:<svc gid> 0750 and the env's internal socket root:<env gid> 0660,
+  // as for process instances. Overrides `user`. Null: `user` for all.
+  std::shared_ptr<InstanceIds> ids;
   // Set by the host: the label value (lever.owner) that marks this leverd's
   // containers, its data dir; and the dir instance sockets live in.
   std::string owner;
