@@ -551,9 +551,6 @@ class ProcessRuntime final : public Runtime {
   Status Hand(const InstanceSpec& spec, const InstanceIdentity& id, const std::string& exe,
               const std::vector<std::string>& argv, const std::vector<std::string>& env, const ListenSocket& listen,
               Child* child, std::unique_ptr<RunningInstance>* out);
-  // Per-service users (options_.ids): the service's identity, with its code
-  // dir and its environment's internal socket made reachable by it alone.
-  Status Confine(const InstanceSpec& spec, InstanceIdentity* id) const;
   // Instances share one uid (the instance user, or a service's own): the
   // RLIMIT_NPROC fallback bounds them together.
   uint64_t NprocLimit() const {
@@ -646,7 +643,10 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   if (!s.ok()) return s;
   InstanceIdentity id;
   if (options_.ids) {
-    if (s = Confine(spec, &id); !s.ok()) return s;
+    // Per-service users: the service's identity, and its code dir and env
+    // socket made reachable by it alone.
+    if (s = options_.ids->ForService(spec.env, spec.service, &id); !s.ok()) return s;
+    if (s = GiveToService(spec, id); !s.ok()) return s;
   }
 
   std::vector<std::string> env_s =
@@ -686,25 +686,6 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   }
   if (!s.ok() && listen.fd >= 0) unlink(spec.listen_path.c_str());
   return s;
-}
-
-Status ProcessRuntime::Confine(const InstanceSpec& spec, InstanceIdentity* id) const {
-  if (Status s = options_.ids->ForService(spec.env, spec.service, id); !s.ok()) return s;
-  // Its version's dir, root's: readable through the service's group only
-  // (the files inside keep 0644/0755, unreachable to others from here up).
-  if (chown(spec.code_dir.c_str(), 0, id->gid) != 0 || chmod(spec.code_dir.c_str(), 0750) != 0) {
-    return ErrnoStatus("giving " + spec.code_dir + " to the service's group", errno);
-  }
-  // The environment's internal socket: its instances' common group. leverd
-  // makes it 0660 root:root (cli/leverd/main.cc); the group is set here,
-  // where the environment's id is known.
-  if (spec.internal_gateway.starts_with("unix:")) {
-    std::string path = spec.internal_gateway.substr(5);
-    if (chown(path.c_str(), 0, id->env_gid) != 0 || chmod(path.c_str(), 0660) != 0) {
-      return ErrnoStatus("giving " + path + " to the environment's group", errno);
-    }
-  }
-  return Status::Ok();
 }
 
 Status ProcessRuntime::Hand(const InstanceSpec& spec, const InstanceIdentity& id, const std::string& exe,

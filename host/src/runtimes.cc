@@ -1,10 +1,15 @@
 // Every runtime, registered by name, and the one the supervisor holds: it
 // runs each service with the runtime its lever.json names, else the default.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <map>
 #include <mutex>
 #include <string>
 
 #include "lever/host/runtime.h"
+#include "util.h"
 
 namespace lever::host {
 namespace {
@@ -118,6 +123,19 @@ std::vector<std::string> InstanceEnvironment(const InstanceSpec& spec, const std
     env.insert(env.end(), py.begin() + 1, py.end());
   }
   return env;
+}
+
+Status GiveToService(const InstanceSpec& spec, const InstanceIdentity& id) {
+  if (chown(spec.code_dir.c_str(), 0, id.gid) != 0 || chmod(spec.code_dir.c_str(), 0750) != 0) {
+    return ErrnoStatus("giving " + spec.code_dir + " to the service's group", errno);
+  }
+  if (spec.internal_gateway.starts_with("unix:")) {
+    std::string path = spec.internal_gateway.substr(5);
+    if (chown(path.c_str(), 0, id.env_gid) != 0 || chmod(path.c_str(), 0660) != 0) {
+      return ErrnoStatus("giving " + path + " to the environment's group", errno);
+    }
+  }
+  return Status::Ok();
 }
 
 std::vector<std::string> RunnerEnvironment(std::string_view language, const std::string& path) {

@@ -812,8 +812,8 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   InstanceIdentity id;
   std::vector<uint32_t> groups;
   if (Status s = IdentityFor(options_, spec, &user, &groups, &id); !s.ok()) return s;
-  if (options_.ids && (chown(spec.code_dir.c_str(), 0, id.gid) != 0 || chmod(spec.code_dir.c_str(), 0750) != 0)) {
-    return ErrnoStatus("giving " + spec.code_dir + " to the service's group", errno);
+  if (options_.ids) {
+    if (Status s = GiveToService(spec, id); !s.ok()) return s;
   }
   std::string made;  // the container created ahead under this id, if any (its dir exists)
   bool ahead = ahead_ && ahead_->Take(spec.instance_id, &made);
@@ -845,17 +845,10 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return fail(ErrnoStatus("pipe", errno));
   w->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (w->exit_efd < 0) return fail(ErrnoStatus("eventfd", errno));
-  if (spec.internal_gateway.starts_with("unix:") && geteuid() == 0 && user.uid != 0) {
-    // The container's user connects to it (connect needs write permission):
-    // through its env's group with per-service users, else anyone's.
-    std::string gateway = spec.internal_gateway.substr(5);
-    if (options_.ids) {
-      if (chown(gateway.c_str(), 0, id.env_gid) != 0 || chmod(gateway.c_str(), 0660) != 0) {
-        return fail(ErrnoStatus("giving " + gateway + " to the environment's group", errno));
-      }
-    } else {
-      chmod(gateway.c_str(), 0777);
-    }
+  if (!options_.ids && spec.internal_gateway.starts_with("unix:") && geteuid() == 0 && user.uid != 0) {
+    // The container's user connects to it (connect needs write permission);
+    // with per-service users it does through its env's group (GiveToService).
+    chmod(spec.internal_gateway.substr(5).c_str(), 0777);
   }
   if (ahead) {
     w->id = made;

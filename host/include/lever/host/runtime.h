@@ -37,6 +37,14 @@ struct InstanceSpec {
 std::vector<std::string> InstanceEnvironment(const InstanceSpec& spec, const std::string& path,
                                              const std::string& listen_addr, const std::string& internal_gateway);
 
+// Per-service users (ProcessRuntimeOptions::ids): gives the spec's code dir
+// to the service's group (root:<gid> 0750; the files inside keep their modes,
+// unreachable to others from there) and its env's internal socket, if any, to
+// the env's group (root:<env gid> 0660; leverd makes it root:root 0660, and
+// the env's id is known here). Idempotent; every runtime calls it at each
+// start. Needs root.
+Status GiveToService(const InstanceSpec& spec, const InstanceIdentity& id);
+
 // The environment a language's runner ("js": `lever-serve`, "py":
 // `lever-serve-py`) gets before it knows its service, when it is started
 // ahead (ProcessRuntimeOptions::prestart): PATH and the settings that are the
