@@ -627,37 +627,93 @@ TEST(GatewayHttp1Hook, HookGetsSocketAndSniffedBytes) {
   gateway.Stop(0ms);
 }
 
-TEST(GatewayBusyPoll, RelaysAndStops) {
+// One echo instance behind a one-worker gateway with busy_poll 200 µs.
+struct BusyPollGateway {
   std::string dir = TempDir();
   EchoServer echo;
-  ASSERT_TRUE(echo.Start("unix:" + dir + "/echo.sock"));
-  auto router = std::make_shared<TestRouter>();
-  router->echo = std::make_shared<TestBackend>("unix:" + dir + "/echo.sock");
-  GatewayOptions options;
-  options.listen = "127.0.0.1:0";
-  options.workers = 1;
-  options.busy_poll = std::chrono::microseconds(50);
-  Gateway gateway(options, router);
-  ASSERT_TRUE(gateway.Start().ok());
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  auto stub = core::LeverRPC::NewStub(grpc::CreateCustomChannel(
-      "127.0.0.1:" + std::to_string(gateway.port()), grpc::InsecureChannelCredentials(), args));
-  for (int i = 0; i < 20; ++i) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + kWait);
-    ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echo");
-    core::RPC rpc;
-    rpc.set_byte_args("b" + std::to_string(i));
-    core::RPCReply reply;
-    ASSERT_TRUE(stub->HandleRPC(&ctx, rpc, &reply).ok());
-    EXPECT_EQ(reply.byte_result(), "b" + std::to_string(i));
+  std::shared_ptr<TestRouter> router = std::make_shared<TestRouter>();
+  std::unique_ptr<Gateway> gateway;
+  std::unique_ptr<core::LeverRPC::Stub> stub;
+
+  bool Start() {
+    if (!echo.Start("unix:" + dir + "/echo.sock")) return false;
+    router->echo = std::make_shared<TestBackend>("unix:" + dir + "/echo.sock");
+    GatewayOptions options;
+    options.listen = "127.0.0.1:0";
+    options.workers = 1;
+    options.busy_poll = std::chrono::microseconds(200);
+    gateway = std::make_unique<Gateway>(options, router);
+    if (!gateway->Start().ok()) return false;
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    stub = core::LeverRPC::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(gateway->port()), grpc::InsecureChannelCredentials(), args));
+    return true;
   }
+  // 20 echo calls, one at a time.
+  void EchoCalls() {
+    for (int i = 0; i < 20; ++i) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+      ctx.AddMetadata("lever-url", "lever://dev.lever/echo//echo");
+      core::RPC rpc;
+      rpc.set_byte_args("b" + std::to_string(i));
+      core::RPCReply reply;
+      ASSERT_TRUE(stub->HandleRPC(&ctx, rpc, &reply).ok());
+      EXPECT_EQ(reply.byte_result(), "b" + std::to_string(i));
+    }
+  }
+  ~BusyPollGateway() {
+    if (gateway) gateway->Stop(0ms);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+TEST(GatewayBusyPoll, RelaysAndStops) {
+  BusyPollGateway g;
+  ASSERT_TRUE(g.Start());
+  g.EchoCalls();
   auto start = std::chrono::steady_clock::now();
-  gateway.Stop(1s);
+  g.gateway->Stop(1s);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+}
+
+// The worker spins after a burst only while it relays at most
+// kBusyPollMaxStreams calls: 20 calls one at a time start spins; the same
+// 20 beside more blocked calls than that start none.
+TEST(GatewayBusyPoll, SpinsOnlyAtLowConcurrency) {
+  BusyPollGateway g;
+  ASSERT_TRUE(g.Start());
+  int64_t before = g.gateway->StatsForTest().busy_polls;
+  g.EchoCalls();
+  EXPECT_GT(g.gateway->StatsForTest().busy_polls, before);
+
+  constexpr int kBlocked = static_cast<int>(kBusyPollMaxStreams) + 2;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kBlocked; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + kWait);
+    contexts.back()->AddMetadata("lever-url", "lever://dev.lever/echo//block");
+    callers.emplace_back([&g, ctx = contexts.back().get()] {
+      core::RPC rpc;
+      core::RPCReply reply;
+      g.stub->HandleRPC(ctx, rpc, &reply);
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(g.echo.service.mu);
+    ASSERT_TRUE(g.echo.service.cv.wait_for(lock, kWait, [&] { return g.echo.service.blocked.load() == kBlocked; }));
+  }
+  ASSERT_TRUE(WaitFor([&] { return g.gateway->StatsForTest().active_streams == kBlocked; }));
+  before = g.gateway->StatsForTest().busy_polls;
+  g.EchoCalls();
+  EXPECT_EQ(g.gateway->StatsForTest().busy_polls, before);
+
+  for (auto& ctx : contexts) ctx->TryCancel();
+  for (auto& t : callers) t.join();
+  EXPECT_TRUE(WaitFor([&] { return g.gateway->StatsForTest().active_streams == 0; }));
 }
 
 TEST(GatewaySniff, SilentConnectionIsClosedAfterTheTimeout) {

@@ -1029,6 +1029,7 @@ GatewayStats SumStats(const std::vector<std::shared_ptr<WorkerImpl>>& workers) {
     stats.pooled_streams += c.pooled.load(std::memory_order_relaxed);
     stats.pooled_stream_bytes += c.pooled_bytes.load(std::memory_order_relaxed);
     stats.http_timer_wakeups += c.http_timer_fires.load(std::memory_order_relaxed);
+    stats.busy_polls += c.busy_polls.load(std::memory_order_relaxed);
   }
   return stats;
 }

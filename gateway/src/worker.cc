@@ -123,9 +123,18 @@ void WorkerImpl::RunThread() {
     io_.run();
   } else {
     // Spin on the reactor for a while after each burst of work before
-    // sleeping in epoll: trades CPU for the wake-up latency.
+    // sleeping in epoll: trades CPU for the wake-up latency. Only at low
+    // concurrency: with more calls in flight the events of one wake-up
+    // batch several calls anyway, and on a small machine a spinning worker
+    // takes the CPU the instances and clients need (docs/BENCHMARKS.md,
+    // "Under foreign clients").
     while (!io_.stopped()) {
       if (io_.poll() > 0) continue;
+      if (counters_.streams.load(std::memory_order_relaxed) > kBusyPollMaxStreams) {
+        io_.run_one();
+        continue;
+      }
+      counters_.busy_polls.fetch_add(1, std::memory_order_relaxed);
       auto until = std::chrono::steady_clock::now() + config_.busy_poll;
       bool ran = false;
       while (!io_.stopped() && std::chrono::steady_clock::now() < until) {

@@ -51,6 +51,7 @@ struct WorkerCounters {
   std::atomic<int64_t> pooled{0};
   std::atomic<int64_t> pooled_bytes{0};
   std::atomic<int64_t> http_timer_fires{0};
+  std::atomic<int64_t> busy_polls{0};  // spins begun (RelayConfig::busy_poll)
   // Every open connection of this worker (for max_connections*).
   int64_t connections() const {
     return clients.load(std::memory_order_relaxed) + http_connections.load(std::memory_order_relaxed) +
@@ -93,6 +94,9 @@ struct RelayConfig {
 // Idle Streams a worker keeps for reuse; beyond, a released Stream is freed,
 // so a burst does not pin its buffers for good.
 inline constexpr size_t kMaxPooledStreams = 256;
+// A worker busy-polls (RelayConfig::busy_poll) only while it relays at most
+// this many streams.
+inline constexpr int64_t kBusyPollMaxStreams = 4;
 
 class WorkerImpl final : public Worker, public std::enable_shared_from_this<WorkerImpl> {
  public:

@@ -19,6 +19,9 @@
 # PLOT=<file.png>, a gnuplot plot of median p50 against median throughput per
 # path and client (summary.py). Installs what is missing from Debian (nghttp2-client,
 # nghttp2-proxy, nginx, gnuplot-nox). Not part of the test suite.
+# More paths: BUSY_POLL_US=<us> adds leverd-busy (leverd --busy-poll-us),
+# BASE_BUILD=<build dir> adds leverd-base (that build's leverd, for an A/B);
+# PATHS="direct leverd ..." runs only those; CLIENTS and DEPTHS likewise.
 #   tests/bench/foreign/run.sh [build dir] [seconds per run] [rounds]
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -164,6 +167,28 @@ echo '{"name": "bench", "entry": ["./serve"], "minInstances": 1, "maxInstanceLoa
 paths=(direct nghttpx nginx leverd)
 declare -A port=([direct]=$direct_port [nghttpx]=$nghttpx_port [nginx]=$nginx_port [leverd]=$leverd_port)
 declare -A proxy=([direct]=- [nghttpx]=$nghttpx_pid [nginx]=$nginx_pid [leverd]=$leverd_pid)
+
+# Another leverd on its own port and data dir with its own copy of the
+# service: path name, leverd binary, extra flags.
+more_leverd() {
+  local name=$1 bin=$2 p
+  shift 2
+  p=$(free_port)
+  mkdir -p "$work/data-$name"
+  "$bin" --listen "127.0.0.1:$p" --data-dir "$work/data-$name" --workers 1 "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  proxy[$name]=$!
+  port[$name]=$p
+  wait_port "$p"
+  "$build/cli/lever" -H "127.0.0.1:$p" deploy "$work/svc" >/dev/null 2>&1
+  paths+=("$name")
+}
+# BUSY_POLL_US=<us>: leverd-busy, the same leverd with --busy-poll-us (docs/cli.md).
+[ -z "${BUSY_POLL_US:-}" ] || more_leverd leverd-busy "$build/cli/leverd" --busy-poll-us "$BUSY_POLL_US"
+# BASE_BUILD=<build dir>: leverd-base, that build's leverd (an A/B of two commits).
+[ -z "${BASE_BUILD:-}" ] || more_leverd leverd-base "$(cd "$BASE_BUILD" && pwd)/cli/leverd"
+# PATHS="direct leverd ..." measures only those.
+[ -z "${PATHS:-}" ] || read -r -a paths <<<"$PATHS"
 headers=(-H "content-type: application/grpc" -H "te: trailers" -H "lever-url: $url")
 
 # Each client prints "<calls relayed, warm-up included> <ok calls measured> <calls/s> <p50 us>".

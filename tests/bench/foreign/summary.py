@@ -15,8 +15,11 @@ import collections
 import statistics
 import sys
 
-PATHS = ["direct", "nghttpx", "nginx", "leverd"]
-PROXIES = ["nghttpx", "nginx", "leverd"]
+# leverd-busy: leverd with --busy-poll-us (run.sh with BUSY_POLL_US);
+# leverd-base: another build's leverd (run.sh with BASE_BUILD).
+ALL_PATHS = ["direct", "nghttpx", "nginx", "leverd", "leverd-busy", "leverd-base"]
+PATHS = []
+PROXIES = []
 
 
 def fmt_rate(v):
@@ -46,6 +49,9 @@ def main():
         p50.append(float(f[4]))
         if f[5] != "-":
             cpu.append(float(f[5]))
+    present = {path for (_, path, _) in samples}
+    PATHS[:] = [p for p in ALL_PATHS if p in present]
+    PROXIES[:] = [p for p in PATHS if p != "direct"]
     med = {}
     with open(medians_out, "w") as out:
         for (client, path, m), (rps, p50, cpu) in sorted(samples.items()):
@@ -69,19 +75,20 @@ def main():
                 v = med.get((client, path, m))
                 cells.append("–" if v is None or v[2] is None else "%.1f µs" % v[2])
             print("| %s | %d | %s |" % (client, m, " | ".join(cells)))
-    print("\nleverd against the targets (medians):")
-    for client in clients:
-        for m in depths:
-            lv, ng, d = (med.get((client, p, m)) for p in ("leverd", "nghttpx", "direct"))
-            if not lv or not ng:
-                continue
-            note = "%s %2d: leverd/nghttpx throughput %.2fx %s" % (client, m, lv[0] / ng[0],
-                                                                   "ok" if lv[0] >= ng[0] else "MISSED")
-            if m == 64 and lv[2] is not None:
-                note += "; CPU/call %.1f us %s" % (lv[2], "ok" if lv[2] <= 10 else "MISSED")
-            if m == 1 and d:
-                note += "; p50 +%.0f us over direct %s" % (lv[1] - d[1], "ok" if lv[1] - d[1] <= 50 else "MISSED")
-            print("  " + note)
+    for lever_path in (p for p in PATHS if p.startswith("leverd")):
+        print("\n%s against the targets (medians):" % lever_path)
+        for client in clients:
+            for m in depths:
+                lv, ng, d = (med.get((client, p, m)) for p in (lever_path, "nghttpx", "direct"))
+                if not lv or not ng:
+                    continue
+                note = "%s %2d: %s/nghttpx throughput %.2fx %s" % (client, m, lever_path, lv[0] / ng[0],
+                                                                    "ok" if lv[0] >= ng[0] else "MISSED")
+                if m == 64 and lv[2] is not None:
+                    note += "; CPU/call %.1f us %s" % (lv[2], "ok" if lv[2] <= 10 else "MISSED")
+                if m == 1 and d:
+                    note += "; p50 +%.0f us over direct %s" % (lv[1] - d[1], "ok" if lv[1] - d[1] <= 50 else "MISSED")
+                print("  " + note)
     if len(plot) == 2:
         write_plot(plot[0], plot[1], med, clients, depths)
 
@@ -90,7 +97,7 @@ def write_plot(png, script, med, clients, depths):
     with open(script, "w") as g:
         for client in clients:
             for path in PATHS:
-                g.write("$%s_%s << EOD\n" % (client.replace("-", "_"), path))
+                g.write("$%s_%s << EOD\n" % (client.replace("-", "_"), path.replace("-", "_")))
                 for m in depths:
                     v = med.get((client, path, m))
                     if v:
@@ -105,12 +112,13 @@ def write_plot(png, script, med, clients, depths):
         g.write("set logscale y\nset grid\nset key below horizontal\n")
         g.write("set xlabel 'calls/s'\nset ylabel 'p50 (µs)'\n")
         styles = {"direct": "lc rgb '#777777' dt 2", "nghttpx": "lc rgb '#1f77b4'", "nginx": "lc rgb '#2ca02c'",
-                  "leverd": "lc rgb '#d62728' lw 2"}
+                  "leverd": "lc rgb '#d62728' lw 2", "leverd-busy": "lc rgb '#ff7f0e' dt 3",
+                  "leverd-base": "lc rgb '#9467bd' dt 4"}
         for client in clients:
             g.write("set title '%s'\n" % client)
             parts = []
             for path in PATHS:
-                block = "$%s_%s" % (client.replace("-", "_"), path)
+                block = "$%s_%s" % (client.replace("-", "_"), path.replace("-", "_"))
                 parts.append("%s using 1:2 with linespoints pt 7 %s title '%s'" % (block, styles[path], path))
                 # Each point names its calls in flight.
                 parts.append("%s using 1:2:3 with labels offset char 0.9,0.6 font ',8' notitle" % block)

@@ -142,8 +142,9 @@ struct GatewayOptions {
   // Bound on connecting to an instance. Default 5 s.
   std::chrono::milliseconds connect_timeout{5000};
   // After each burst of work a worker keeps polling its sockets this long
-  // before it sleeps in epoll: lower latency at low load for CPU. Default 0
-  // (off). See docs/BENCHMARKS.md, "Gateway relay".
+  // before it sleeps in epoll, while it relays at most 4 calls: lower latency
+  // at low load for CPU. Default 0 (off). See docs/BENCHMARKS.md, "Gateway
+  // relay" and "Under foreign clients".
   std::chrono::microseconds busy_poll{0};
   // The HTTP API.
   HttpApiOptions http;
@@ -171,6 +172,7 @@ struct GatewayStats {
   int64_t pooled_streams = 0;       // Stream objects kept for reuse (idle)
   int64_t pooled_stream_bytes = 0;  // buffer capacity those idle Streams hold
   int64_t http_timer_wakeups = 0;   // HTTP API connection timers that fired since Start
+  int64_t busy_polls = 0;           // spins begun after a burst (GatewayOptions::busy_poll)
 };
 
 class Gateway {
