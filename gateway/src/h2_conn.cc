@@ -192,49 +192,19 @@ H2Conn::~H2Conn() {
 }
 
 void H2Conn::StartRead() {
-  if (drained_) {
-    // The last read found less than a buffer: the socket was empty then.
-    // Wait for readiness and read once, instead of Asio's speculative recv
-    // that would find nothing (an EAGAIN syscall per wake-up). Safe with
-    // edge-triggered epoll because the worker's io_context has one thread:
-    // data that arrived since that read raises an event the next epoll_wait
-    // reports, and this wait is queued before that epoll_wait runs.
-    if (!socket_.non_blocking()) {
-      boost::system::error_code ec;
-      socket_.non_blocking(true, ec);  // read_some below must not block
-    }
-    socket_.async_wait(Socket::wait_read, [self = shared_from_this(), this](boost::system::error_code ec) {
-      if (closed_) return;
-      if (ec) {
-        Close();
-        w_->FlushDirty();
-        return;
-      }
-      boost::system::error_code read_ec;
-      size_t n = socket_.read_some(asio::buffer(rbuf_), read_ec);
-      if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
-        StartRead();  // an event for bytes the last read already took
-        return;
-      }
-      OnRead(read_ec, n);
-    });
-    return;
-  }
   socket_.async_read_some(asio::buffer(rbuf_), [self = shared_from_this(), this](boost::system::error_code ec,
-                                                                                  size_t n) { OnRead(ec, n); });
-}
-
-void H2Conn::OnRead(boost::system::error_code ec, size_t n) {
-  if (closed_) return;
-  if (ec || !Feed(rbuf_.data(), n)) {
-    Close();
+                                                                                  size_t n) {
+    if (closed_) return;
+    if (ec || !Feed(rbuf_.data(), n)) {
+      Close();
+      w_->FlushDirty();
+      return;
+    }
+    // Forward first: the next read (often a speculative recv that finds
+    // nothing) stays off the critical path.
     w_->FlushDirty();
-    return;
-  }
-  drained_ = n < rbuf_.size();
-  // Forward first: the next read stays off the critical path.
-  w_->FlushDirty();
-  if (!closed_) StartRead();
+    if (!closed_) StartRead();
+  });
 }
 
 bool H2Conn::Feed(const uint8_t* data, size_t n) {

@@ -94,12 +94,10 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   void Close();
 
  protected:
-  // Reads until the connection closes; each read is fed and flushed.
   void StartRead();
   // Feeds bytes to nghttp2; false when the connection must close.
   bool Feed(const uint8_t* data, size_t n);
   virtual void OnClose() = 0;
-  void OnRead(boost::system::error_code ec, size_t n);
 
   WorkerImpl* w_;
   // The session's allocator (nghttp2_mem for *_new3); outlives the session.
@@ -108,7 +106,6 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   nghttp2_session* session_ = nullptr;
   bool closed_ = false;
   bool writing_ = false;
-  bool drained_ = false;  // the last read took less than rbuf_: wait before reading
   bool ready_ = true;  // session exists and the socket is connected
   std::chrono::steady_clock::time_point write_started_;  // of the write in flight (writing_)
   std::array<uint8_t, 32768> rbuf_;
