@@ -80,7 +80,8 @@ Stream* WorkerImpl::NewStream() {
       all_streams_[s->slot] = std::move(fresh);
     }
   }
-  counters_.streams.fetch_add(1, std::memory_order_relaxed);
+  int64_t open = counters_.streams.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (open > peak_streams_) peak_streams_ = open;
   counters_.streams_total.fetch_add(1, std::memory_order_relaxed);
   return s;
 }
@@ -127,11 +128,17 @@ void WorkerImpl::RunThread() {
     // concurrency: with more calls in flight the events of one wake-up
     // batch several calls anyway, and on a small machine a spinning worker
     // takes the CPU the instances and clients need (docs/BENCHMARKS.md,
-    // "Under foreign clients").
+    // "Under foreign clients"). Concurrency is the most streams open at once
+    // since the worker last slept, not those open now: between two bursts
+    // of 16 calls in flight few may be open.
+    auto sleep = [this] {
+      peak_streams_ = counters_.streams.load(std::memory_order_relaxed);
+      io_.run_one();
+    };
     while (!io_.stopped()) {
       if (io_.poll() > 0) continue;
-      if (counters_.streams.load(std::memory_order_relaxed) > kBusyPollMaxStreams) {
-        io_.run_one();
+      if (peak_streams_ > kBusyPollMaxStreams) {
+        sleep();
         continue;
       }
       counters_.busy_polls.fetch_add(1, std::memory_order_relaxed);
@@ -143,7 +150,7 @@ void WorkerImpl::RunThread() {
           break;
         }
       }
-      if (!ran) io_.run_one();
+      if (!ran) sleep();
     }
   }
   current_worker = nullptr;

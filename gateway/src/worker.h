@@ -94,8 +94,8 @@ struct RelayConfig {
 // Idle Streams a worker keeps for reuse; beyond, a released Stream is freed,
 // so a burst does not pin its buffers for good.
 inline constexpr size_t kMaxPooledStreams = 256;
-// A worker busy-polls (RelayConfig::busy_poll) only while it relays at most
-// this many streams.
+// A worker busy-polls (RelayConfig::busy_poll) only if it has relayed at
+// most this many streams at once since it last slept.
 inline constexpr int64_t kBusyPollMaxStreams = 4;
 
 class WorkerImpl final : public Worker, public std::enable_shared_from_this<WorkerImpl> {
@@ -201,6 +201,7 @@ class WorkerImpl final : public Worker, public std::enable_shared_from_this<Work
   std::vector<uint32_t> free_slots_;  // null entries of all_streams_
   std::vector<std::unique_ptr<Stream>> dead_streams_;  // freed at the end of this event
   uint64_t next_gen_ = 0;             // worker-unique Stream generations
+  int64_t peak_streams_ = 0;          // most streams open at once since the worker last slept (busy_poll)
   std::unordered_map<uint64_t, std::shared_ptr<BackendConn>> backends_;
   std::vector<std::shared_ptr<BackendConn>> retired_;  // after GOAWAY, until closed
   std::vector<std::shared_ptr<ClientConn>> clients_;

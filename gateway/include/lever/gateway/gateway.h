@@ -142,9 +142,9 @@ struct GatewayOptions {
   // Bound on connecting to an instance. Default 5 s.
   std::chrono::milliseconds connect_timeout{5000};
   // After each burst of work a worker keeps polling its sockets this long
-  // before it sleeps in epoll, while it relays at most 4 calls: lower latency
-  // at low load for CPU. Default 0 (off). See docs/BENCHMARKS.md, "Gateway
-  // relay" and "Under foreign clients".
+  // before it sleeps in epoll, if it had at most 4 calls open at once since
+  // it last slept: lower latency at low load for CPU. Default 0 (off). See
+  // docs/BENCHMARKS.md, "Gateway relay" and "Under foreign clients".
   std::chrono::microseconds busy_poll{0};
   // The HTTP API.
   HttpApiOptions http;
