@@ -565,8 +565,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--workers", f.workers, "Gateway worker threads (0: one per core)")->capture_default_str();
   app.add_option("--busy-poll-us", f.busy_poll_us,
-                 "A gateway worker polls its sockets this many microseconds after each burst of work before it "
-                 "sleeps: lower latency at low load for a spinning core (0: off)")
+                 "A gateway worker that has had at most 4 calls open at once since it last slept polls its "
+                 "sockets this many microseconds after each burst of work before it sleeps: lower latency at "
+                 "low load for a spinning core (0: off)")
       ->check(CLI::Range(uint32_t{0}, uint32_t{10000}))
       ->capture_default_str();
   app.add_option("--idle-timeout", f.idle_timeout, "Scale a service to zero after this long without calls")

@@ -679,9 +679,10 @@ TEST(GatewayBusyPoll, RelaysAndStops) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
 }
 
-// The worker spins after a burst only while it relays at most
-// kBusyPollMaxStreams calls: 20 calls one at a time start spins; the same
-// 20 beside more blocked calls than that start none.
+// The worker spins after a burst only if it has had at most
+// kBusyPollMaxStreams calls open at once since it last slept: 20 calls one
+// at a time start spins; the same 20 beside more blocked calls than that
+// start none.
 TEST(GatewayBusyPoll, SpinsOnlyAtLowConcurrency) {
   BusyPollGateway g;
   ASSERT_TRUE(g.Start());
