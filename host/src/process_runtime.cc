@@ -381,12 +381,15 @@ int AboveStdio(int fd) {
   envp[h.envc] = nullptr;
   // A per-service identity comes with the order (the child was forked as
   // root, before its service was known).
+  gid_t group = 0;
   if (h.flags & kIdentity) {
     if (h.uid == 0 || h.gid == 0) _exit(127);
-    BecomeAndExec(fds, parent, true, h.uid, h.gid, h.group, strings[0], strings[1], argv, envp, h.flags,
-                  h.as_limit, h.nproc_limit, listen_fd);
+    drop = true;
+    uid = h.uid;
+    gid = h.gid;
+    group = h.group;
   }
-  BecomeAndExec(fds, parent, drop, uid, gid, 0, strings[0], strings[1], argv, envp, h.flags, h.as_limit,
+  BecomeAndExec(fds, parent, drop, uid, gid, group, strings[0], strings[1], argv, envp, h.flags, h.as_limit,
                 h.nproc_limit, listen_fd);
 }
 
@@ -671,8 +674,10 @@ Status ProcessRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIn
   ListenSocket listen;
   for (int attempt = 0;; ++attempt) {
     if (options_.socket_activation && listen.fd < 0) {
-      s = options_.ids ? ListenUnix(spec.listen_path, id.uid, id.gid, &listen)
-                       : ListenUnix(spec.listen_path, drop_ ? uid_ : geteuid(), drop_ ? gid_ : getegid(), &listen);
+      // The socket is the instance user's.
+      uid_t owner = options_.ids ? id.uid : drop_ ? uid_ : geteuid();
+      gid_t group = options_.ids ? id.gid : drop_ ? gid_ : getegid();
+      s = ListenUnix(spec.listen_path, owner, group, &listen);
       if (!s.ok()) {
         Discard(std::move(child), false);
         return s;

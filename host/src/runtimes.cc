@@ -51,26 +51,13 @@ class SelectingRuntime final : public Runtime {
   const char* name() const override { return default_->name(); }
   std::vector<ParkedProcess> Parked() const override { return default_->Parked(); }
   void Expect(const LeverConfig& config) override {
-    RuntimePtr runtime = default_;
-    if (!config.runtime.empty() && config.runtime != default_name_) {
-      std::lock_guard lock(mu_);
-      auto it = open_.find(config.runtime);
-      if (it == open_.end()) return;  // prepared for on its first start
-      runtime = it->second;
-    }
-    runtime->Expect(config);
+    if (RuntimePtr runtime = Opened(config)) runtime->Expect(config);  // else prepared for on its first start
   }
 
   std::string ReservedInstanceId(const std::string& env, const std::string& service, int64_t version,
                                  const LeverConfig& config, const std::string& code_dir) override {
-    RuntimePtr runtime = default_;
-    if (!config.runtime.empty() && config.runtime != default_name_) {
-      std::lock_guard lock(mu_);
-      auto it = open_.find(config.runtime);
-      if (it == open_.end()) return "";
-      runtime = it->second;
-    }
-    return runtime->ReservedInstanceId(env, service, version, config, code_dir);
+    RuntimePtr runtime = Opened(config);
+    return runtime ? runtime->ReservedInstanceId(env, service, version, config, code_dir) : "";
   }
 
   Status Start(const InstanceSpec& spec, std::unique_ptr<RunningInstance>* out) override {
@@ -93,6 +80,15 @@ class SelectingRuntime final : public Runtime {
   }
 
  private:
+  // The runtime `config` names if it is open already (the default always
+  // is), else null.
+  RuntimePtr Opened(const LeverConfig& config) {
+    if (config.runtime.empty() || config.runtime == default_name_) return default_;
+    std::lock_guard lock(mu_);
+    auto it = open_.find(config.runtime);
+    return it == open_.end() ? nullptr : it->second;
+  }
+
   const std::string default_name_;
   const RuntimePtr default_;
   const RuntimeOptions options_;

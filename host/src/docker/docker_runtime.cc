@@ -70,6 +70,23 @@ Status Call(const Client& c, std::string method, std::string target, std::string
   return c.Do(r, reply);
 }
 
+// Removes `container` (an id or a name) and its volumes, whatever it runs;
+// best effort.
+void ForceRemove(const Client& c, const std::string& container, std::chrono::milliseconds timeout = kApiTimeout) {
+  Reply ignored;
+  (void)Call(c, "DELETE", "/containers/" + container + "?force=1&v=1", "", &ignored, timeout);
+}
+
+// The new container's id from the reply to POST /containers/create.
+Status CreatedId(const Reply& reply, std::string* id) {
+  Status s = docker::Check(reply, "create container");
+  if (!s.ok()) return s;
+  Json doc = Json::parse(reply.body, nullptr, false);
+  if (doc.is_object() && doc["Id"].is_string()) *id = doc["Id"].get<std::string>();
+  if (id->empty()) return Status(Code::kUnavailable, "create container: no Id in dockerd's reply");
+  return Status::Ok();
+}
+
 // Runs short API calls (kills) off the supervisor's thread, in order.
 class Worker {
  public:
@@ -368,12 +385,7 @@ Launched Launch(Watch* w, std::string* error, int* signal) {
   if (w->id.empty()) {  // else created ahead
     s = Do(w, "POST", "/containers/create?name=" + w->name, w->create_body, &reply);
     if (!s.ok()) w->maybe_created = true;  // sent, maybe acted on, no answer
-    if (s.ok()) s = docker::Check(reply, "create container");
-    if (s.ok()) {
-      Json doc = Json::parse(reply.body, nullptr, false);
-      if (doc.is_object() && doc["Id"].is_string()) w->id = doc["Id"].get<std::string>();
-      if (w->id.empty()) s = Status(Code::kUnavailable, "create container: no Id in dockerd's reply");
-    }
+    if (s.ok()) s = CreatedId(reply, &w->id);
     if (!s.ok()) return failed(s);
     if (held()) return Launched::kGivenUp;
   }
@@ -410,10 +422,7 @@ void Abandon(Watch* w, const std::string& error, int signal) {
   if (w->inotify_fd >= 0) close(w->inotify_fd);
   w->inotify_fd = -1;
   std::string container = !w->id.empty() ? w->id : w->maybe_created ? w->name : "";
-  if (!container.empty()) {
-    Reply ignored;
-    (void)Call(w->client, "DELETE", "/containers/" + container + "?force=1&v=1", "", &ignored, kCleanupTimeout);
-  }
+  if (!container.empty()) ForceRemove(w->client, container, kCleanupTimeout);
   if (!error.empty()) WriteAll(w->err_w, "[docker] cannot start the container: " + error + "\n");
   close(w->out_w);
   close(w->err_w);
@@ -474,8 +483,7 @@ void AwaitExit(Watch* w, std::thread& output) {
   close(w->out_w);
   close(w->err_w);
   w->out_w = w->err_w = -1;
-  Reply ignored;
-  (void)Call(w->client, "DELETE", "/containers/" + w->id + "?force=1&v=1", "", &ignored);
+  ForceRemove(w->client, w->id);
   unlink(w->link.c_str());
   (void)RemoveTree(w->dir);
   Finish(w, WaitStatusOf(code < 0 ? 255 : code, oom));
@@ -646,7 +654,7 @@ class Ahead {
                       const std::string& code_dir) {
     std::lock_guard lock(mu_);
     auto it = ready_.find(Key(env, service));
-    if (it == ready_.end() || it->second.version != version || it->second.code_dir != code_dir) return "";
+    if (it == ready_.end() || !it->second.For(version, code_dir)) return "";
     std::string id = it->second.instance_id;
     reserved_[id] = std::move(it->second);
     ready_.erase(it);
@@ -670,7 +678,7 @@ class Ahead {
       std::lock_guard lock(mu_);
       if (closing_ || making_.count(key)) return;
       auto it = ready_.find(key);
-      if (it != ready_.end() && it->second.version == spec.version && it->second.code_dir == spec.code_dir) return;
+      if (it != ready_.end() && it->second.For(spec.version, spec.code_dir)) return;
       making_.insert(key);
     }
     worker_->Post([this, spec, argv, key] { Make(spec, argv, key); });
@@ -680,6 +688,8 @@ class Ahead {
   struct Made {
     std::string instance_id, container_id, dir, code_dir;
     int64_t version = 0;
+    // Made for that version's start from that code dir.
+    bool For(int64_t v, const std::string& dir_of_code) const { return version == v && code_dir == dir_of_code; }
   };
   static std::string Key(const std::string& env, const std::string& service) { return env + "/" + service; }
 
@@ -705,12 +715,7 @@ class Ahead {
       s = Call(client_, "POST", "/containers/create?name=lever-" + m.instance_id,
                CreateBodyFor(options_, layout_, spec, argv, m.dir, user, groups), &reply);
       bool answered = s.ok();
-      if (s.ok()) s = docker::Check(reply, "create container");
-      if (s.ok()) {
-        Json doc = Json::parse(reply.body, nullptr, false);
-        if (doc.is_object() && doc["Id"].is_string()) m.container_id = doc["Id"].get<std::string>();
-        if (m.container_id.empty()) s = Status(Code::kUnavailable, "no Id");
-      }
+      if (s.ok()) s = CreatedId(reply, &m.container_id);
       if (!s.ok()) {
         if (!answered) m.container_id = "lever-" + m.instance_id;  // it may exist by its name
         Remove(m);
@@ -730,10 +735,7 @@ class Ahead {
   }
 
   void Remove(const Made& m) {
-    if (!m.container_id.empty()) {
-      Reply ignored;
-      (void)Call(client_, "DELETE", "/containers/" + m.container_id + "?force=1&v=1", "", &ignored, kCleanupTimeout);
-    }
+    if (!m.container_id.empty()) ForceRemove(client_, m.container_id, kCleanupTimeout);
     (void)RemoveTree(m.dir);
   }
 
@@ -829,8 +831,7 @@ Status DockerRuntime::Start(const InstanceSpec& spec, std::unique_ptr<RunningIns
     }
     if (ahead) {
       worker_->Post([w, made] {
-        Reply ignored;
-        (void)Call(w->client, "DELETE", "/containers/" + made + "?force=1&v=1", "", &ignored, kCleanupTimeout);
+        ForceRemove(w->client, made, kCleanupTimeout);
         (void)RemoveTree(w->dir);
       });
     } else {
