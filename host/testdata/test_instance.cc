@@ -14,9 +14,10 @@
 // runner (ProcessRuntimeOptions::prestart) as lever-serve does: writes "R" on
 // fd N, reads its order there (the runtime's encoding: a 48-byte header
 // {size, argc, envc, flags, limits, uid, gid, group}, then NUL-terminated
-// exe, dir, argv, env), switches to the order's user if it names one, moves to the dir, takes that environment, prints "handed <argv[1]>
-// in <dir> as <LEVEROS_INSTANCE_ID> NODE_OPTIONS=<...>", and goes on as if
-// started with that argv.
+// exe, dir, argv, env), switches to the order's user if it names one, moves
+// to the dir, takes that environment, prints "handed <argv[1]> in <dir> as
+// <LEVEROS_INSTANCE_ID> NODE_OPTIONS=<...>", and goes on as if started with
+// that argv.
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>

@@ -11,9 +11,9 @@ N and waits there for its hand-off: the order leverd's process runtime
 encodes (host/src/process_runtime.cc: a 48-byte header {size, argc, envc,
 flags, limits, uid, gid, group}, then NUL-terminated exe, code dir, argv,
 env). With a per-service user (flag 8) it runs as root until then and
-switches to that user first. It then moves to the code dir, takes the instance's environment over its own start-up one (so the
-PYTHONPATH its launcher set stays), and goes on as `lever-serve-py <pyEntry>`
-would have. Everything read at interpreter start-up (PYTHONUNBUFFERED,
+switches to that user first. It then moves to the code dir, takes the
+instance's environment over its own start-up one (so the PYTHONPATH its
+launcher set stays), and goes on as `lever-serve-py <pyEntry>` would have. Everything read at interpreter start-up (PYTHONUNBUFFERED,
 PYTHONDONTWRITEBYTECODE, PYTHONPATH) is the same for every service, so it is
 set when the runner starts.
 """
