@@ -594,12 +594,19 @@ TEST_F(HostTest, StartFailureCarriesExitStatusAndLastLine) {
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("./serve"), std::string::npos) << s.message();
 
-  // A call waiting for a first version that fails gets the failure.
-  DeployResult q2 = Deploy("dev.lever", "quitter2", {"--exit-now", "4"}, "", false);
-  Routed r = Route("dev.lever", "quitter2");
-  EXPECT_EQ(r.result.status.code(), Code::kUnavailable);
-  EXPECT_NE(r.result.status.message().find("exited with status 4"), std::string::npos) << r.result.status.message();
-  (void)q2;
+  // A call waiting for a first version that fails gets the failure. The
+  // instance exits only once the call waits (a gate file): had it exited
+  // first, nothing would be live and the call would be NotFound.
+  std::string gate = sandbox_.path() + "/quitter2-gate";
+  Deploy("dev.lever", "quitter2", {"--wait-for", gate, "--exit-now", "4"}, "", false);
+  auto routed = std::make_shared<std::promise<RouteResult>>();
+  std::future<RouteResult> future = routed->get_future();
+  host_->Route({"dev.lever", "quitter2", "", "Method", ""}, [routed](RouteResult r) { routed->set_value(std::move(r)); });
+  std::ofstream(gate).flush();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  RouteResult r = future.get();
+  EXPECT_EQ(r.status.code(), Code::kUnavailable) << r.status.message();
+  EXPECT_NE(r.status.message().find("exited with status 4"), std::string::npos) << r.status.message();
 }
 
 // A bad version deployed over a good one: the good one stays live and its

@@ -6,6 +6,7 @@
 //   --say LINE        print LINE on stdout (after listening)
 //   --warn LINE       print LINE on stderr (after listening)
 //   --exit-now CODE   print "giving up" on stderr and exit(CODE) before listening
+//   --wait-for PATH   go on with the next flags only once PATH exists (60 s at most)
 //   --ignore-term     ignore SIGTERM (the host must SIGKILL after its grace)
 //   --no-listen       never listen (the start must time out)
 //   --term-file PATH  on SIGTERM, create PATH and exit 0
@@ -113,6 +114,9 @@ int main(int argc, char** argv) {
       int code = std::atoi(next().c_str());
       std::fprintf(stderr, "giving up\n");
       return code;
+    } else if (a == "--wait-for") {
+      std::string path = next();
+      for (int tries = 0; tries < 12000 && access(path.c_str(), F_OK) != 0; ++tries) usleep(5000);
     } else if (a == "--ignore-term") {
       signal(SIGTERM, SIG_IGN);
     } else if (a == "--term-file") {

@@ -11,10 +11,14 @@ Status FromGrpc(std::string_view what, const grpc::Status& s) {
   return Status(static_cast<Code>(s.error_code()), "etcd " + std::string(what) + ": " + s.error_message());
 }
 
-// Answers that mean "this member cannot serve now; another may".
+// Answers that mean "this member cannot serve now; another may". A member
+// without quorum holds a write until the deadline we sent it; when its own
+// timer fires before ours, etcd answers with the bare Go error as UNKNOWN
+// "context deadline exceeded" rather than DEADLINE_EXCEEDED.
 bool TryAnotherMember(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         (s.error_code() == grpc::StatusCode::UNKNOWN && s.error_message() == "context deadline exceeded");
 }
 
 }  // namespace
