@@ -216,35 +216,60 @@ bool H2Conn::Feed(const uint8_t* data, size_t n) {
 
 void H2Conn::Flush() {
   if (closed_ || writing_ || !ready_) return;
-  wbuf_.clear();
   for (;;) {
-    const uint8_t* p = nullptr;
-    ssize_t n = nghttp2_session_mem_send(session_, &p);
-    if (n < 0) {
+    wbuf_.clear();
+    for (;;) {
+      const uint8_t* p = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session_, &p);
+      if (n < 0) {
+        Close();
+        return;
+      }
+      if (n == 0) break;
+      wbuf_.insert(wbuf_.end(), p, p + n);
+      if (wbuf_.size() >= (256u << 10)) break;
+    }
+    if (wbuf_.empty()) {
+      if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) Close();
+      return;
+    }
+    // Send in this turn. Asio's async_write sends at once too, but it posts
+    // its completion even when the send took everything, and that queued
+    // handler makes the worker poll epoll once more (timeout 0) before it
+    // sleeps: one wasted syscall per write at low load. Only what the socket
+    // does not take now waits for an async_write.
+    boost::system::error_code ec;
+    if (!non_blocking_) {
+      socket_.non_blocking(true, ec);
+      if (ec) {
+        Close();
+        return;
+      }
+      non_blocking_ = true;
+    }
+    size_t sent = socket_.write_some(asio::buffer(wbuf_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      sent = 0;
+    } else if (ec) {
       Close();
       return;
     }
-    if (n == 0) break;
-    wbuf_.insert(wbuf_.end(), p, p + n);
-    if (wbuf_.size() >= (256u << 10)) break;
-  }
-  if (wbuf_.empty()) {
-    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) Close();
+    if (sent == wbuf_.size()) continue;
+    writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    asio::async_write(socket_, asio::buffer(wbuf_.data() + sent, wbuf_.size() - sent),
+                      [self = shared_from_this(), this](boost::system::error_code write_ec, size_t) {
+                        writing_ = false;
+                        if (closed_) return;
+                        if (write_ec) {
+                          Close();
+                        } else {
+                          w_->MarkDirty(this);
+                        }
+                        w_->FlushDirty();
+                      });
     return;
   }
-  writing_ = true;
-  write_started_ = std::chrono::steady_clock::now();
-  asio::async_write(socket_, asio::buffer(wbuf_),
-                    [self = shared_from_this(), this](boost::system::error_code ec, size_t) {
-                      writing_ = false;
-                      if (closed_) return;
-                      if (ec) {
-                        Close();
-                      } else {
-                        w_->MarkDirty(this);
-                      }
-                      w_->FlushDirty();
-                    });
 }
 
 void H2Conn::Close() {
