@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
 #include "worker.h"
@@ -183,6 +184,11 @@ void* SessionMemory::Realloc(void* ptr, size_t size, void* user) {
 
 // --- H2Conn ----------------------------------------------------------------------
 
+namespace {
+// The most Flush gathers from nghttp2 for one write.
+constexpr size_t kFlushChunk = size_t{256} << 10;
+}  // namespace
+
 H2Conn::H2Conn(WorkerImpl* w, Socket socket) : w_(w), memory_(w->session_memory()), socket_(std::move(socket)) {}
 
 H2Conn::H2Conn(WorkerImpl* w, boost::asio::io_context& io) : w_(w), memory_(w->session_memory()), socket_(io) {}
@@ -227,7 +233,7 @@ void H2Conn::Flush() {
       }
       if (n == 0) break;
       wbuf_.insert(wbuf_.end(), p, p + n);
-      if (wbuf_.size() >= (256u << 10)) break;
+      if (wbuf_.size() >= kFlushChunk) break;
     }
     if (wbuf_.empty()) {
       if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) Close();
@@ -254,9 +260,21 @@ void H2Conn::Flush() {
       Close();
       return;
     }
-    if (sent == wbuf_.size()) continue;
+    if (sent == wbuf_.size() && wbuf_.size() < kFlushChunk) continue;  // all of it: is the session done?
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
+    if (sent == wbuf_.size()) {
+      // A whole chunk went out and more may wait: the rest goes on a later
+      // turn, as after an async_write, so that one fast reader with much to
+      // send does not keep the worker from its other connections.
+      asio::post(w_->io_context(), [self = shared_from_this(), this] {
+        writing_ = false;
+        if (closed_) return;
+        w_->MarkDirty(this);
+        w_->FlushDirty();
+      });
+      return;
+    }
     asio::async_write(socket_, asio::buffer(wbuf_.data() + sent, wbuf_.size() - sent),
                       [self = shared_from_this(), this](boost::system::error_code write_ec, size_t) {
                         writing_ = false;
