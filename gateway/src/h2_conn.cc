@@ -245,15 +245,8 @@ void H2Conn::Flush() {
     // sleeps: one wasted syscall per write at low load. Only what the socket
     // does not take now waits for an async_write.
     boost::system::error_code ec;
-    if (!non_blocking_) {
-      socket_.non_blocking(true, ec);
-      if (ec) {
-        Close();
-        return;
-      }
-      non_blocking_ = true;
-    }
-    size_t sent = socket_.write_some(asio::buffer(wbuf_), ec);
+    if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+    size_t sent = ec ? 0 : socket_.write_some(asio::buffer(wbuf_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       sent = 0;
     } else if (ec) {
@@ -267,27 +260,26 @@ void H2Conn::Flush() {
       // A whole chunk went out and more may wait: the rest goes on a later
       // turn, as after an async_write, so that one fast reader with much to
       // send does not keep the worker from its other connections.
-      asio::post(w_->io_context(), [self = shared_from_this(), this] {
-        writing_ = false;
-        if (closed_) return;
-        w_->MarkDirty(this);
-        w_->FlushDirty();
-      });
+      asio::post(w_->io_context(), [self = shared_from_this(), this] { Written({}); });
       return;
     }
     asio::async_write(socket_, asio::buffer(wbuf_.data() + sent, wbuf_.size() - sent),
                       [self = shared_from_this(), this](boost::system::error_code write_ec, size_t) {
-                        writing_ = false;
-                        if (closed_) return;
-                        if (write_ec) {
-                          Close();
-                        } else {
-                          w_->MarkDirty(this);
-                        }
-                        w_->FlushDirty();
+                        Written(write_ec);
                       });
     return;
   }
+}
+
+void H2Conn::Written(boost::system::error_code ec) {
+  writing_ = false;
+  if (closed_) return;
+  if (ec) {
+    Close();
+  } else {
+    w_->MarkDirty(this);
+  }
+  w_->FlushDirty();
 }
 
 void H2Conn::Close() {

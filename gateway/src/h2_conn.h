@@ -97,6 +97,9 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   void StartRead();
   // Feeds bytes to nghttp2; false when the connection must close.
   bool Feed(const uint8_t* data, size_t n);
+  // A write that Flush left to a later turn has ended: closes on an error,
+  // else flushes again.
+  void Written(boost::system::error_code ec);
   virtual void OnClose() = 0;
 
   WorkerImpl* w_;
@@ -107,7 +110,6 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   bool closed_ = false;
   bool writing_ = false;
   bool ready_ = true;  // session exists and the socket is connected
-  bool non_blocking_ = false;  // socket_.non_blocking(true) was set (Flush)
   std::chrono::steady_clock::time_point write_started_;  // of the write in flight (writing_)
   std::array<uint8_t, 32768> rbuf_;
   std::vector<uint8_t> wbuf_;

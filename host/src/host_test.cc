@@ -120,21 +120,30 @@ class HostTest : public ::testing::Test {
     RouteResult result;
     bool sync = false;
   };
-  Routed Route(std::string_view env, std::string_view service, std::string_view resource = "",
-               std::string_view src_env = "") {
+  // A route asked for and not yet waited on (Route waits on it).
+  struct PendingRoute {
+    std::future<RouteResult> future;
+    std::shared_ptr<std::atomic<bool>> sync;  // answered inside host_->Route
+  };
+  PendingRoute StartRoute(std::string_view env, std::string_view service, std::string_view resource = "",
+                          std::string_view src_env = "") {
     auto promise = std::make_shared<std::promise<RouteResult>>();
-    auto future = promise->get_future();
     auto returned = std::make_shared<std::atomic<bool>>(false);
-    auto sync = std::make_shared<std::atomic<bool>>(false);
-    host_->Route({env, service, resource, "Method", src_env}, [returned, sync, promise](RouteResult r) {
+    PendingRoute pending{promise->get_future(), std::make_shared<std::atomic<bool>>(false)};
+    host_->Route({env, service, resource, "Method", src_env}, [returned, sync = pending.sync, promise](RouteResult r) {
       sync->store(!returned->load());
       promise->set_value(std::move(r));
     });
     returned->store(true);
+    return pending;
+  }
+  Routed Route(std::string_view env, std::string_view service, std::string_view resource = "",
+               std::string_view src_env = "") {
+    PendingRoute pending = StartRoute(env, service, resource, src_env);
     Routed out;
-    EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-    out.result = future.get();
-    out.sync = sync->load();
+    EXPECT_EQ(pending.future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    out.result = pending.future.get();
+    out.sync = pending.sync->load();
     return out;
   }
 
@@ -599,12 +608,10 @@ TEST_F(HostTest, StartFailureCarriesExitStatusAndLastLine) {
   // first, nothing would be live and the call would be NotFound.
   std::string gate = sandbox_.path() + "/quitter2-gate";
   Deploy("dev.lever", "quitter2", {"--wait-for", gate, "--exit-now", "4"}, "", false);
-  auto routed = std::make_shared<std::promise<RouteResult>>();
-  std::future<RouteResult> future = routed->get_future();
-  host_->Route({"dev.lever", "quitter2", "", "Method", ""}, [routed](RouteResult r) { routed->set_value(std::move(r)); });
+  PendingRoute pending = StartRoute("dev.lever", "quitter2");
   std::ofstream(gate).flush();
-  ASSERT_EQ(future.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  RouteResult r = future.get();
+  ASSERT_EQ(pending.future.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  RouteResult r = pending.future.get();
   EXPECT_EQ(r.status.code(), Code::kUnavailable) << r.status.message();
   EXPECT_NE(r.status.message().find("exited with status 4"), std::string::npos) << r.status.message();
 }
